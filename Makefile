@@ -1,0 +1,46 @@
+# Two commands on a fresh Debian machine with Python 3.11: `make demo` and `make test`.
+# Every target installs what it needs (system FFmpeg, a venv, the package with CPU pins) first.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+PYTEST_ARGS ?=
+
+.PHONY: setup demo lint typecheck test test-all bench packaging-check
+
+setup: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml constraints-cpu.txt
+	@command -v ffmpeg >/dev/null || { $(SUDO) apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq ffmpeg >/dev/null; }
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	# constraints-cpu.txt pins torch 2.13.0 (CPU wheel) and torchcodec 0.13.0 for every install
+	$(PY) -m pip install -q -c constraints-cpu.txt -e '.[dev]'
+	@touch $@
+
+demo: setup
+	$(PY) scripts/demo.py
+
+lint: setup
+	$(VENV)/bin/ruff check src tests scripts
+	$(VENV)/bin/ruff format --check src tests scripts
+
+typecheck: setup
+	$(VENV)/bin/mypy
+
+test: lint typecheck packaging-check
+	$(PY) -m pytest -m "not network and not gpu" $(PYTEST_ARGS)
+
+test-all: setup
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+# Installs without extras into a throwaway venv and runs the console script.
+packaging-check: setup
+	rm -rf $(VENV)-pkg && $(PYTHON) -m venv $(VENV)-pkg
+	$(VENV)-pkg/bin/pip install -q -c constraints-cpu.txt .
+	$(VENV)-pkg/bin/lerobot-wds --help >/dev/null && echo "packaging-check: lerobot-wds --help OK"
+	rm -rf $(VENV)-pkg
+
+bench: setup
+	$(PY) scripts/bench_convert.py

@@ -1,0 +1,113 @@
+"""``lerobot-wds convert|verify|inspect``: thin wrappers that map flags to a config and call one function."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Sequence
+
+from tqdm import tqdm
+
+from .converter import ConvertConfig, ConvertProgress, convert, inspect_dataset, verify
+from .converter.convert import DEFAULT_SHARD_SIZE_MB
+
+
+def _episodes(text: str) -> tuple[int, ...]:
+    """``0,3,5-9`` -> (0, 3, 5, 6, 7, 8, 9)."""
+    indices: list[int] = []
+    for part in text.split(","):
+        first, dash, last = part.strip().partition("-")
+        try:
+            indices += range(int(first), int(last) + 1) if dash else [int(first)]
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"--episodes: got {text!r}; expected e.g. '0,3,5-9'") from None
+    return tuple(indices)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="lerobot-wds", description=__doc__)
+    parser.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    conv = commands.add_parser("convert", help="convert a LeRobot v3 dataset into episode tar shards")
+    conv.add_argument("source", help="local LeRobot v3 folder or Hub dataset repo id (owner/name)")
+    conv.add_argument("dest", help="destination folder or fsspec URL (s3://..., hf://...)")
+    conv.add_argument("--revision", help="Hub revision of the source (branch, tag or commit)")
+    conv.add_argument("--episodes", type=_episodes, help="episode indices to convert, e.g. '0,3,5-9'")
+    conv.add_argument(
+        "--shard-size-mb",
+        type=float,
+        default=DEFAULT_SHARD_SIZE_MB,
+        help="target shard size in MB (default: %(default)s)",
+    )
+    conv.add_argument("--workers", type=int, default=1, help="shards converted in parallel (default: 1)")
+    conv.add_argument(
+        "--overwrite", action="store_true", help="delete what the destination holds and start over"
+    )
+
+    ver = commands.add_parser("verify", help="re-read every shard and check it against the manifest")
+    ver.add_argument("url")
+    ins = commands.add_parser("inspect", help="print a summary of a converted dataset")
+    ins.add_argument("url")
+    return parser
+
+
+def _run_convert(args: argparse.Namespace) -> int:
+    config = ConvertConfig(
+        episodes=args.episodes,
+        shard_size_mb=args.shard_size_mb,
+        workers=args.workers,
+        revision=args.revision,
+        overwrite=args.overwrite,
+    )
+    with tqdm(unit="ep", desc="converting", dynamic_ncols=True) as bar:
+
+        def on_progress(progress: ConvertProgress) -> None:
+            bar.total = progress.total_episodes
+            bar.n = progress.episodes
+            seconds = max(bar.format_dict["elapsed"], 1e-9)
+            bar.set_postfix_str(f"{progress.bytes_written / 1e6 / seconds:.1f} MB/s", refresh=False)
+            bar.refresh()
+
+        result = convert(args.source, args.dest, config, on_progress=on_progress)
+    manifest = result.manifest
+    print(
+        f"{result.dest}: {manifest.num_episodes} episodes, {manifest.num_frames} frames, "
+        f"{len(manifest.shards)} shards ({result.shards_skipped} kept from an earlier run), "
+        f"{manifest.total_bytes / 1e6:.1f} MB in {result.elapsed_s:.1f} s; "
+        f"{result.source_bytes / 1e6 / max(result.elapsed_s, 1e-9):.1f} MB/s of source; "
+        f"overhead vs source {result.overhead:+.2%}"
+    )
+    return 0
+
+
+def _run_verify(args: argparse.Namespace) -> int:
+    report = verify(args.url)
+    for problem in report.problems:
+        print(problem)
+    status = "OK" if report.ok else f"{len(report.problems)} problem(s)"
+    print(f"{args.url}: {report.shards_checked} shards, {report.episodes_checked} episodes checked: {status}")
+    return 0 if report.ok else 1
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(message)s"
+    )
+    try:
+        if args.command == "convert":
+            return _run_convert(args)
+        if args.command == "verify":
+            return _run_verify(args)
+        print(json.dumps(inspect_dataset(args.url), indent=2))
+        return 0
+    except (ValueError, FileNotFoundError) as exc:
+        print(f"lerobot-wds {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,227 @@
+"""Read a LeRobot v3 dataset (local folder or Hub repo): metadata, episode table, file paths."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+logger = logging.getLogger(__name__)
+
+SUPPORTED_CODEBASE_VERSIONS = ("v3.0",)
+_V3_CONVERTER_HINT = (
+    "convert it to v3.0 first with LeRobot's "
+    "`python -m lerobot.datasets.v30.convert_dataset_v21_to_v30 --repo-id=<repo>`"
+)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class VideoSpan:
+    """Where one camera's frames of an episode sit inside a concatenated source mp4."""
+
+    file: str  # relative to the source root
+    from_timestamp: float
+    to_timestamp: float
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SourceEpisode:
+    episode_index: int
+    length: int
+    dataset_from_index: int
+    tasks: tuple[str, ...]
+    data_file: str  # relative to the source root
+    videos: dict[str, VideoSpan]
+
+
+class LeRobotSource:
+    """A LeRobot v3 dataset on local disk (a Hub repo is downloaded to the cache first).
+
+    Only the columns of the episode metadata that the converter needs are read (the ~100 ``stats/*``
+    columns are skipped).
+    """
+
+    def __init__(self, root: Path, *, location: str, revision: str | None = None) -> None:
+        self.root = root
+        self.location = location
+        self.revision = revision
+        self.info = _read_info(root)
+        self.fps: int = int(self.info["fps"])
+        self.features: dict[str, Any] = self.info["features"]
+        self.camera_keys = [k for k, v in self.features.items() if v.get("dtype") == "video"]
+        self.data_columns = [k for k, v in self.features.items() if v.get("dtype") != "video"]
+        self.task_indices = _read_task_indices(root / "meta/tasks.parquet")
+        self.episodes = _read_episodes(root, self.info, self.camera_keys)
+
+    @property
+    def codebase_version(self) -> str:
+        return str(self.info["codebase_version"])
+
+    def select(self, episodes: Sequence[int] | None) -> list[SourceEpisode]:
+        """The requested episodes in index order (all when ``episodes`` is None)."""
+        if episodes is None:
+            return list(self.episodes.values())
+        missing = sorted(set(episodes) - set(self.episodes))
+        if missing:
+            raise ValueError(
+                f"{self.location}: episodes {missing[:10]} not in the dataset; "
+                f"expected indices among {min(self.episodes)}..{max(self.episodes)}"
+            )
+        return [self.episodes[i] for i in sorted(set(episodes))]
+
+    def path(self, relative: str) -> Path:
+        """Absolute path of a source file; a clear error if it is missing."""
+        path = self.root / relative
+        if not path.is_file():
+            raise FileNotFoundError(f"{self.location}: missing file {relative!r} referenced by meta/episodes")
+        return path
+
+    def video_duration_s(self, relative: str) -> float:
+        """End of the last episode in a concatenated mp4 (from metadata; no file is opened)."""
+        return max(
+            span.to_timestamp
+            for ep in self.episodes.values()
+            for span in ep.videos.values()
+            if span.file == relative
+        )
+
+    def data_file_frames(self, relative: str) -> int:
+        return sum(ep.length for ep in self.episodes.values() if ep.data_file == relative)
+
+
+def open_source(
+    source: str, *, revision: str | None = None, episodes: Sequence[int] | None = None
+) -> LeRobotSource:
+    """Open a local LeRobot v3 folder, or download what ``episodes`` need from a Hub dataset repo."""
+    local = Path(source).expanduser()
+    if local.is_dir():
+        if revision is not None:
+            raise ValueError(f"{source}: --revision applies to Hub repos only; got a local folder")
+        return LeRobotSource(local.resolve(), location=str(local.resolve()))
+    if source.count("/") != 1 or source.startswith((".", "/")):
+        raise FileNotFoundError(
+            f"{source}: no such folder, and not a Hub repo id; "
+            "expected a LeRobot v3 folder or '<owner>/<name>'"
+        )
+    return _open_hub_source(source, revision=revision, episodes=episodes)
+
+
+def _open_hub_source(repo_id: str, *, revision: str | None, episodes: Sequence[int] | None) -> LeRobotSource:
+    from huggingface_hub import HfApi, snapshot_download
+
+    sha = HfApi().dataset_info(repo_id, revision=revision).sha
+    root = Path(snapshot_download(repo_id, repo_type="dataset", revision=sha, allow_patterns=["meta/**"]))
+    meta_only = LeRobotSource(root, location=repo_id, revision=sha)
+    needed = sorted(
+        {ep.data_file for ep in meta_only.select(episodes)}
+        | {span.file for ep in meta_only.select(episodes) for span in ep.videos.values()}
+    )
+    logger.info("downloading %d files of %s@%s", len(needed), repo_id, sha)
+    snapshot_download(repo_id, repo_type="dataset", revision=sha, allow_patterns=needed)
+    return meta_only
+
+
+def _read_info(root: Path) -> dict[str, Any]:
+    path = root / "meta/info.json"
+    if not path.is_file():
+        raise FileNotFoundError(f"{root}: no meta/info.json; expected a LeRobot v3 dataset folder")
+    try:
+        info: dict[str, Any] = json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{path}: not valid JSON; {exc}") from exc
+    version = info.get("codebase_version")
+    if version not in SUPPORTED_CODEBASE_VERSIONS:
+        raise ValueError(
+            f"{root}: LeRobot dataset codebase_version {version!r}; expected one of "
+            f"{list(SUPPORTED_CODEBASE_VERSIONS)}; {_V3_CONVERTER_HINT}"
+        )
+    for name in ("fps", "features", "data_path"):
+        if name not in info:
+            raise ValueError(f"{path}: missing {name!r}; expected a LeRobot v3 info.json")
+    if any(v.get("dtype") == "video" for v in info["features"].values()) and "video_path" not in info:
+        raise ValueError(f"{path}: video features but no 'video_path'; expected a LeRobot v3 info.json")
+    return info
+
+
+def _read_task_indices(path: Path) -> dict[str, int]:
+    """Task string -> task_index. LeRobot writes the task strings as the pandas index."""
+    if not path.is_file():
+        raise FileNotFoundError(f"{path.parent.parent}: no meta/tasks.parquet; expected a LeRobot v3 dataset")
+    table = pq.read_table(path)
+    names = [c for c in ("task", "__index_level_0__") if c in table.column_names]
+    if "task_index" not in table.column_names or not names:
+        raise ValueError(f"{path}: columns {table.column_names}; expected 'task_index' and 'task'")
+    return dict(zip(table[names[0]].to_pylist(), table["task_index"].to_pylist(), strict=True))
+
+
+def _episode_columns(camera_keys: list[str]) -> list[str]:
+    columns = [
+        "episode_index",
+        "tasks",
+        "length",
+        "dataset_from_index",
+        "data/chunk_index",
+        "data/file_index",
+    ]
+    for key in camera_keys:
+        columns += [
+            f"videos/{key}/{name}" for name in ("chunk_index", "file_index", "from_timestamp", "to_timestamp")
+        ]
+    return columns
+
+
+def _read_episodes(root: Path, info: dict[str, Any], camera_keys: list[str]) -> dict[int, SourceEpisode]:
+    files = sorted((root / "meta/episodes").glob("chunk-*/file-*.parquet"))
+    if not files:
+        raise FileNotFoundError(
+            f"{root}: no meta/episodes/chunk-*/file-*.parquet; expected a LeRobot v3 dataset"
+        )
+    columns = _episode_columns(camera_keys)
+    tables = []
+    for path in files:
+        schema = pq.read_schema(path)
+        missing = [c for c in columns if c not in schema.names]
+        if missing:
+            raise ValueError(
+                f"{path}: missing episode columns {missing}; expected LeRobot v3 episode metadata"
+            )
+        tables.append(pq.read_table(path, columns=columns))
+    rows = pa.concat_tables(tables).to_pylist()
+    episodes = {}
+    for row in rows:
+        data_file = info["data_path"].format(
+            chunk_index=row["data/chunk_index"], file_index=row["data/file_index"]
+        )
+        videos = {
+            key: VideoSpan(
+                file=info["video_path"].format(
+                    video_key=key,
+                    chunk_index=row[f"videos/{key}/chunk_index"],
+                    file_index=row[f"videos/{key}/file_index"],
+                ),
+                from_timestamp=float(row[f"videos/{key}/from_timestamp"]),
+                to_timestamp=float(row[f"videos/{key}/to_timestamp"]),
+            )
+            for key in camera_keys
+        }
+        episode = SourceEpisode(
+            episode_index=int(row["episode_index"]),
+            length=int(row["length"]),
+            dataset_from_index=int(row["dataset_from_index"]),
+            tasks=tuple(row["tasks"]),
+            data_file=data_file,
+            videos=videos,
+        )
+        episodes[episode.episode_index] = episode
+    return dict(sorted(episodes.items()))
+
+
+def source_file_size(source: LeRobotSource, relative: str) -> int:
+    return os.path.getsize(source.path(relative))

@@ -1,0 +1,125 @@
+"""The format spec: manifest round trip, version check, names, and FORMAT.md's example."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pyarrow as pa
+import pytest
+
+from lerobot_wds import format as fmt
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def small_manifest() -> fmt.Manifest:
+    shards = [
+        fmt.ShardEntry(
+            path=fmt.shard_path(0), size_bytes=3072, sha256="ab" * 32, episodes=(0, 1), num_frames=5
+        ),
+        fmt.ShardEntry(
+            path=fmt.shard_path(1), size_bytes=2048, sha256="cd" * 32, episodes=(7,), num_frames=4
+        ),
+    ]
+    episodes = [
+        fmt.EpisodeEntry(
+            episode_index=0,
+            num_frames=2,
+            shard=shards[0].path,
+            offset_bytes=0,
+            size_bytes=1024,
+            task_indices=(0,),
+        ),
+        fmt.EpisodeEntry(
+            episode_index=1,
+            num_frames=3,
+            shard=shards[0].path,
+            offset_bytes=1024,
+            size_bytes=1024,
+            task_indices=(1, 0),
+        ),
+        fmt.EpisodeEntry(
+            episode_index=7,
+            num_frames=4,
+            shard=shards[1].path,
+            offset_bytes=0,
+            size_bytes=1024,
+            task_indices=(2,),
+        ),
+    ]
+    return fmt.Manifest(
+        format_version=fmt.FORMAT_VERSION,
+        source=fmt.SourceInfo(location="lerobot/pusht", revision="a" * 40, codebase_version="v3.0"),
+        fps=10,
+        features={"action": {"dtype": "float32", "shape": [2]}},
+        camera_keys=["observation.images.top"],
+        options={"episodes": None, "shard_size_mb": 256.0},
+        shards=shards,
+        episodes=episodes,
+    )
+
+
+def test_manifest_round_trip() -> None:
+    manifest = small_manifest()
+    again = fmt.Manifest.from_json(manifest.to_json(), "test")
+    assert again == manifest
+    assert again.num_frames == 9
+    assert json.loads(manifest.to_json())["totals"] == {"episodes": 3, "frames": 9, "bytes": 5120}
+
+
+def test_unknown_format_version_is_refused() -> None:
+    obj = json.loads(small_manifest().to_json())
+    obj["format_version"] = 99
+    with pytest.raises(fmt.ShardFormatError, match=r"format_version 99; expected 1"):
+        fmt.Manifest.from_json(json.dumps(obj), "s3://b/manifest.json")
+
+
+def test_malformed_manifest_names_the_field() -> None:
+    obj = json.loads(small_manifest().to_json())
+    obj["episodes"]["shard_index"][0] = 5
+    with pytest.raises(fmt.ShardFormatError, match="episode 0 names shard 5"):
+        fmt.Manifest.from_json(json.dumps(obj), "m")
+    del obj["fps"]
+    with pytest.raises(fmt.ShardFormatError, match="missing field 'fps'"):
+        fmt.Manifest.from_json(json.dumps(obj), "m")
+    with pytest.raises(fmt.ShardFormatError, match="not valid JSON"):
+        fmt.Manifest.from_json(b"{", "m")
+
+
+def test_member_names() -> None:
+    assert fmt.episode_key(123) == "ep_000123"
+    assert fmt.parse_episode_key("ep_000123") == 123
+    assert fmt.split_member_name("ep_000123.observation.images.top.mp4") == (
+        "ep_000123",
+        "observation.images.top.mp4",
+    )
+    assert fmt.sample_suffixes(["observation.images.top"]) == [
+        "meta.json",
+        "observation.images.top.mp4",
+        "rows.arrow",
+    ]
+    with pytest.raises(fmt.ShardFormatError, match="not an episode key"):
+        fmt.parse_episode_key("episode_1")
+    with pytest.raises(fmt.ShardFormatError, match="no suffix"):
+        fmt.split_member_name("ep_000001")
+
+
+def test_rows_round_trip() -> None:
+    table = pa.table({"action": pa.array([[1.0, 2.0]], pa.list_(pa.float32(), 2)), "index": [3]})
+    assert fmt.decode_rows(fmt.encode_rows(table), "t").equals(table)
+    with pytest.raises(fmt.ShardFormatError, match="not an Arrow IPC file"):
+        fmt.decode_rows(b"nope", "t")
+
+
+def test_format_md_example_parses() -> None:
+    text = (ROOT / "FORMAT.md").read_text()
+    manifest_json = re.search(r"```json manifest\n(.*?)```", text, re.S)
+    meta_json = re.search(r"```json episode-meta\n(.*?)```", text, re.S)
+    assert manifest_json is not None
+    assert meta_json is not None
+    manifest = fmt.Manifest.from_json(manifest_json.group(1), "FORMAT.md")
+    assert manifest.episodes[0].shard == manifest.shards[0].path
+    meta = fmt.EpisodeMeta.from_json(meta_json.group(1), "FORMAT.md")
+    assert list(meta.cameras) == manifest.camera_keys
