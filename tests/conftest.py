@@ -10,6 +10,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import webdataset as wds
+
+from lerobot_wds import format as fmt
+from lerobot_wds import read_manifest
 
 DATA = Path(__file__).parent / "data"
 FIXTURES = ("tiny", "multi", "h264")
@@ -47,3 +51,15 @@ def fixture_copy(tmp_path: Path):
         return target
 
     return copy
+
+
+def read_samples(root: Path) -> dict[int, dict[str, bytes]]:
+    """Every sample of a converted dataset, through webdataset's own tar reader (no decoders)."""
+    manifest = read_manifest(str(root))
+    urls = [str(root / s.path) for s in manifest.shards]
+    samples = {}
+    for sample in wds.WebDataset(urls, shardshuffle=False, empty_check=False):
+        key = sample.pop("__key__")
+        sample.pop("__url__")
+        samples[fmt.parse_episode_key(key)] = sample
+    return samples

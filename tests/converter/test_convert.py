@@ -12,25 +12,12 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
-import webdataset as wds
-from conftest import DATA, FIXTURES, read_frame_code
+from conftest import DATA, FIXTURES, read_frame_code, read_samples
 from torchcodec.decoders import VideoDecoder
 
 from lerobot_wds import ConvertConfig, convert, read_manifest, verify
 from lerobot_wds import format as fmt
 from lerobot_wds.converter.source import open_source
-
-
-def read_samples(root: Path) -> dict[int, dict[str, bytes]]:
-    """Every sample of a converted dataset, through webdataset's own tar reader (no decoders)."""
-    manifest = read_manifest(str(root))
-    urls = [str(root / s.path) for s in manifest.shards]
-    samples = {}
-    for sample in wds.WebDataset(urls, shardshuffle=False, empty_check=False):
-        key = sample.pop("__key__")
-        sample.pop("__url__")
-        samples[fmt.parse_episode_key(key)] = sample
-    return samples
 
 
 @pytest.fixture(scope="module")
@@ -196,3 +183,23 @@ def test_verify_catches_a_wrong_frame_count(tmp_path: Path) -> None:
     manifest_path.write_text(json.dumps(manifest))
     problems = verify(str(dest)).problems
     assert any("episode 2" in p and "frames" in p for p in problems), problems
+
+
+def test_destination_through_fsspec(tmp_path: Path) -> None:
+    """A non-local destination goes through fsspec (staging in a temp dir, manifest last)."""
+    import fsspec
+
+    dest = "memory://lerobot-wds-test/tiny"
+    try:
+        result = convert(str(DATA / "tiny"), dest, ConvertConfig())
+        fs = fsspec.filesystem("memory")
+        assert fs.exists("/lerobot-wds-test/tiny/manifest.json")
+        assert not fs.exists("/lerobot-wds-test/tiny/_lerobot_wds_work")
+        assert read_manifest(dest) == result.manifest
+        assert verify(dest).ok
+        local = convert(str(DATA / "tiny"), str(tmp_path / "local"), ConvertConfig())
+        shard = result.manifest.shards[0].path
+        assert fs.cat_file(f"/lerobot-wds-test/tiny/{shard}") == (tmp_path / "local" / shard).read_bytes()
+        assert local.manifest.shards == result.manifest.shards
+    finally:
+        fsspec.filesystem("memory").rm("/lerobot-wds-test", recursive=True)

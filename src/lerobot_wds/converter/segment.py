@@ -73,8 +73,10 @@ class SegmentCutter:
             self._container = None
 
     def _frame_index(self, pts: int | None) -> int:
+        """Presentation index of a frame: ``round((pts - start) * time_base * fps)``, in integers."""
         assert pts is not None  # _next_packet drops packets without pts
-        return round((pts - self._start_pts) * self._time_base * self.fps)
+        ticks = (pts - self._start_pts) * self._time_base.numerator * self.fps
+        return (2 * ticks + self._time_base.denominator) // (2 * self._time_base.denominator)
 
     def _seek(self, frame_index: int) -> None:
         """Position the demuxer at the keyframe at or before ``frame_index``."""
