@@ -14,6 +14,25 @@ from fsspec.implementations.local import LocalFileSystem
 
 StorageOptions = Mapping[str, Any]
 
+
+class HiddenOptions:
+    """Storage options (which may hold credentials) that never print or serialise.
+
+    datatrove writes its pipeline steps to ``executor.json`` with ``str()`` for unknown objects: this
+    wrapper keeps keys and tokens out of that file, of logs and of reprs.
+    """
+
+    __slots__ = ("options",)
+
+    def __init__(self, options: StorageOptions | None) -> None:
+        self.options = dict(options or {})
+
+    def __repr__(self) -> str:
+        return f"<storage options: {len(self.options)} hidden>"
+
+    __str__ = __repr__
+
+
 _HASH_CHUNK_BYTES = 8 << 20  # 8 MiB reads: large enough to stream at disk/network speed
 
 

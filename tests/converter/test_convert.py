@@ -185,21 +185,38 @@ def test_verify_catches_a_wrong_frame_count(tmp_path: Path) -> None:
     assert any("episode 2" in p and "frames" in p for p in problems), problems
 
 
-def test_destination_through_fsspec(tmp_path: Path) -> None:
-    """A non-local destination goes through fsspec (staging in a temp dir, manifest last)."""
-    import fsspec
+def test_convert_into_s3_then_verify(tmp_path: Path, s3_server: dict, s3_bucket: str) -> None:
+    """A bucket destination: the same bytes as a local conversion, manifest last, no work files left."""
+    import s3fs
 
-    dest = "memory://lerobot-wds-test/tiny"
-    try:
-        result = convert(str(DATA / "tiny"), dest, ConvertConfig())
-        fs = fsspec.filesystem("memory")
-        assert fs.exists("/lerobot-wds-test/tiny/manifest.json")
-        assert not fs.exists("/lerobot-wds-test/tiny/_lerobot_wds_work")
-        assert read_manifest(dest) == result.manifest
-        assert verify(dest).ok
-        local = convert(str(DATA / "tiny"), str(tmp_path / "local"), ConvertConfig())
-        shard = result.manifest.shards[0].path
-        assert fs.cat_file(f"/lerobot-wds-test/tiny/{shard}") == (tmp_path / "local" / shard).read_bytes()
-        assert local.manifest.shards == result.manifest.shards
-    finally:
-        fsspec.filesystem("memory").rm("/lerobot-wds-test", recursive=True)
+    dest = f"s3://{s3_bucket}/multi"
+    config = ConvertConfig(shard_size_mb=0.4, storage_options=s3_server)
+    remote = convert(str(DATA / "multi"), dest, config)
+    local = convert(str(DATA / "multi"), str(tmp_path / "local"), ConvertConfig(shard_size_mb=0.4))
+    assert remote.manifest.shards == local.manifest.shards
+    fs = s3fs.S3FileSystem(**s3_server)
+    names = sorted(p.removeprefix(f"{s3_bucket}/multi/") for p in fs.find(f"{s3_bucket}/multi"))
+    local_names = sorted(
+        str(p.relative_to(tmp_path / "local")) for p in (tmp_path / "local").rglob("*") if p.is_file()
+    )
+    assert names == local_names
+    assert read_manifest(dest, s3_server) == remote.manifest
+    assert verify(dest, s3_server).ok
+    for name in names:
+        assert s3_server["secret"].encode() not in fs.cat_file(f"{s3_bucket}/multi/{name}")
+    again = convert(str(DATA / "multi"), dest, config)  # complete: nothing to do
+    assert again.shards_skipped == len(remote.manifest.shards)
+
+
+def test_storage_options_never_reach_files_or_errors(tmp_path: Path, fixture_copy) -> None:
+    source = fixture_copy("multi")
+    (source / "videos/observation.images.front/chunk-001/file-000.mp4").write_bytes(b"broken")
+    dest = tmp_path / "dest"
+    secret = "SECRET-TOKEN-1234"
+    with pytest.raises(ValueError, match="chunk-001") as failure:
+        convert(str(source), str(dest), ConvertConfig(shard_size_mb=0.4, storage_options={"token": secret}))
+    assert secret not in str(failure.value)
+    written = [p for p in dest.rglob("*") if p.is_file()]
+    assert any(p.name == "executor.json" for p in written)  # datatrove serialised the pipeline...
+    for path in written:
+        assert secret.encode() not in path.read_bytes(), path  # ...without the options

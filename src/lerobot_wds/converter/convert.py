@@ -6,16 +6,19 @@ import contextlib
 import io
 import json
 import logging
+import multiprocessing
 import shutil
 import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from datatrove.executor import LocalPipelineExecutor
+from datatrove.io import DataFolder
 from datatrove.pipeline.base import PipelineStep
 
 from .. import format as fmt
@@ -45,9 +48,8 @@ class ConvertConfig:
     workers: int = 1  # parallel shard tasks (processes when > 1)
     revision: str | None = None  # Hub revision of the source
     overwrite: bool = False  # delete whatever the destination holds and start over
-    storage_options: Mapping[str, Any] = field(
-        default_factory=dict
-    )  # for the destination's fsspec filesystem
+    # for the destination's fsspec filesystem; repr=False keeps credentials out of logs and tracebacks
+    storage_options: Mapping[str, Any] = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
         if self.shard_size_mb <= 0:
@@ -260,7 +262,7 @@ class ShardTask(PipelineStep):
         self.lerobot = lerobot
         self.dest = dest
         self.plans = plans
-        self.opts = dict(opts)
+        self.opts = storage.HiddenOptions(opts)  # never in datatrove's executor.json
         self.progress_dir = progress_dir
 
     def run(self, data: Any, rank: int = 0, world_size: int = 1) -> Iterator[Any]:
@@ -275,8 +277,8 @@ class ShardTask(PipelineStep):
                 self.stat_update("frames", value=frames)
 
             written = write_shard(self.lerobot, plan, staging, on_episode)
-        storage.move_file(str(staging), storage.join(self.dest, plan.path), self.opts)
-        storage.write_bytes(written.to_json(), _index_url(self.dest, plan), self.opts)
+        storage.move_file(str(staging), storage.join(self.dest, plan.path), self.opts.options)
+        storage.write_bytes(written.to_json(), _index_url(self.dest, plan), self.opts.options)
         yield from ()
 
 
@@ -301,11 +303,13 @@ def _run_tasks(
     if local_work is not None:
         Path(local_work).mkdir(parents=True, exist_ok=True)
     progress_dir = tempfile.mkdtemp(prefix="lerobot-wds-", dir=local_work)
+    # datatrove's completion markers live beside the shards, reached with the same storage options.
+    log_fs, log_path = storage.url_to_fs(storage.join(dest, WORK_DIR, "datatrove"), config.storage_options)
     executor = _QuietExecutor(
         pipeline=[ShardTask(lerobot, dest, plans, config.storage_options, progress_dir)],
         tasks=len(plans),
         workers=min(config.workers, len(plans)),
-        logging_dir=storage.join(dest, WORK_DIR, "datatrove"),
+        logging_dir=DataFolder(log_path, fs=log_fs),
         start_method="spawn",
     )
     stop = threading.Event()
@@ -315,13 +319,28 @@ def _run_tasks(
     if on_progress is not None:
         monitor.start()
     try:
-        with contextlib.redirect_stderr(io.StringIO()):  # datatrove's loguru summary; its log files keep it
-            executor.run()
+        _run_in_child(executor)
     finally:
         stop.set()
         if monitor.is_alive():
             monitor.join()
         shutil.rmtree(progress_dir, ignore_errors=True)
+
+
+def _run_executor(executor: LocalPipelineExecutor) -> None:
+    with contextlib.redirect_stderr(io.StringIO()):  # datatrove's loguru summary; its log files keep it
+        executor.run()
+
+
+def _run_in_child(executor: LocalPipelineExecutor) -> None:
+    """Run the datatrove executor in one spawned process, even for ``workers=1``.
+
+    datatrove logs a failing task's traceback with loguru's ``diagnose``, which prints the local
+    variables of every frame up the stack: run in-process, that would put the caller's variables
+    (storage options, tokens) into the task logs. In a child, the stack above the task is ours.
+    """
+    with ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn")) as pool:
+        pool.submit(_run_executor, executor).result()
 
 
 def _report_progress(
