@@ -208,13 +208,18 @@ def test_convert_into_s3_then_verify(tmp_path: Path, s3_server: dict, s3_bucket:
     assert again.shards_skipped == len(remote.manifest.shards)
 
 
-def test_storage_options_never_reach_files_or_errors(tmp_path: Path, fixture_copy) -> None:
+@pytest.mark.parametrize("workers", [1, 2])
+def test_storage_options_never_reach_files_or_errors(tmp_path: Path, fixture_copy, workers: int) -> None:
     source = fixture_copy("multi")
     (source / "videos/observation.images.front/chunk-001/file-000.mp4").write_bytes(b"broken")
     dest = tmp_path / "dest"
     secret = "SECRET-TOKEN-1234"
     with pytest.raises(ValueError, match="chunk-001") as failure:
-        convert(str(source), str(dest), ConvertConfig(shard_size_mb=0.4, storage_options={"token": secret}))
+        convert(
+            str(source),
+            str(dest),
+            ConvertConfig(shard_size_mb=0.4, workers=workers, storage_options={"token": secret}),
+        )
     assert secret not in str(failure.value)
     written = [p for p in dest.rglob("*") if p.is_file()]
     assert any(p.name == "executor.json" for p in written)  # datatrove serialised the pipeline...

@@ -333,12 +333,16 @@ def _run_executor(executor: LocalPipelineExecutor) -> None:
 
 
 def _run_in_child(executor: LocalPipelineExecutor) -> None:
-    """Run the datatrove executor in one spawned process, even for ``workers=1``.
+    """Run the shard tasks outside this process, even for ``workers=1``.
 
     datatrove logs a failing task's traceback with loguru's ``diagnose``, which prints the local
     variables of every frame up the stack: run in-process, that would put the caller's variables
-    (storage options, tokens) into the task logs. In a child, the stack above the task is ours.
+    (storage options, tokens) into the task logs. With ``workers > 1`` datatrove's own pool already
+    runs each task in a spawned process; ``workers=1`` would run in-process, so it gets one child.
     """
+    if executor.workers > 1:
+        _run_executor(executor)
+        return
     with ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn")) as pool:
         pool.submit(_run_executor, executor).result()
 
