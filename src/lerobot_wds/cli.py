@@ -12,6 +12,7 @@ from tqdm import tqdm
 
 from .converter import ConvertConfig, ConvertProgress, convert, inspect_dataset, verify
 from .converter.convert import DEFAULT_SHARD_SIZE_MB
+from .converter.reencode import VCODECS
 
 
 def _episodes(text: str) -> tuple[int, ...]:
@@ -44,6 +45,16 @@ def _parser() -> argparse.ArgumentParser:
     )
     conv.add_argument("--workers", type=int, default=1, help="shards converted in parallel (default: 1)")
     conv.add_argument(
+        "--vcodec",
+        choices=VCODECS,
+        default="copy",
+        help="copy: keep the source video bytes (default); h264/hevc: re-encode each episode once, "
+        "e.g. for NVDEC, which cannot decode AV1 on A100/H100",
+    )
+    conv.add_argument(
+        "--crf", type=int, default=23, help="quality of a re-encode: 0 (lossless) to 51 (default: 23)"
+    )
+    conv.add_argument(
         "--overwrite", action="store_true", help="delete what the destination holds and start over"
     )
 
@@ -61,6 +72,8 @@ def _run_convert(args: argparse.Namespace) -> int:
         workers=args.workers,
         revision=args.revision,
         overwrite=args.overwrite,
+        vcodec=args.vcodec,
+        crf=args.crf,
     )
     with tqdm(unit="ep", desc="converting", dynamic_ncols=True) as bar:
 
@@ -87,6 +100,9 @@ def _run_verify(args: argparse.Namespace) -> int:
     report = verify(args.url)
     for problem in report.problems:
         print(problem)
+    for camera_key, values in sorted(report.psnr_db.items()):
+        mean = sum(values) / len(values)
+        print(f"{camera_key}: re-encoded, PSNR vs source min {min(values):.2f} dB, mean {mean:.2f} dB")
     status = "OK" if report.ok else f"{len(report.problems)} problem(s)"
     print(f"{args.url}: {report.shards_checked} shards, {report.episodes_checked} episodes checked: {status}")
     return 0 if report.ok else 1

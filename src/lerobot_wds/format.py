@@ -125,6 +125,12 @@ def _field(obj: dict[str, Any], name: str, kind: type | tuple[type, ...], where:
     return value
 
 
+def _optional_float(obj: dict[str, Any], name: str, where: str) -> float | None:
+    if obj.get(name) is None:
+        return None
+    return float(_field(obj, name, (int, float), where))
+
+
 def _loads(data: bytes | str, where: str) -> Any:
     try:
         return json.loads(data)
@@ -150,6 +156,7 @@ class CameraSegment:
     from_timestamp: float  # where the episode sat in the source mp4, seconds
     to_timestamp: float
     source_file: str  # source mp4, relative to the source root
+    psnr_db: float | None = None  # against the source when re-encoded (--vcodec); None for a stream copy
 
     @classmethod
     def from_json(cls, obj: dict[str, Any], where: str) -> CameraSegment:
@@ -164,6 +171,7 @@ class CameraSegment:
             from_timestamp=float(_field(obj, "from_timestamp", (int, float), where)),
             to_timestamp=float(_field(obj, "to_timestamp", (int, float), where)),
             source_file=_field(obj, "source_file", str, where),
+            psnr_db=_optional_float(obj, "psnr_db", where),
         )
 
 
@@ -250,6 +258,8 @@ class Manifest:
     camera_keys: list[str]
     options: dict[str, Any]  # the conversion options that shape the bytes
     shards: list[ShardEntry]
+    # per camera {"min": .., "mean": ..} PSNR in dB against the source when re-encoded; empty for copies
+    psnr_db: dict[str, dict[str, float]] = field(default_factory=dict)
     episodes: list[EpisodeEntry] = field(repr=False)
 
     @property
@@ -281,6 +291,7 @@ class Manifest:
             "features": self.features,
             "camera_keys": self.camera_keys,
             "options": self.options,
+            "psnr_db": self.psnr_db,
             "totals": {"episodes": self.num_episodes, "frames": self.num_frames, "bytes": self.total_bytes},
             "shards": [asdict(s) | {"episodes": list(s.episodes)} for s in self.shards],
             "episodes": columns,
@@ -309,6 +320,7 @@ class Manifest:
             features=_field(obj, "features", dict, where),
             camera_keys=list(_field(obj, "camera_keys", list, where)),
             options=_field(obj, "options", dict, where),
+            psnr_db=dict(obj.get("psnr_db") or {}),
             shards=shards,
             episodes=_episodes_from_json(_field(obj, "episodes", dict, where), shards, where),
         )

@@ -24,7 +24,8 @@ from datatrove.pipeline.base import PipelineStep
 from .. import format as fmt
 from .. import storage
 from .plan import ShardPlan, estimate_source_bytes, plan_shards
-from .shards import WrittenShard, write_shard
+from .reencode import VCODECS
+from .shards import VideoOptions, WrittenShard, write_shard
 from .source import LeRobotSource, open_source
 
 logger = logging.getLogger(__name__)
@@ -48,6 +49,10 @@ class ConvertConfig:
     workers: int = 1  # parallel shard tasks (processes when > 1)
     revision: str | None = None  # Hub revision of the source
     overwrite: bool = False  # delete whatever the destination holds and start over
+    # "copy" keeps the source bytes (pixel-identical); "h264"/"hevc" re-encode each segment once, for
+    # decoders without AV1 (NVDEC on A100/H100). crf: constant quality of that re-encode (x264 default).
+    vcodec: str = "copy"
+    crf: int = 23
     # for the destination's fsspec filesystem; repr=False keeps credentials out of logs and tracebacks
     storage_options: Mapping[str, Any] = field(default_factory=dict, repr=False)
 
@@ -56,13 +61,21 @@ class ConvertConfig:
             raise ValueError(f"ConvertConfig.shard_size_mb: got {self.shard_size_mb}; expected > 0")
         if self.workers < 1:
             raise ValueError(f"ConvertConfig.workers: got {self.workers}; expected >= 1")
+        if self.vcodec not in VCODECS:
+            raise ValueError(f"ConvertConfig.vcodec: got {self.vcodec!r}; expected one of {list(VCODECS)}")
+        if not 0 <= self.crf <= 51:
+            raise ValueError(f"ConvertConfig.crf: got {self.crf}; expected 0..51")
         if self.episodes is not None and not self.episodes:
             raise ValueError("ConvertConfig.episodes: got an empty selection; expected None (all) or indices")
 
     def shaping_options(self) -> dict[str, Any]:
         """The options that change the output bytes (recorded in the manifest)."""
         episodes = sorted(set(self.episodes)) if self.episodes is not None else None
-        return {"episodes": episodes, "shard_size_mb": self.shard_size_mb}
+        video = {"vcodec": self.vcodec} | ({"crf": self.crf} if self.vcodec != "copy" else {})
+        return {"episodes": episodes, "shard_size_mb": self.shard_size_mb, **video}
+
+    def video_options(self) -> VideoOptions:
+        return VideoOptions(vcodec=self.vcodec, crf=self.crf)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -255,14 +268,15 @@ class ShardTask(PipelineStep):
         lerobot: LeRobotSource,
         dest: str,
         plans: list[ShardPlan],
-        opts: Mapping[str, Any],
+        config: ConvertConfig,
         progress_dir: str,
     ) -> None:
         super().__init__()
         self.lerobot = lerobot
         self.dest = dest
         self.plans = plans
-        self.opts = storage.HiddenOptions(opts)  # never in datatrove's executor.json
+        self.opts = storage.HiddenOptions(config.storage_options)  # never in datatrove's executor.json
+        self.video = config.video_options()
         self.progress_dir = progress_dir
 
     def run(self, data: Any, rank: int = 0, world_size: int = 1) -> Iterator[Any]:
@@ -276,7 +290,7 @@ class ShardTask(PipelineStep):
                 self.stat_update("episodes")
                 self.stat_update("frames", value=frames)
 
-            written = write_shard(self.lerobot, plan, staging, on_episode)
+            written = write_shard(self.lerobot, plan, staging, on_episode, self.video)
         storage.move_file(str(staging), storage.join(self.dest, plan.path), self.opts.options)
         storage.write_bytes(written.to_json(), _index_url(self.dest, plan), self.opts.options)
         yield from ()
@@ -306,7 +320,7 @@ def _run_tasks(
     # datatrove's completion markers live beside the shards, reached with the same storage options.
     log_fs, log_path = storage.url_to_fs(storage.join(dest, WORK_DIR, "datatrove"), config.storage_options)
     executor = _QuietExecutor(
-        pipeline=[ShardTask(lerobot, dest, plans, config.storage_options, progress_dir)],
+        pipeline=[ShardTask(lerobot, dest, plans, config, progress_dir)],
         tasks=len(plans),
         workers=min(config.workers, len(plans)),
         logging_dir=DataFolder(log_path, fs=log_fs),
@@ -383,7 +397,16 @@ def _manifest(lerobot: LeRobotSource, config: ConvertConfig, written: Sequence[W
         options=config.shaping_options(),
         shards=[w.shard for w in written],
         episodes=[e for w in written for e in w.episodes],
+        psnr_db=_psnr_summary(written),
     )
+
+
+def _psnr_summary(written: Sequence[WrittenShard]) -> dict[str, dict[str, float]]:
+    values: dict[str, list[float]] = {}
+    for shard in written:
+        for camera, psnr in shard.psnr_db.items():
+            values.setdefault(camera, []).extend(psnr)
+    return {c: {"min": min(v), "mean": round(sum(v) / len(v), 2)} for c, v in sorted(values.items())}
 
 
 def _publish(lerobot: LeRobotSource, dest: str, manifest: fmt.Manifest, opts: Mapping[str, Any]) -> None:

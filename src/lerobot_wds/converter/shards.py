@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+import av
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
@@ -17,7 +19,8 @@ import webdataset as wds
 
 from .. import format as fmt
 from .plan import ShardPlan
-from .segment import SegmentCutter
+from .reencode import reencode
+from .segment import Segment, SegmentCutter
 from .source import LeRobotSource, SourceEpisode
 
 # Called after each episode with (episode_index, num_frames, shard-member bytes).
@@ -30,12 +33,14 @@ class WrittenShard:
 
     shard: fmt.ShardEntry
     episodes: list[fmt.EpisodeEntry]
+    psnr_db: dict[str, list[float]]  # per camera, one value per episode; empty for stream copies
 
     def to_json(self) -> bytes:
         return json.dumps(
             {
                 "shard": {**_entry_dict(self.shard), "episodes": list(self.shard.episodes)},
                 "episodes": [{**_entry_dict(e), "task_indices": list(e.task_indices)} for e in self.episodes],
+                "psnr_db": self.psnr_db,
             },
             sort_keys=True,
         ).encode()
@@ -49,6 +54,7 @@ class WrittenShard:
             episodes=[
                 fmt.EpisodeEntry(**{**e, "task_indices": tuple(e["task_indices"])}) for e in obj["episodes"]
             ],
+            psnr_db=obj["psnr_db"],
         )
 
 
@@ -94,13 +100,24 @@ class _RowReader:
         )
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class VideoOptions:
+    """How camera segments are written: stream copy (default) or re-encoded once per episode."""
+
+    vcodec: str = "copy"  # one of reencode.VCODECS
+    crf: int = 23  # constant quality for re-encoding; x264's default
+
+
 def write_shard(
-    source: LeRobotSource, plan: ShardPlan, local_path: Path, on_episode: EpisodeCallback | None = None
+    source: LeRobotSource,
+    plan: ShardPlan,
+    local_path: Path,
+    on_episode: EpisodeCallback | None = None,
+    video: VideoOptions | None = None,
 ) -> WrittenShard:
     """Write ``plan``'s episodes to ``local_path`` (a local tar) and return its index entries."""
     episodes = source.select(plan.episodes)
-    rows = _RowReader(source, episodes)
-    cutters: dict[str, SegmentCutter] = {}
+    samples = _SampleBuilder(source, episodes, video or VideoOptions())
     entries = []
     try:
         with open(local_path, "wb") as stream:
@@ -115,7 +132,7 @@ def write_shard(
             try:
                 for episode in episodes:
                     offset = writer.tarstream.offset
-                    writer.write(_sample(source, episode, rows, cutters))
+                    writer.write(samples.build(episode))
                     size = writer.tarstream.offset - offset
                     entries.append(_episode_entry(source, episode, plan.path, offset, size))
                     if on_episode is not None:
@@ -123,8 +140,7 @@ def write_shard(
             finally:
                 writer.close()
     finally:
-        for cutter in cutters.values():
-            cutter.close()
+        samples.close()
     shard = fmt.ShardEntry(
         path=plan.path,
         size_bytes=os.path.getsize(local_path),
@@ -132,41 +148,77 @@ def write_shard(
         episodes=plan.episodes,
         num_frames=sum(e.length for e in episodes),
     )
-    return WrittenShard(shard=shard, episodes=entries)
+    return WrittenShard(shard=shard, episodes=entries, psnr_db=samples.psnr_db)
 
 
-def _sample(
-    source: LeRobotSource, episode: SourceEpisode, rows: _RowReader, cutters: dict[str, SegmentCutter]
-) -> dict[str, Any]:
-    key = fmt.episode_key(episode.episode_index)
-    where = f"{source.location}: episode {episode.episode_index}"
-    sample: dict[str, Any] = {"__key__": key, fmt.ROWS_SUFFIX: fmt.encode_rows(rows.rows(episode))}
-    cameras = {}
-    for camera_key, span in episode.videos.items():
-        cutter = cutters.get(camera_key)
-        if cutter is None or cutter.relative != span.file:
+class _SampleBuilder:
+    """Builds episode samples, keeping one segment cutter per camera so each source mp4 is read once."""
+
+    def __init__(self, source: LeRobotSource, episodes: list[SourceEpisode], video: VideoOptions) -> None:
+        self.source = source
+        self.video = video
+        self.rows = _RowReader(source, episodes)
+        self.cutters: dict[str, SegmentCutter] = {}
+        self.psnr_db: dict[str, list[float]] = {}
+
+    def close(self) -> None:
+        for cutter in self.cutters.values():
+            cutter.close()
+
+    def build(self, episode: SourceEpisode) -> dict[str, Any]:
+        key = fmt.episode_key(episode.episode_index)
+        sample: dict[str, Any] = {"__key__": key, fmt.ROWS_SUFFIX: fmt.encode_rows(self.rows.rows(episode))}
+        cameras = {}
+        for camera_key, span in episode.videos.items():
+            where = f"{self.source.location}: episode {episode.episode_index} camera {camera_key!r}"
+            segment = self._cutter(camera_key, span.file).cut(
+                from_timestamp=span.from_timestamp,
+                to_timestamp=span.to_timestamp,
+                num_frames=episode.length,
+                where=where,
+            )
+            if self.video.vcodec != "copy":
+                segment = self._reencode(segment, camera_key, where)
+            sample[fmt.video_suffix(camera_key)] = segment.data
+            cameras[camera_key] = segment.info
+        meta = fmt.EpisodeMeta(
+            episode_index=episode.episode_index,
+            num_frames=episode.length,
+            tasks=list(episode.tasks),
+            task_indices=_task_indices(self.source, episode),
+            cameras=cameras,
+        )
+        sample[fmt.META_SUFFIX] = meta.to_json()
+        return sample
+
+    def _cutter(self, camera_key: str, relative: str) -> SegmentCutter:
+        cutter = self.cutters.get(camera_key)
+        if cutter is None or cutter.relative != relative:
             if cutter is not None:
                 cutter.close()
-            cutter = cutters[camera_key] = SegmentCutter(
-                source.path(span.file), relative=span.file, fps=source.fps
-            )
-        segment = cutter.cut(
-            from_timestamp=span.from_timestamp,
-            to_timestamp=span.to_timestamp,
-            num_frames=episode.length,
-            where=f"{where} camera {camera_key!r}",
+            cutter = SegmentCutter(self.source.path(relative), relative=relative, fps=self.source.fps)
+            self.cutters[camera_key] = cutter
+        return cutter
+
+    def _reencode(self, segment: Segment, camera_key: str, where: str) -> Segment:
+        done = reencode(
+            segment.data, vcodec=self.video.vcodec, crf=self.video.crf, fps=self.source.fps, where=where
         )
-        sample[fmt.video_suffix(camera_key)] = segment.data
-        cameras[camera_key] = segment.info
-    meta = fmt.EpisodeMeta(
-        episode_index=episode.episode_index,
-        num_frames=episode.length,
-        tasks=list(episode.tasks),
-        task_indices=_task_indices(source, episode),
-        cameras=cameras,
-    )
-    sample[fmt.META_SUFFIX] = meta.to_json()
-    return sample
+        psnr = min(round(done.psnr_db, 2), _PSNR_CAP_DB)
+        self.psnr_db.setdefault(camera_key, []).append(psnr)
+        info = replace(segment.info, codec=self.video.vcodec, time_base=_time_base(done.data), psnr_db=psnr)
+        return Segment(data=done.data, info=info)
+
+
+_PSNR_CAP_DB = 100.0  # identical frames give an infinite PSNR, which JSON cannot hold
+
+
+def _time_base(data: bytes) -> tuple[int, int]:
+    with av.open(io.BytesIO(data)) as container:
+        time_base = container.streams.video[0].time_base
+    if time_base is None:
+        raise ValueError("re-encoded segment has no time base")
+    return time_base.numerator, time_base.denominator
 
 
 def _task_indices(source: LeRobotSource, episode: SourceEpisode) -> list[int]:

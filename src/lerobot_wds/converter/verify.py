@@ -22,6 +22,7 @@ class VerifyReport:
     shards_checked: int = 0
     episodes_checked: int = 0
     problems: list[str] = field(default_factory=list)
+    psnr_db: dict[str, list[float]] = field(default_factory=dict)  # per camera, from re-encoded segments
 
     @property
     def ok(self) -> bool:
@@ -108,12 +109,16 @@ def _verify_shard(
             report.problems.append(
                 f"{where}: at byte {offsets[key]}; manifest says {entry and entry.offset_bytes}"
             )
-        report.problems.extend(_sample_problems(where, samples[key], manifest, entry))
+        report.problems.extend(_sample_problems(where, samples[key], manifest, entry, report))
         report.episodes_checked += 1
 
 
 def _sample_problems(
-    where: str, members: dict[str, bytes], manifest: fmt.Manifest, entry: fmt.EpisodeEntry | None
+    where: str,
+    members: dict[str, bytes],
+    manifest: fmt.Manifest,
+    entry: fmt.EpisodeEntry | None,
+    report: VerifyReport,
 ) -> list[str]:
     expected = fmt.sample_suffixes(manifest.camera_keys)
     if sorted(members) != expected:
@@ -122,6 +127,9 @@ def _sample_problems(
     num_frames = entry.num_frames if entry else -1
     try:
         meta = fmt.EpisodeMeta.from_json(members[fmt.META_SUFFIX], where)
+        for camera_key, segment in meta.cameras.items():
+            if segment.psnr_db is not None:
+                report.psnr_db.setdefault(camera_key, []).append(segment.psnr_db)
         if meta.num_frames != num_frames:
             problems.append(f"{where}: meta.json has {meta.num_frames} frames; manifest says {num_frames}")
         rows = fmt.decode_rows(members[fmt.ROWS_SUFFIX], where)
@@ -169,4 +177,5 @@ def inspect_dataset(url: str, storage_options: Mapping[str, Any] | None = None) 
         "cameras": codecs,
         "episodes_per_task_index": dict(sorted(tasks.items())),
         "options": manifest.options,
+        "psnr_db_vs_source": manifest.psnr_db or "stream copy: pixel-identical to the source",
     }
