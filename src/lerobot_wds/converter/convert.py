@@ -23,6 +23,7 @@ from datatrove.pipeline.base import PipelineStep
 
 from .. import format as fmt
 from .. import storage
+from .card import dataset_card, hub_dataset_repo
 from .plan import ShardPlan, estimate_source_bytes, plan_shards
 from .reencode import VCODECS
 from .shards import VideoOptions, WrittenShard, write_shard
@@ -417,5 +418,7 @@ def _publish(lerobot: LeRobotSource, dest: str, manifest: fmt.Manifest, opts: Ma
             storage.write_bytes(path.read_bytes(), storage.join(dest, name), opts)
         else:
             logger.warning("%s: no %s to copy", lerobot.location, name)
+    if hub_dataset_repo(dest) is not None:
+        storage.write_bytes(dataset_card(manifest).encode(), storage.join(dest, "README.md"), opts)
     storage.write_bytes(manifest.to_json(), storage.join(dest, fmt.MANIFEST_NAME), opts)
     storage.remove(storage.join(dest, WORK_DIR), opts, recursive=True)

@@ -1,0 +1,57 @@
+"""A dataset card for Hub dataset repos, so that the Hub recognises the shards as WebDataset."""
+
+from __future__ import annotations
+
+import re
+
+from .. import format as fmt
+
+_HF_DATASET_URL = re.compile(
+    r"^hf://datasets/(?P<repo_id>[^/@]+/[^/@]+)(?:@(?P<revision>[^/]+))?(?P<path>/.*)?$"
+)
+
+
+def hub_dataset_repo(url: str) -> str | None:
+    """``hf://datasets/owner/name[@rev][/prefix]`` -> ``owner/name``; None for any other URL."""
+    match = _HF_DATASET_URL.match(url.rstrip("/"))
+    return match.group("repo_id") if match else None
+
+
+def dataset_card(manifest: fmt.Manifest, prefix: str = "") -> str:
+    """README.md with YAML front matter: WebDataset shards as the default config, LeRobot tags."""
+    shards = f"{prefix.strip('/')}/{fmt.SHARD_DIR}/*.tar".lstrip("/")
+    cameras = "\n".join(f"- `{key}`" for key in manifest.camera_keys) or "- (none)"
+    source = manifest.source
+    revision = f"@{source.revision}" if source.revision else ""
+    return f"""---
+tags:
+- LeRobot
+- lerobot-wds
+- webdataset
+- robotics
+configs:
+- config_name: default
+  data_files:
+  - split: train
+    path: "{shards}"
+---
+# {source.location.rstrip("/").split("/")[-1]} as lerobot-wds episode shards
+
+Converted from `{source.location}{revision}` (LeRobot {source.codebase_version}) by
+[lerobot-wds](https://pypi.org/project/lerobot-wds/), format version {manifest.format_version}: one
+WebDataset sample per episode (its rows and, per camera, its own video segment), {manifest.num_episodes}
+episodes, {manifest.num_frames} frames at {manifest.fps} fps, {len(manifest.shards)} shards.
+
+Cameras:
+{cameras}
+
+Stream it with exact LeRobot windows:
+
+```python
+from lerobot_wds import ShardedLeRobotDataset
+action_window = [i / {manifest.fps} for i in range(16)]
+dataset = ShardedLeRobotDataset("hf://datasets/<this repo>", delta_timestamps={{"action": action_window}})
+```
+
+`manifest.json` (written last) lists every shard and episode; `meta/` holds LeRobot's own metadata.
+"""
