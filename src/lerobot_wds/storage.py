@@ -2,15 +2,23 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import io
+import logging
 import os
 import posixpath
+import random
+import time
 import uuid
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import fsspec
 from fsspec.implementations.local import LocalFileSystem
+
+logger = logging.getLogger(__name__)
 
 StorageOptions = Mapping[str, Any]
 
@@ -123,3 +131,119 @@ def remove(url: str, storage_options: StorageOptions | None = None, *, recursive
     fs, path = url_to_fs(url, storage_options)
     if fs.exists(path):
         fs.rm(path, recursive=recursive)
+
+
+# ---------------------------------------------------------------------------- resilient reads
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RetryPolicy:
+    """Retries of transient read failures, with exponential backoff and full jitter.
+
+    Connection resets, timeouts and 5xx/429 answers that the filesystem's own retries did not absorb
+    are retried; a read resumes at the byte where it broke. Missing objects and denied access fail at
+    once.
+    """
+
+    max_attempts: int = 8  # consecutive failures of one read before giving up
+    initial_backoff_s: float = 0.25  # S3 guidance: start around 100-500 ms
+    max_backoff_s: float = 8.0  # 0.25 * 2**5: eight attempts span about half a minute
+
+    def __post_init__(self) -> None:
+        if self.max_attempts < 1:
+            raise ValueError(f"RetryPolicy.max_attempts: got {self.max_attempts}; expected >= 1")
+        if not 0 <= self.initial_backoff_s <= self.max_backoff_s:
+            raise ValueError("RetryPolicy: expected 0 <= initial_backoff_s <= max_backoff_s")
+
+    def backoff_s(self, attempt: int, rng: random.Random) -> float:
+        return rng.uniform(0, min(self.max_backoff_s, self.initial_backoff_s * 2**attempt))
+
+
+_PERMANENT = (FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError)
+
+
+def is_transient(exc: BaseException) -> bool:
+    """A failure worth retrying: network-level errors, not a missing object or denied access."""
+    if isinstance(exc, _PERMANENT):
+        return False
+    return isinstance(exc, (OSError, TimeoutError, ConnectionError, EOFError)) or type(
+        exc
+    ).__module__.startswith(("aiohttp", "botocore", "urllib3", "requests", "http.client"))
+
+
+class RangeReader(io.RawIOBase):
+    """Reads bytes ``[start, end)`` of one object front to back, surviving transient failures.
+
+    The object is opened once with a large block size, so fsspec fetches it in a few big requests
+    rather than one per read; after a failure it is reopened at the byte reached, so no byte is lost
+    or repeated.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        storage_options: StorageOptions | None = None,
+        *,
+        start: int = 0,
+        end: int | None = None,
+        retry: RetryPolicy | None = None,
+        block_bytes: int = 16 << 20,
+    ) -> None:
+        self.url = url
+        self._fs, self._path = url_to_fs(url, storage_options)
+        self._position = start
+        self._end = end
+        self._retry = retry or RetryPolicy()
+        self._block_bytes = block_bytes
+        self._file: Any = None
+        self._rng = random.Random()
+        self.retries = 0  # transient failures absorbed so far
+
+    def readable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self._position
+
+    def readinto(self, buffer: Any) -> int:
+        wanted = len(buffer)
+        if self._end is not None:
+            wanted = min(wanted, self._end - self._position)
+        if wanted <= 0:
+            return 0
+        for attempt in range(self._retry.max_attempts):
+            try:
+                if self._file is None:
+                    self._file = self._fs.open(self._path, "rb", block_size=self._block_bytes)
+                    self._file.seek(self._position)
+                data = self._file.read(wanted)
+                if not data and self._end is not None:
+                    raise EOFError(f"object ended at byte {self._position}; expected {self._end}")
+                break
+            except Exception as exc:
+                self._drop_file()
+                if not is_transient(exc):
+                    raise
+                if attempt + 1 == self._retry.max_attempts:
+                    raise OSError(
+                        f"{self.url}: read at byte {self._position} failed {attempt + 1} times "
+                        f"(the retry limit); last error: {exc!r}"
+                    ) from exc
+                self.retries += 1
+                logger.warning(
+                    "%s: transient read failure at byte %d (%r); retrying", self.url, self._position, exc
+                )
+                time.sleep(self._retry.backoff_s(attempt, self._rng))
+        buffer[: len(data)] = data
+        self._position += len(data)
+        return len(data)
+
+    def _drop_file(self) -> None:
+        if self._file is not None:
+            with contextlib.suppress(Exception):
+                self._file.close()
+            self._file = None
+
+    def close(self) -> None:
+        self._drop_file()
+        super().close()
