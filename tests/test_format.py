@@ -27,6 +27,7 @@ def small_manifest() -> fmt.Manifest:
         fmt.EpisodeEntry(
             episode_index=0,
             num_frames=2,
+            dataset_from_index=0,
             shard=shards[0].path,
             offset_bytes=0,
             size_bytes=1024,
@@ -35,6 +36,7 @@ def small_manifest() -> fmt.Manifest:
         fmt.EpisodeEntry(
             episode_index=1,
             num_frames=3,
+            dataset_from_index=2,
             shard=shards[0].path,
             offset_bytes=1024,
             size_bytes=1024,
@@ -43,6 +45,7 @@ def small_manifest() -> fmt.Manifest:
         fmt.EpisodeEntry(
             episode_index=7,
             num_frames=4,
+            dataset_from_index=30,
             shard=shards[1].path,
             offset_bytes=0,
             size_bytes=1024,

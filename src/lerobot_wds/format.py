@@ -213,6 +213,7 @@ class EpisodeEntry:
 
     episode_index: int
     num_frames: int
+    dataset_from_index: int  # LeRobot's global `index` of the episode's first frame
     shard: str  # path of the tar, relative to the dataset root
     offset_bytes: int  # offset of the sample's first tar header inside the shard
     size_bytes: int  # bytes from that header to the end of the sample's last member (padded)
@@ -240,6 +241,7 @@ class SourceInfo:
 _EPISODE_COLUMNS = (
     "episode_index",
     "num_frames",
+    "dataset_from_index",
     "shard_index",
     "offset_bytes",
     "size_bytes",
@@ -280,6 +282,7 @@ class Manifest:
         for e in self.episodes:
             columns["episode_index"].append(e.episode_index)
             columns["num_frames"].append(e.num_frames)
+            columns["dataset_from_index"].append(e.dataset_from_index)
             columns["shard_index"].append(shard_index[e.shard])
             columns["offset_bytes"].append(e.offset_bytes)
             columns["size_bytes"].append(e.size_bytes)
@@ -341,13 +344,14 @@ def _episodes_from_json(columns: dict[str, Any], shards: list[ShardEntry], where
     if len({len(v) for v in values}) > 1:
         raise ShardFormatError(f"{where}: episodes columns have different lengths")
     entries = []
-    for index, frames, shard, offset, size, tasks in zip(*values, strict=True):
+    for index, frames, first, shard, offset, size, tasks in zip(*values, strict=True):
         if not 0 <= shard < len(shards):
             raise ShardFormatError(f"{where}: episode {index} names shard {shard}; have {len(shards)}")
         entries.append(
             EpisodeEntry(
                 episode_index=index,
                 num_frames=frames,
+                dataset_from_index=first,
                 shard=shards[shard].path,
                 offset_bytes=offset,
                 size_bytes=size,

@@ -236,6 +236,7 @@ def _episode_entry(
     return fmt.EpisodeEntry(
         episode_index=episode.episode_index,
         num_frames=episode.length,
+        dataset_from_index=episode.dataset_from_index,
         shard=shard,
         offset_bytes=offset,
         size_bytes=size,
