@@ -1,4 +1,4 @@
-"""Shared test helpers: fixture datasets (copied from ../shared/fixtures) and frame-code reading.
+"""Shared pytest fixtures: writable fixture copies and a real S3 server (SeaweedFS) on 127.0.0.1.
 
 Fixture provenance: written by LeRobot 0.6.1's LeRobotDataset writer; values encode (episode, frame, camera).
 """
@@ -18,37 +18,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pytest
-import webdataset as wds
-
-from lerobot_wds import format as fmt
-from lerobot_wds import read_manifest
-
-DATA = Path(__file__).parent / "data"
-FIXTURES = ("tiny", "multi", "h264")
-
-
-def read_frame_code(frame_hwc_or_chw: np.ndarray) -> tuple[int, int, int]:
-    """(frame, episode, camera) from the code grid in a fixture frame's top-left corner (fixtures README)."""
-    frame = frame_hwc_or_chw
-    if frame.shape[0] in (1, 3) and frame.shape[-1] not in (1, 3):
-        frame = frame.transpose(1, 2, 0)
-    height, width = frame.shape[:2]
-    cell_w = width // 12
-    cell_h = max(6, min(cell_w, height // 8))
-    values = []
-    for row in range(3):
-        value = 0
-        for bit in range(12):
-            y0, x0 = row * cell_h, bit * cell_w
-            inner = frame[
-                y0 + cell_h // 4 : y0 + cell_h - cell_h // 4, x0 + cell_w // 4 : x0 + cell_w - cell_w // 4
-            ]
-            if inner.astype(np.float64).mean() > 127.5:
-                value |= 1 << bit
-        values.append(value)
-    return values[0], values[1], values[2]
+from helpers import DATA
 
 
 @pytest.fixture
@@ -61,18 +32,6 @@ def fixture_copy(tmp_path: Path):
         return target
 
     return copy
-
-
-def read_samples(root: Path) -> dict[int, dict[str, bytes]]:
-    """Every sample of a converted dataset, through webdataset's own tar reader (no decoders)."""
-    manifest = read_manifest(str(root))
-    urls = [str(root / s.path) for s in manifest.shards]
-    samples = {}
-    for sample in wds.WebDataset(urls, shardshuffle=False, empty_check=False):
-        key = sample.pop("__key__")
-        sample.pop("__url__")
-        samples[fmt.parse_episode_key(key)] = sample
-    return samples
 
 
 # ------------------------------------------------------------------------- a real S3 server

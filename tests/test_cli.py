@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
-from conftest import DATA
+from helpers import DATA
 
 from lerobot_wds.cli import main
 

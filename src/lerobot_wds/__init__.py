@@ -2,13 +2,16 @@
 
 from .converter import ConvertConfig, ConvertResult, VerifyReport, convert, inspect_dataset, verify
 from .format import FORMAT_VERSION, Manifest, ShardFormatError, read_manifest
+from .reader import ReaderConfig, ShardedLeRobotDataset
 
 __all__ = [
     "FORMAT_VERSION",
     "ConvertConfig",
     "ConvertResult",
     "Manifest",
+    "ReaderConfig",
     "ShardFormatError",
+    "ShardedLeRobotDataset",
     "VerifyReport",
     "convert",
     "inspect_dataset",

@@ -372,3 +372,11 @@ def read_manifest(url: str, storage_options: StorageOptions | None = None) -> Ma
             "(the manifest is written last: a conversion still running or interrupted has none)"
         ) from exc
     return Manifest.from_json(data, manifest_url)
+
+
+def task_strings(table: pa.Table, where: str) -> dict[int, str]:
+    """``task_index -> task`` from LeRobot's ``meta/tasks.parquet`` (tasks are its pandas index)."""
+    names = [c for c in ("task", "__index_level_0__") if c in table.column_names]
+    if "task_index" not in table.column_names or not names:
+        raise ShardFormatError(f"{where}: columns {table.column_names}; expected 'task_index' and 'task'")
+    return dict(zip(table["task_index"].to_pylist(), table[names[0]].to_pylist(), strict=True))

@@ -247,3 +247,26 @@ class RangeReader(io.RawIOBase):
     def close(self) -> None:
         self._drop_file()
         super().close()
+
+
+def read_range(
+    url: str,
+    storage_options: StorageOptions | None = None,
+    *,
+    start: int,
+    end: int,
+    retry: RetryPolicy | None = None,
+) -> bytes:
+    """Bytes ``[start, end)`` of an object, retrying transient failures (see :class:`RangeReader`)."""
+    buffer = bytearray(end - start)
+    view = memoryview(buffer)
+    filled = 0
+    with RangeReader(
+        url, storage_options, start=start, end=end, retry=retry, block_bytes=max(end - start, 1)
+    ) as r:
+        while filled < len(buffer):
+            count = r.readinto(view[filled:])
+            if not count:
+                raise EOFError(f"{url}: object ended at byte {start + filled}; expected {end}")
+            filled += count
+    return bytes(buffer)

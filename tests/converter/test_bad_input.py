@@ -9,7 +9,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
-from conftest import read_samples
+from helpers import read_samples
 
 from lerobot_wds import convert
 from lerobot_wds import format as fmt

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import DATA
+from helpers import DATA
 
 from lerobot_wds import ConvertConfig, convert
 from lerobot_wds.converter.card import dataset_card, hub_dataset_repo

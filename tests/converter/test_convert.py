@@ -12,7 +12,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
-from conftest import DATA, FIXTURES, read_frame_code, read_samples
+from helpers import DATA, FIXTURES, read_frame_code, read_samples
 from torchcodec.decoders import VideoDecoder
 
 from lerobot_wds import ConvertConfig, convert, read_manifest, verify

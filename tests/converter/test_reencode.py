@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from conftest import DATA, read_frame_code, read_samples
+from helpers import DATA, read_frame_code, read_samples
 from torchcodec.decoders import VideoDecoder
 
 from lerobot_wds import ConvertConfig, convert, verify

@@ -6,13 +6,11 @@ import contextlib
 import io
 import json
 import logging
-import multiprocessing
 import shutil
 import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -334,7 +332,7 @@ def _run_tasks(
     if on_progress is not None:
         monitor.start()
     try:
-        _run_in_child(executor)
+        _run_isolated(executor)
     finally:
         stop.set()
         if monitor.is_alive():
@@ -347,19 +345,31 @@ def _run_executor(executor: LocalPipelineExecutor) -> None:
         executor.run()
 
 
-def _run_in_child(executor: LocalPipelineExecutor) -> None:
-    """Run the shard tasks outside this process, even for ``workers=1``.
+def _run_isolated(executor: LocalPipelineExecutor) -> None:
+    """Run the shard tasks on a stack that holds none of the caller's variables.
 
     datatrove logs a failing task's traceback with loguru's ``diagnose``, which prints the local
-    variables of every frame up the stack: run in-process, that would put the caller's variables
-    (storage options, tokens) into the task logs. With ``workers > 1`` datatrove's own pool already
-    runs each task in a spawned process; ``workers=1`` would run in-process, so it gets one child.
+    variables of every frame up the stack: run on the caller's stack, that would put its variables
+    (storage options, tokens) into the task logs. With ``workers > 1`` datatrove's pool already runs
+    each task in a spawned process; ``workers=1`` runs in a thread of its own (no new process, so
+    scripts without an ``if __name__ == "__main__"`` guard keep working).
     """
     if executor.workers > 1:
         _run_executor(executor)
         return
-    with ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn")) as pool:
-        pool.submit(_run_executor, executor).result()
+    failures: list[BaseException] = []
+
+    def target() -> None:
+        try:
+            _run_executor(executor)
+        except BaseException as exc:
+            failures.append(exc)
+
+    thread = threading.Thread(target=target, name="lerobot-wds-convert")
+    thread.start()
+    thread.join()
+    if failures:
+        raise failures[0]
 
 
 def _report_progress(

@@ -13,6 +13,8 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from ..format import task_strings
+
 logger = logging.getLogger(__name__)
 
 SUPPORTED_CODEBASE_VERSIONS = ("v3.0",)
@@ -154,11 +156,7 @@ def _read_task_indices(path: Path) -> dict[str, int]:
     """Task string -> task_index. LeRobot writes the task strings as the pandas index."""
     if not path.is_file():
         raise FileNotFoundError(f"{path.parent.parent}: no meta/tasks.parquet; expected a LeRobot v3 dataset")
-    table = pq.read_table(path)
-    names = [c for c in ("task", "__index_level_0__") if c in table.column_names]
-    if "task_index" not in table.column_names or not names:
-        raise ValueError(f"{path}: columns {table.column_names}; expected 'task_index' and 'task'")
-    return dict(zip(table[names[0]].to_pylist(), table["task_index"].to_pylist(), strict=True))
+    return {task: index for index, task in task_strings(pq.read_table(path), str(path)).items()}
 
 
 def _episode_columns(camera_keys: list[str]) -> list[str]:

@@ -1,0 +1,141 @@
+"""EpisodeSource: fetch this reader's episodes as encoded bytes (rows, per-camera mp4 segments)."""
+
+from __future__ import annotations
+
+import io
+import tarfile
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+from webdataset.tariterators import tar_file_iterator
+
+from .. import format as fmt
+from .. import storage
+
+
+@dataclass(frozen=True, slots=True)
+class Episode:
+    """One episode held in memory: its rows as numpy columns and its video segments still encoded."""
+
+    entry: fmt.EpisodeEntry
+    meta: fmt.EpisodeMeta
+    columns: dict[str, np.ndarray]  # feature key -> (num_frames, *shape)
+    videos: dict[str, bytes]  # camera key -> standalone mp4
+
+    @property
+    def num_frames(self) -> int:
+        return self.entry.num_frames
+
+    @property
+    def size_bytes(self) -> int:
+        return sum(len(v) for v in self.videos.values()) + sum(c.nbytes for c in self.columns.values())
+
+
+def parse_episode(
+    members: dict[str, bytes], entry: fmt.EpisodeEntry, camera_keys: list[str], where: str
+) -> Episode:
+    """Check a sample's members against the format and turn its rows into numpy columns."""
+    expected = fmt.sample_suffixes(camera_keys)
+    if sorted(members) != expected:
+        raise fmt.ShardFormatError(
+            f"{where}: members {sorted(members)}; expected {expected} (a truncated or foreign shard?)"
+        )
+    meta = fmt.EpisodeMeta.from_json(members[fmt.META_SUFFIX], where)
+    rows = fmt.decode_rows(members[fmt.ROWS_SUFFIX], where)
+    if meta.episode_index != entry.episode_index or rows.num_rows != entry.num_frames:
+        raise fmt.ShardFormatError(
+            f"{where}: holds episode {meta.episode_index} with {rows.num_rows} rows; expected episode "
+            f"{entry.episode_index} with {entry.num_frames} (manifest)"
+        )
+    columns = {name: _to_numpy(rows.column(name)) for name in rows.column_names}
+    return Episode(
+        entry=entry, meta=meta, columns=columns, videos={k: members[fmt.video_suffix(k)] for k in camera_keys}
+    )
+
+
+def _to_numpy(column: pa.ChunkedArray) -> np.ndarray:
+    """Arrow column -> numpy with the feature's shape: fixed-size lists become a trailing axis."""
+    array = column.combine_chunks()
+    shape: list[int] = []
+    while pa.types.is_fixed_size_list(array.type):
+        shape.append(array.type.list_size)
+        array = array.flatten()
+    if pa.types.is_struct(array.type) or pa.types.is_list(array.type):
+        return np.array(column.to_pylist(), dtype=object)  # e.g. image structs: left to the caller
+    values = array.to_numpy(zero_copy_only=False)
+    return values.reshape(len(column), *shape) if shape else values
+
+
+class EpisodeSource:
+    """Yields the episodes of ``entries`` in order, each fetched with one ranged read of its sample.
+
+    State: a cursor (episodes handed out), nothing else; a restored source re-fetches by offset.
+    """
+
+    def __init__(
+        self,
+        root: str,
+        entries: list[fmt.EpisodeEntry],
+        camera_keys: list[str],
+        storage_options: storage.StorageOptions | None = None,
+        retry: storage.RetryPolicy | None = None,
+    ) -> None:
+        self.root = root
+        self.entries = entries
+        self.camera_keys = camera_keys
+        self.storage_options = storage_options
+        self.retry = retry
+        self._cursor = 0
+        self._shard_sizes: dict[str, int] = {}
+
+    def __iter__(self) -> EpisodeSource:
+        return self
+
+    def __next__(self) -> Episode:
+        if self._cursor >= len(self.entries):
+            raise StopIteration
+        entry = self.entries[self._cursor]
+        episode = self.fetch(entry)
+        self._cursor += 1
+        return episode
+
+    def get_state(self) -> dict[str, Any]:
+        return {"cursor": self._cursor}
+
+    def set_state(self, state: dict[str, Any]) -> None:
+        self._cursor = int(state["cursor"])
+
+    def fetch(self, entry: fmt.EpisodeEntry) -> Episode:
+        url = storage.join(self.root, entry.shard)
+        where = f"{url}: episode {entry.episode_index} ({fmt.episode_key(entry.episode_index)})"
+        end = entry.offset_bytes + entry.size_bytes
+        if self._shard_size(url) < end:
+            raise fmt.ShardFormatError(
+                f"{where}: shard has {self._shard_size(url)} bytes; expected at least {end} (truncated shard)"
+            )
+        blob = storage.read_range(
+            url, self.storage_options, start=entry.offset_bytes, end=end, retry=self.retry
+        )
+        return parse_episode(_members(blob, entry, where), entry, self.camera_keys, where)
+
+    def _shard_size(self, url: str) -> int:
+        if url not in self._shard_sizes:
+            self._shard_sizes[url] = storage.size_bytes(url, self.storage_options)
+        return self._shard_sizes[url]
+
+
+def _members(blob: bytes, entry: fmt.EpisodeEntry, where: str) -> dict[str, bytes]:
+    """The members of one sample's tar bytes, by suffix (webdataset's tar reader, no decoders)."""
+    key = fmt.episode_key(entry.episode_index)
+    members = {}
+    try:
+        for item in tar_file_iterator(io.BytesIO(blob)):
+            member_key, suffix = fmt.split_member_name(item["fname"])
+            if member_key != key:
+                raise fmt.ShardFormatError(f"{where}: member {item['fname']!r} belongs to another sample")
+            members[suffix] = item["data"]
+    except (tarfile.TarError, EOFError) as exc:
+        raise fmt.ShardFormatError(f"{where}: broken tar data ({exc})") from exc
+    return members

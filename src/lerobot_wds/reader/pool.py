@@ -1,0 +1,112 @@
+"""EpisodeShuffle: a pool of whole episodes, drawn from frame by frame so a batch mixes many episodes."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from .episodes import Episode
+
+
+@dataclass(frozen=True, slots=True)
+class Draw:
+    """One frame to emit: the episode (still encoded) and the episode-local frame index."""
+
+    episode: Episode
+    frame_index: int
+
+
+@dataclass(slots=True)
+class _Slot:
+    episode: Episode
+    frames: list[int]  # this episode's frames, in the order they will be drawn
+    drawn: int = 0
+    remaining: int = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.remaining = len(self.frames)
+
+
+class EpisodeShuffle:
+    """Holds up to ``pool_size`` episodes (and at most ``max_pool_frames`` frames, if set).
+
+    Each draw is uniform over every frame not yet drawn from the pool: pick an episode with
+    probability proportional to its remaining frames, then its next frame in a per-episode random
+    permutation. An episode leaves the pool (and ``on_evict`` frees its decoders) once all its frames
+    were drawn, and the next episode of the source takes its place. With ``shuffle=False`` the pool
+    holds one episode and frames come in order.
+    """
+
+    def __init__(
+        self,
+        source: Iterator[Episode],
+        *,
+        pool_size: int,
+        max_pool_frames: int | None,
+        seed: int,
+        shuffle: bool,
+        on_evict: Callable[[Episode], None] | None = None,
+    ) -> None:
+        self.source = source
+        self.pool_size = pool_size if shuffle else 1
+        self.max_pool_frames = max_pool_frames
+        self.shuffle = shuffle
+        self.on_evict = on_evict
+        self._rng = random.Random(seed)
+        self._slots: list[_Slot] = []
+        self._exhausted = False
+        self.draws = 0
+
+    def __iter__(self) -> EpisodeShuffle:
+        return self
+
+    def __next__(self) -> Draw:
+        self._fill()
+        if not self._slots:
+            raise StopIteration
+        slot = self._pick()
+        frame_index = slot.frames[slot.drawn]
+        slot.drawn += 1
+        slot.remaining -= 1
+        self.draws += 1
+        if slot.remaining == 0:
+            self._slots.remove(slot)
+            if self.on_evict is not None:
+                self.on_evict(slot.episode)
+        return Draw(slot.episode, frame_index)
+
+    def get_state(self) -> dict[str, Any]:
+        return {"draws": self.draws}
+
+    def _pool_frames(self) -> int:
+        return sum(s.remaining for s in self._slots)
+
+    def _fill(self) -> None:
+        while not self._exhausted and len(self._slots) < self.pool_size:
+            if (
+                self._slots
+                and self.max_pool_frames is not None
+                and self._pool_frames() >= self.max_pool_frames
+            ):
+                return
+            try:
+                episode = next(self.source)
+            except StopIteration:
+                self._exhausted = True
+                return
+            frames = list(range(episode.num_frames))
+            if self.shuffle:
+                self._rng.shuffle(frames)
+            self._slots.append(_Slot(episode, frames))
+
+    def _pick(self) -> _Slot:
+        if not self.shuffle:
+            return self._slots[0]
+        target = self._rng.randrange(self._pool_frames())
+        for slot in self._slots:
+            if target < slot.remaining:
+                return slot
+            target -= slot.remaining
+        raise AssertionError("unreachable: target is below the pool's frame count")
