@@ -1,6 +1,8 @@
-"""The main job on the bundled sample dataset: convert `tests/data/tiny`, verify it, and print a summary.
+"""The main job on the bundled sample dataset: convert `tests/data/tiny`, then stream it.
 
-Run with `make demo` (sets everything up first). Writes to out/demo/.
+Run with `make demo` (sets everything up first). Writes to out/demo/. Converts the LeRobot v3
+fixture into episode shards, verifies them, then streams shuffled batches with LeRobot-style
+`delta_timestamps` windows through a DataLoader with 2 workers and prints what came out.
 """
 
 from __future__ import annotations
@@ -9,7 +11,9 @@ import json
 import sys
 from pathlib import Path
 
-from lerobot_wds import ConvertConfig, convert, inspect_dataset, verify
+import torch
+
+from lerobot_wds import ConvertConfig, ShardedLeRobotDataset, convert, inspect_dataset, verify
 
 ROOT = Path(__file__).resolve().parent.parent
 SOURCE = ROOT / "tests" / "data" / "tiny"  # written by LeRobot 0.6.1's LeRobotDataset writer
@@ -28,7 +32,37 @@ def main() -> int:
     report = verify(str(DEST))
     print(f"verify: {report.episodes_checked} episodes, {'OK' if report.ok else report.problems}")
     print(json.dumps(inspect_dataset(str(DEST)), indent=2))
-    return 0 if report.ok else 1
+    if not report.ok:
+        return 1
+    stream(manifest.fps)
+    return 0
+
+
+def stream(fps: int) -> None:
+    camera = "observation.images.front"
+    dataset = ShardedLeRobotDataset(
+        str(DEST),
+        delta_timestamps={"action": [i / fps for i in range(16)], camera: [-1 / fps, 0.0]},
+        episode_pool_size=4,
+        seed=0,
+    )
+    loader = torch.utils.data.DataLoader(dataset, batch_size=16, num_workers=2)
+    print(f"streaming {dataset.num_frames} frames of {dataset.num_episodes} episodes, batch 16, 2 workers:")
+    seen = 0
+    for number, batch in enumerate(loader):
+        seen += len(batch["index"])
+        if number < 3:
+            shapes = {
+                k: tuple(v.shape) for k, v in batch.items() if isinstance(v, torch.Tensor) and v.ndim > 1
+            }
+            episodes = sorted(set(batch["episode_index"].tolist()))
+            pads = int(batch["action_is_pad"].sum())
+            frames = batch["frame_index"][:6].tolist()
+            print(f"  batch {number}: episodes {episodes}, frames {frames}..., action pads {pads}")
+            if number == 0:
+                print(f"  shapes: {shapes}")
+                print(f"  task: {batch['task'][0]!r}")
+    print(f"  ... {seen} samples in one epoch (dataset has {dataset.num_frames} frames)")
 
 
 if __name__ == "__main__":

@@ -1,0 +1,88 @@
+"""Bad input to the reader: one clear error naming the URL, shard, episode or key."""
+
+from __future__ import annotations
+
+import io
+import json
+import shutil
+import tarfile
+from pathlib import Path
+
+import pytest
+
+from lerobot_wds import ShardedLeRobotDataset, ShardFormatError, read_manifest
+
+
+@pytest.fixture
+def copy_of(converted: dict[str, str], tmp_path: Path):
+    def copy(name: str) -> Path:
+        target = tmp_path / name
+        shutil.copytree(converted[name], target)
+        return target
+
+    return copy
+
+
+def test_no_manifest(tmp_path: Path) -> None:
+    with pytest.raises(
+        FileNotFoundError, match=r"no manifest\.json; expected a finished lerobot-wds conversion"
+    ):
+        ShardedLeRobotDataset(str(tmp_path))
+
+
+def test_unknown_format_version(copy_of) -> None:
+    root = copy_of("tiny")
+    manifest = json.loads((root / "manifest.json").read_text())
+    manifest["format_version"] = 2
+    (root / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(ShardFormatError, match=r"manifest\.json: format_version 2; expected 1"):
+        ShardedLeRobotDataset(str(root))
+
+
+def test_shard_missing_a_member(copy_of) -> None:
+    root = copy_of("tiny")
+    shard = root / read_manifest(str(root)).shards[0].path
+    with tarfile.open(shard) as tar:
+        members = [(m, tar.extractfile(m).read()) for m in tar]  # type: ignore[union-attr]
+    out = io.BytesIO()
+    with tarfile.open(fileobj=out, mode="w", format=tarfile.USTAR_FORMAT) as tar:
+        for member, data in members:
+            if member.name == "ep_000002.observation.images.front.mp4":
+                member.name = "ep_000002.observation.images.xxxxx.mp4"  # same length: offsets unchanged
+            tar.addfile(member, io.BytesIO(data))
+    shard.write_bytes(out.getvalue())
+    dataset = ShardedLeRobotDataset(str(root), episodes=[2])
+    with pytest.raises(
+        ShardFormatError, match=r"shard-000000\.tar: episode 2 \(ep_000002\): members .*xxxxx"
+    ):
+        next(iter(dataset))
+
+
+def test_truncated_shard(copy_of) -> None:
+    root = copy_of("multi")
+    manifest = read_manifest(str(root))
+    last = manifest.episodes[-1]
+    shard = root / last.shard
+    shard.write_bytes(shard.read_bytes()[: last.offset_bytes + 700])
+    dataset = ShardedLeRobotDataset(str(root), episodes=[last.episode_index])
+    with pytest.raises(ShardFormatError, match=rf"episode {last.episode_index} .*truncated shard"):
+        next(iter(dataset))
+
+
+def test_delta_timestamps_key_that_is_not_a_feature(converted: dict[str, str]) -> None:
+    with pytest.raises(ValueError, match=r"keys \['actions'\] are not features"):
+        ShardedLeRobotDataset(converted["tiny"], delta_timestamps={"actions": [0.0]})
+
+
+def test_delta_timestamps_off_the_frame_grid(converted: dict[str, str]) -> None:
+    with pytest.raises(ValueError, match=r"\{'action': \[0\.01\]\} are not multiples of 1/fps = 1/30"):
+        ShardedLeRobotDataset(converted["tiny"], delta_timestamps={"action": [0.0, 0.01]})
+
+
+def test_long_windows_beyond_both_edges(converted: dict[str, str]) -> None:
+    fps = 30
+    deltas = [i / fps for i in range(-150, 151, 10)]
+    dataset = ShardedLeRobotDataset(converted["tiny"], delta_timestamps={"action": deltas})
+    item = dataset.item_at(0)
+    assert item["action"].shape == (31, 6)
+    assert item["action_is_pad"].sum() > 15

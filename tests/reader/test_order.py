@@ -1,0 +1,65 @@
+"""Pure pieces of the reader: windows, epoch order, splitting."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from lerobot_wds.format import EpisodeEntry
+from lerobot_wds.reader.order import WorkerInfo, assigned_episodes, episode_order, split_by_frames
+from lerobot_wds.reader.windows import delta_indices, window_indices
+
+
+def test_window_indices_clamp_and_pad() -> None:
+    indices, is_pad = window_indices(5, 1, np.array([-3, -1, 0, 2, 4]))
+    assert indices.tolist() == [0, 0, 1, 3, 4]
+    assert is_pad.tolist() == [True, False, False, False, True]
+
+
+def test_delta_indices_round_like_lerobot() -> None:
+    assert delta_indices({"a": [-1 / 30, 0.0, 0.1, 4.0]}, 30)["a"].tolist() == [-1, 0, 3, 120]
+
+
+def entries(lengths: list[int]) -> list[EpisodeEntry]:
+    first = np.concatenate([[0], np.cumsum(lengths)[:-1]]).tolist()
+    return [
+        EpisodeEntry(episode_index=i, num_frames=n, dataset_from_index=f, shard="s", offset_bytes=0,
+                     size_bytes=1, task_indices=(0,))
+        for i, (n, f) in enumerate(zip(lengths, first, strict=True))
+    ]  # fmt: skip
+
+
+def test_split_balances_frames_and_covers_each_episode_once() -> None:
+    lengths = [100, 10, 10, 10, 10, 10, 10, 10, 10, 10, 10]
+    parts = split_by_frames(list(range(len(lengths))), lengths, 2)
+    assert sorted(p for part in parts for p in part) == list(range(len(lengths)))
+    loads = [sum(lengths[p] for p in part) for part in parts]
+    assert max(loads) - min(loads) <= 100
+    assert split_by_frames([0, 1], [5, 5], 4) == [[0], [1], [], []]  # more readers than episodes
+
+
+@pytest.mark.parametrize(("world_size", "num_workers"), [(1, 1), (2, 2), (3, 1), (1, 3)])
+def test_every_reader_slot_gets_disjoint_episodes(world_size: int, num_workers: int) -> None:
+    episodes = entries([30 + (7 * i) % 50 for i in range(40)])
+    seen: list[int] = []
+    for rank in range(world_size):
+        for worker in range(num_workers):
+            who = WorkerInfo(rank=rank, world_size=world_size, worker=worker, num_workers=num_workers)
+            seen += [e.episode_index for e in assigned_episodes(episodes, who, seed=1, epoch=2, shuffle=True)]
+    assert sorted(seen) == list(range(40))
+
+
+def test_episode_order_is_a_pure_function() -> None:
+    episodes = entries([10] * 50)
+    assert episode_order(episodes, seed=1, epoch=0, shuffle=True) == episode_order(
+        episodes, seed=1, epoch=0, shuffle=True
+    )
+    assert episode_order(episodes, seed=1, epoch=0, shuffle=True) != episode_order(
+        episodes, seed=1, epoch=1, shuffle=True
+    )
+    assert episode_order(episodes, seed=1, epoch=0, shuffle=False) == list(range(50))
+
+
+def test_worker_info_is_validated() -> None:
+    with pytest.raises(ValueError, match="rank"):
+        WorkerInfo(rank=2, world_size=2)
