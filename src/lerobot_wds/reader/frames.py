@@ -62,6 +62,8 @@ def decode_frames(decoder: VideoDecoder, indices: np.ndarray) -> torch.Tensor:
     Frames are addressed by index (never by float seconds, which returned the previous frame for a
     third of an AV1 file's frames); each distinct frame is decoded once, in increasing order.
     """
+    if len(indices) == 1 or bool(np.all(np.diff(indices) > 0)):
+        return decoder.get_frames_at(indices=indices.tolist()).data  # already distinct and increasing
     unique, inverse = np.unique(indices, return_inverse=True)
     frames = decoder.get_frames_at(indices=unique.tolist()).data
     return frames[torch.from_numpy(inverse.reshape(-1))]

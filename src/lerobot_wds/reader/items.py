@@ -77,7 +77,7 @@ def _camera(
     if len(indices) == 1:
         frames = frames[0]  # LeRobot squeezes a single frame to (C, H, W)
     if not spec.return_uint8:
-        frames = frames.to(torch.float32) / 255.0
+        frames = frames.to(torch.float32).div_(255.0)  # in place: one float copy, as LeRobot's `/ 255`
     if spec.image_transforms is not None:
         frames = spec.image_transforms(frames)
     out[key] = frames
