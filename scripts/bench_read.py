@@ -90,6 +90,15 @@ def time_batches(batches: Any, num_batches: int) -> dict[str, Any]:
 # ------------------------------------------------------------------------------------- children
 
 
+# Reader variants measured side by side: the defaults (LeRobot's semantics: frames of an episode in
+# random order, float32 frames), then the two levers of the performance issue.
+VARIANTS: dict[str, dict[str, Any]] = {
+    "ours": {},
+    "ours_forward": {"frame_order": "forward"},
+    "ours_forward_uint8": {"frame_order": "forward", "return_uint8": True},
+}
+
+
 def child_ours(args: argparse.Namespace) -> dict[str, Any]:
     import torch
 
@@ -98,7 +107,10 @@ def child_ours(args: argparse.Namespace) -> dict[str, Any]:
     rss = PeakRss()
     probe = ShardedLeRobotDataset(args.url)
     dataset = ShardedLeRobotDataset(
-        args.url, delta_timestamps=delta_timestamps(probe.fps, probe.camera_keys), seed=args.seed
+        args.url,
+        delta_timestamps=delta_timestamps(probe.fps, probe.camera_keys),
+        seed=args.seed,
+        **VARIANTS[args.variant],
     )
     loader = torch.utils.data.DataLoader(
         dataset, batch_size=BATCH_SIZE, num_workers=args.workers, persistent_workers=False
@@ -203,6 +215,20 @@ def run_child(python: str, kind: str, **options: Any) -> dict[str, Any]:
     return json.loads(completed.stdout.strip().splitlines()[-1])
 
 
+def ratios(row: dict[str, Any], variant: str) -> dict[str, float]:
+    ours = row[variant].get("samples_per_s", 0.0)
+    out = {
+        f"{variant}_vs_decode_limit": round(ours / row["decode_limit"].get("samples_per_s", float("inf")), 2)
+    }
+    lerobot = row.get("lerobot", {})
+    if "samples_per_s" in lerobot:
+        out[f"{variant}_vs_lerobot"] = round(ours / lerobot["samples_per_s"], 2)
+        out[f"{variant}_rss_vs_lerobot"] = round(
+            row[variant].get("peak_rss_mb", 0) / lerobot["peak_rss_mb"], 2
+        )
+    return out
+
+
 def convert_once(name: str) -> str:
     from lerobot_wds import ConvertConfig, convert
 
@@ -224,6 +250,7 @@ def main() -> None:
     parser.add_argument("--child", choices=sorted(CHILDREN), help=argparse.SUPPRESS)
     parser.add_argument("--url", help=argparse.SUPPRESS)
     parser.add_argument("--source", help=argparse.SUPPRESS)
+    parser.add_argument("--variant", default="ours", choices=sorted(VARIANTS), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         args.workers = args.workers[0]
@@ -235,19 +262,15 @@ def main() -> None:
         for workers in args.workers:
             common = {"workers": workers, "batches": args.batches, "seed": args.seed}
             row: dict[str, Any] = {"dataset": name, "num_workers": workers}
-            row["ours"] = run_child(sys.executable, "ours", url=url, **common)
+            for variant in VARIANTS:
+                row[variant] = run_child(sys.executable, "ours", url=url, variant=variant, **common)
             row["decode_limit"] = run_child(sys.executable, "decode_limit", source=source, **common)
             if args.lerobot_venv:
                 row["lerobot"] = run_child(
                     str(args.lerobot_venv / "bin/python"), "lerobot", source=source, **common
                 )
-            ours = row["ours"].get("samples_per_s", 0)
-            row["ours_vs_decode_limit"] = round(
-                ours / row["decode_limit"].get("samples_per_s", float("inf")), 2
-            )
-            if "lerobot" in row and "samples_per_s" in row["lerobot"]:
-                row["ours_vs_lerobot"] = round(ours / row["lerobot"]["samples_per_s"], 2)
-                row["rss_vs_lerobot"] = round(row["ours"]["peak_rss_mb"] / row["lerobot"]["peak_rss_mb"], 2)
+            for variant in VARIANTS:
+                row.update(ratios(row, variant))
             print(json.dumps(row))
             rows.append(row)
     machine = {"python": platform.python_version(), "machine": platform.machine(), "cpus": os.cpu_count()}

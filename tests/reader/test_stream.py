@@ -68,6 +68,26 @@ def test_epoch_covers_every_frame_once_with_exact_windows(
     assert sorted(seen) == list(range(dataset.num_frames))
 
 
+@pytest.mark.parametrize("num_workers", [0, 2])
+def test_forward_frame_order_is_exact_and_moves_forward(converted: dict[str, str], num_workers: int) -> None:
+    dataset = make(converted["multi"], "multi", return_uint8=True, frame_order="forward")
+    lengths = episode_lengths(dataset)
+    seen: list[int] = []
+    last_frame: dict[int, int] = {}
+    distinct = []
+    for batch in DataLoader(dataset, batch_size=32, num_workers=num_workers):
+        check_batch(batch, dataset, lengths)
+        for episode, frame in zip(
+            batch["episode_index"].tolist(), batch["frame_index"].tolist(), strict=True
+        ):
+            assert frame == last_frame.get(episode, -1) + 1  # every episode read front to back
+            last_frame[episode] = frame
+        distinct.append(len(set(batch["episode_index"].tolist())))
+        seen += batch["index"].tolist()
+    assert sorted(seen) == list(range(dataset.num_frames))
+    assert np.mean(distinct[:-1]) > 8  # the pick among episodes stays random
+
+
 def order(dataset: ShardedLeRobotDataset) -> list[int]:
     return [int(item["index"]) for item in dataset]
 

@@ -30,10 +30,10 @@ class DecoderCache:
     def __init__(self, capacity: int, device: str = "cpu") -> None:
         self.capacity = capacity
         self.device = device
-        self._decoders: OrderedDict[tuple[int, str], VideoDecoder] = OrderedDict()
+        self._decoders: OrderedDict[tuple[int, str], EpisodeDecoder] = OrderedDict()
         self.stats = DecoderStats()
 
-    def get(self, episode: Episode, camera_key: str) -> VideoDecoder:
+    def get(self, episode: Episode, camera_key: str) -> EpisodeDecoder:
         key = (episode.entry.episode_index, camera_key)
         decoder = self._decoders.get(key)
         if decoder is not None:
@@ -41,8 +41,7 @@ class DecoderCache:
             self._decoders.move_to_end(key)
             return decoder
         self.stats.misses += 1
-        # seek_mode="exact": x265's open GOPs make approximate seeks return wrong frames.
-        decoder = VideoDecoder(episode.videos[camera_key], seek_mode="exact", device=self.device)
+        decoder = EpisodeDecoder(episode.videos[camera_key], self.device)
         self._decoders[key] = decoder
         while len(self._decoders) > self.capacity:
             self._decoders.popitem(last=False)
@@ -56,14 +55,38 @@ class DecoderCache:
         self.stats.open = len(self._decoders)
 
 
-def decode_frames(decoder: VideoDecoder, indices: np.ndarray) -> torch.Tensor:
-    """Frames at episode-local ``indices`` as uint8 ``(len(indices), C, H, W)``.
+class EpisodeDecoder:
+    """A torchcodec decoder over one segment, remembering its last few decoded frames.
 
-    Frames are addressed by index (never by float seconds, which returned the previous frame for a
-    third of an AV1 file's frames); each distinct frame is decoded once, in increasing order.
+    Windows overlap from one draw to the next when an episode is read forward (``[f-1, f]`` then
+    ``[f, f+1]``): the remembered frame is reused instead of seeking back and decoding it again.
     """
-    if len(indices) == 1 or bool(np.all(np.diff(indices) > 0)):
-        return decoder.get_frames_at(indices=indices.tolist()).data  # already distinct and increasing
-    unique, inverse = np.unique(indices, return_inverse=True)
-    frames = decoder.get_frames_at(indices=unique.tolist()).data
-    return frames[torch.from_numpy(inverse.reshape(-1))]
+
+    remembered = 4  # frames kept: enough for the overlap of consecutive short windows
+
+    def __init__(self, data: bytes, device: str) -> None:
+        # seek_mode="exact": x265's open GOPs make approximate seeks return wrong frames.
+        self.decoder = VideoDecoder(data, seek_mode="exact", device=device)
+        self._recent: OrderedDict[int, torch.Tensor] = OrderedDict()
+
+    def frames(self, indices: np.ndarray) -> torch.Tensor:
+        """Frames at episode-local ``indices`` as uint8 ``(len(indices), C, H, W)``.
+
+        Frames are addressed by index (never by float seconds, which returned the previous frame for
+        a third of an AV1 file's frames); each missing frame is decoded once, in increasing order.
+        """
+        requested = indices.tolist()
+        missing = sorted({i for i in requested if i not in self._recent})
+        decoded = self.decoder.get_frames_at(indices=missing).data if missing else None
+        if decoded is not None and missing == requested:
+            out = decoded  # the common case: nothing remembered, nothing repeated, already in order
+            self._recent.update(zip(missing, decoded, strict=True))
+        else:
+            if decoded is not None:
+                self._recent.update(zip(missing, decoded, strict=True))
+            out = torch.stack([self._recent[i] for i in requested])
+        for index in requested:
+            self._recent.move_to_end(index)
+        while len(self._recent) > self.remembered:
+            self._recent.popitem(last=False)
+        return out

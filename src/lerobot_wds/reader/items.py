@@ -11,7 +11,7 @@ import numpy as np
 import torch
 
 from .episodes import Episode
-from .frames import DecoderCache, decode_frames
+from .frames import DecoderCache
 from .windows import window_indices
 
 
@@ -73,7 +73,7 @@ def _camera(
         out[f"{key}_is_pad"] = torch.from_numpy(is_pad)
     else:
         indices = np.array([frame_index])
-    frames = decode_frames(decoders.get(episode, key), indices)
+    frames = decoders.get(episode, key).frames(indices)
     if len(indices) == 1:
         frames = frames[0]  # LeRobot squeezes a single frame to (C, H, W)
     if not spec.return_uint8:

@@ -34,9 +34,10 @@ class EpisodeShuffle:
 
     Each draw is uniform over every frame not yet drawn from the pool: pick an episode with
     probability proportional to its remaining frames, then its next frame in a per-episode random
-    permutation. An episode leaves the pool (and ``on_evict`` frees its decoders) once all its frames
-    were drawn, and the next episode of the source takes its place. With ``shuffle=False`` the pool
-    holds one episode and frames come in order.
+    permutation (``forward=True``: in increasing order, so each decoder only moves forward and overlapping
+    windows reuse decoded frames; batches still mix as many episodes). An episode leaves the pool
+    (and ``on_evict`` frees its decoders) once all its frames were drawn, and the next episode of the
+    source takes its place. With ``shuffle=False`` the pool holds one episode and frames come in order.
     """
 
     def __init__(
@@ -47,12 +48,14 @@ class EpisodeShuffle:
         max_pool_frames: int | None,
         seed: int,
         shuffle: bool,
+        forward: bool = False,
         on_evict: Callable[[Episode], None] | None = None,
     ) -> None:
         self.source = source
         self.pool_size = pool_size if shuffle else 1
         self.max_pool_frames = max_pool_frames
         self.shuffle = shuffle
+        self.forward = forward
         self.on_evict = on_evict
         self._rng = random.Random(seed)
         self._slots: list[_Slot] = []
@@ -97,7 +100,7 @@ class EpisodeShuffle:
                 self._exhausted = True
                 return
             frames = list(range(episode.num_frames))
-            if self.shuffle:
+            if self.shuffle and not self.forward:
                 self._rng.shuffle(frames)
             self._slots.append(_Slot(episode, frames))
 
