@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import logging
-import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import pyarrow.parquet as pq
@@ -16,7 +16,7 @@ from torch.utils.data import IterableDataset, get_worker_info
 
 from .. import format as fmt
 from .. import storage
-from .episodes import Episode, EpisodeSource
+from .episodes import EpisodeSource
 from .frames import DecoderCache
 from .items import ItemSpec, TimingStats, build_item
 from .order import WorkerInfo, assigned_episodes, distributed_rank_and_world, stream_seed
@@ -152,8 +152,8 @@ class ShardedLeRobotDataset(IterableDataset[dict[str, Any]]):
             image_transforms=image_transforms,
         )
         self.epoch = 0
-        self._timing = TimingStats()
-        self._decoders: DecoderCache | None = None
+        self._stream: SampleStream | None = None  # the iteration under way in this process
+        self._restore: dict[str, Any] | None = None  # a loaded state, applied by the next __iter__
 
     # ---------------------------------------------------------------------------- properties
 
@@ -181,13 +181,23 @@ class ShardedLeRobotDataset(IterableDataset[dict[str, Any]]):
         """Reshuffle: the order is a pure function of (seed, epoch, rank, worker)."""
         self.epoch = epoch
 
-    def timing_stats(self) -> TimingStats:
-        """Fetch and decode seconds of this process's iterations (each DataLoader worker has its own)."""
-        return self._timing
+    def timing_stats(self) -> dict[str, float]:
+        """Fetch and decode seconds of the iteration under way in this process (per DataLoader worker)."""
+        stream = self._stream
+        if stream is None:
+            return {"fetch_s": 0.0, "decode_s": 0.0, "episodes": 0, "items": 0}
+        return {
+            "fetch_s": stream.source.fetch_s,
+            "decode_s": stream.timing.decode_s,
+            "episodes": stream.source.fetched,
+            "items": stream.timing.items,
+        }
 
     def video_decoder_cache_stats(self) -> dict[str, int]:
-        stats = self._decoders.stats if self._decoders is not None else None
-        return {"hits": 0, "misses": 0, "evictions": 0, "open": 0} if stats is None else vars_of(stats)
+        """Decoder hits, misses, evictions and open decoders of the iteration under way in this process."""
+        if self._stream is None:
+            return {"hits": 0, "misses": 0, "evictions": 0, "open": 0}
+        return vars_of(self._stream.decoders.stats)
 
     # ----------------------------------------------------------------------------- iteration
 
@@ -202,7 +212,8 @@ class ShardedLeRobotDataset(IterableDataset[dict[str, Any]]):
         )
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
-        return self.stream(self.worker_info())
+        self._stream = self._restored(self.stream(self.worker_info()))
+        return self._stream
 
     def stream(self, who: WorkerInfo) -> SampleStream:
         """The items that reader ``who`` yields this epoch."""
@@ -211,59 +222,120 @@ class ShardedLeRobotDataset(IterableDataset[dict[str, Any]]):
             self.entries, who, seed=config.seed, epoch=self.epoch, shuffle=config.shuffle
         )
         capacity = config.video_decoder_cache_size or config.episode_pool_size * max(len(self.camera_keys), 1)
-        self._decoders = DecoderCache(capacity, config.video_decode_device)
-        source = EpisodeSource(self.url, entries, self.camera_keys, config.storage_options, config.retry)
+        decoders = DecoderCache(capacity, config.video_decode_device)
+        source = EpisodeSource(self.url, self.camera_keys, config.storage_options, config.retry)
         pool = EpisodeShuffle(
-            _TimedSource(source, self._timing),
+            entries,
+            source.fetch,
             pool_size=config.episode_pool_size,
             max_pool_frames=config.frame_shuffle_buffer_size,
             seed=stream_seed(config.seed, self.epoch, who.slot),
             shuffle=config.shuffle,
             forward=config.frame_order == "forward",
-            on_evict=self._decoders.release,
+            on_evict=decoders.release,
         )
-        return SampleStream(pool, self.spec, self._decoders, self._timing)
+        return SampleStream(who, self.epoch, pool, source, self.spec, decoders)
 
     def item_at(self, index: int) -> dict[str, Any]:
         """Random access to the item for LeRobot's global ``index`` (for checks; fetches its episode)."""
         for entry in self.entries:
             if entry.dataset_from_index <= index < entry.dataset_from_index + entry.num_frames:
-                source = EpisodeSource(self.url, [entry], self.camera_keys, self.config.storage_options)
-                episode = source.fetch(entry)
+                source = EpisodeSource(self.url, self.camera_keys, self.config.storage_options)
                 decoders = DecoderCache(max(len(self.camera_keys), 1), self.config.video_decode_device)
-                return build_item(episode, index - entry.dataset_from_index, self.spec, decoders)
+                return build_item(source.fetch(entry), index - entry.dataset_from_index, self.spec, decoders)
         raise IndexError(f"{self.url}: index {index} is in none of the {self.num_episodes} selected episodes")
+
+    # -------------------------------------------------------------------------------- resume
+
+    def state_dict(self) -> dict[str, Any]:
+        """Where this reader is in its epoch: small JSON-able data (no bytes, no frames).
+
+        Called by torchdata's ``StatefulDataLoader`` (in each worker with ``num_workers > 0``).
+        """
+        stream = self._stream
+        who = stream.who if stream is not None else self.worker_info()
+        return {
+            "format_version": fmt.FORMAT_VERSION,
+            "fingerprint": self.fingerprint(),
+            "epoch": stream.epoch if stream is not None else self.epoch,
+            "draws": stream.pool.draws if stream is not None else 0,
+            **asdict(who),
+        }
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Resume where :meth:`state_dict` was taken: the next items are those that would have come next.
+
+        Refuses a state from another dataset or other order options, and a different number of ranks
+        or workers (an elastic restore is not re-planned: it could not keep every frame exactly once).
+        """
+        if state.get("format_version") != fmt.FORMAT_VERSION:
+            raise ValueError(
+                f"{self.url}: reader state has format_version {state.get('format_version')!r}; "
+                f"expected {fmt.FORMAT_VERSION}"
+            )
+        if state.get("fingerprint") != self.fingerprint():
+            raise ValueError(
+                f"{self.url}: reader state was saved for another dataset or other order options "
+                "(seed, shuffle, episodes, pool size, frame buffer, frame order); got fingerprint "
+                f"{state.get('fingerprint')!r}, expected {self.fingerprint()!r}"
+            )
+        self.epoch = int(state["epoch"])
+        self._restore = dict(state)
+
+    def fingerprint(self) -> str:
+        """A hash of the dataset's identity and of every option that changes the order of items."""
+        config = self.config
+        identity = {
+            "source": [self.manifest.source.location, self.manifest.source.revision],
+            "shards": [s.sha256 for s in self.manifest.shards],
+            "episodes": [e.episode_index for e in self.entries],
+            "order": [
+                config.seed,
+                config.shuffle,
+                config.episode_pool_size,
+                config.frame_shuffle_buffer_size,
+                config.frame_order,
+            ],
+        }
+        return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:16]
+
+    def _restored(self, stream: SampleStream) -> SampleStream:
+        state, self._restore = self._restore, None
+        if state is None or int(state["epoch"]) != stream.epoch:
+            return stream
+        saved = WorkerInfo(**{k: int(state[k]) for k in ("rank", "world_size", "worker", "num_workers")})
+        if saved != stream.who:
+            raise ValueError(
+                f"{self.url}: reader state was saved by {saved}; this reader is {stream.who}; restoring with "
+                "another number of ranks or workers is not supported (it could not keep every frame once)"
+            )
+        stream.pool.skip(int(state["draws"]))
+        return stream
 
 
 class SampleStream(Iterator[dict[str, Any]]):
     """Draws from the pool, then builds (and decodes) the item: decode is stateless and last."""
 
     def __init__(
-        self, pool: EpisodeShuffle, spec: ItemSpec, decoders: DecoderCache, timing: TimingStats
+        self,
+        who: WorkerInfo,
+        epoch: int,
+        pool: EpisodeShuffle,
+        source: EpisodeSource,
+        spec: ItemSpec,
+        decoders: DecoderCache,
     ) -> None:
+        self.who = who
+        self.epoch = epoch
         self.pool = pool
+        self.source = source
         self.spec = spec
         self.decoders = decoders
-        self.timing = timing
+        self.timing = TimingStats()
 
     def __next__(self) -> dict[str, Any]:
         draw = next(self.pool)
         return build_item(draw.episode, draw.frame_index, self.spec, self.decoders, self.timing)
-
-
-class _TimedSource(Iterator[Episode]):
-    """Counts the seconds spent fetching episodes."""
-
-    def __init__(self, source: EpisodeSource, timing: TimingStats) -> None:
-        self.source = source
-        self.timing = timing
-
-    def __next__(self) -> Episode:
-        started = time.perf_counter()
-        episode = next(self.source)
-        self.timing.fetch_s += time.perf_counter() - started
-        self.timing.episodes += 1
-        return episode
 
 
 def vars_of(stats: Any) -> dict[str, int]:

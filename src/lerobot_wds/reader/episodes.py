@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import io
 import tarfile
+import time
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -69,45 +69,29 @@ def _to_numpy(column: pa.ChunkedArray) -> np.ndarray:
 
 
 class EpisodeSource:
-    """Yields the episodes of ``entries`` in order, each fetched with one ranged read of its sample.
+    """Fetches episodes, each with one ranged read of its sample (offset and size from the manifest).
 
-    State: a cursor (episodes handed out), nothing else; a restored source re-fetches by offset.
+    Stateless apart from a cache of shard sizes: which episode comes next is the pool's business, so a
+    restored reader re-fetches exactly the episodes it still needs by offset.
     """
 
     def __init__(
         self,
         root: str,
-        entries: list[fmt.EpisodeEntry],
         camera_keys: list[str],
         storage_options: storage.StorageOptions | None = None,
         retry: storage.RetryPolicy | None = None,
     ) -> None:
         self.root = root
-        self.entries = entries
         self.camera_keys = camera_keys
         self.storage_options = storage_options
         self.retry = retry
-        self._cursor = 0
         self._shard_sizes: dict[str, int] = {}
-
-    def __iter__(self) -> EpisodeSource:
-        return self
-
-    def __next__(self) -> Episode:
-        if self._cursor >= len(self.entries):
-            raise StopIteration
-        entry = self.entries[self._cursor]
-        episode = self.fetch(entry)
-        self._cursor += 1
-        return episode
-
-    def get_state(self) -> dict[str, Any]:
-        return {"cursor": self._cursor}
-
-    def set_state(self, state: dict[str, Any]) -> None:
-        self._cursor = int(state["cursor"])
+        self.fetch_s = 0.0  # seconds spent fetching and parsing, in this process
+        self.fetched = 0
 
     def fetch(self, entry: fmt.EpisodeEntry) -> Episode:
+        started = time.perf_counter()
         url = storage.join(self.root, entry.shard)
         where = f"{url}: episode {entry.episode_index} ({fmt.episode_key(entry.episode_index)})"
         end = entry.offset_bytes + entry.size_bytes
@@ -118,7 +102,10 @@ class EpisodeSource:
         blob = storage.read_range(
             url, self.storage_options, start=entry.offset_bytes, end=end, retry=self.retry
         )
-        return parse_episode(_members(blob, entry, where), entry, self.camera_keys, where)
+        episode = parse_episode(_members(blob, entry, where), entry, self.camera_keys, where)
+        self.fetch_s += time.perf_counter() - started
+        self.fetched += 1
+        return episode
 
     def _shard_size(self, url: str) -> int:
         if url not in self._shard_sizes:

@@ -49,8 +49,8 @@ class DecoderCache:
         self.stats.open = len(self._decoders)
         return decoder
 
-    def release(self, episode: Episode) -> None:
-        for key in [k for k in self._decoders if k[0] == episode.entry.episode_index]:
+    def release(self, episode_index: int) -> None:
+        for key in [k for k in self._decoders if k[0] == episode_index]:
             del self._decoders[key]
         self.stats.open = len(self._decoders)
 

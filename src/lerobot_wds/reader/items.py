@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -28,13 +28,10 @@ class ItemSpec:
 
 @dataclass(slots=True)
 class TimingStats:
-    """Seconds spent per stage in this process (fetch: shard reads; decode: video frames)."""
+    """Seconds spent decoding video frames (and items built) in this process."""
 
-    fetch_s: float = 0.0
     decode_s: float = 0.0
     items: int = 0
-    episodes: int = 0
-    extra: dict[str, float] = field(default_factory=dict)
 
 
 def build_item(

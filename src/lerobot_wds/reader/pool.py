@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import random
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..format import EpisodeEntry
 from .episodes import Episode
 
 
@@ -20,8 +21,9 @@ class Draw:
 
 @dataclass(slots=True)
 class _Slot:
-    episode: Episode
+    entry: EpisodeEntry
     frames: list[int]  # this episode's frames, in the order they will be drawn
+    episode: Episode | None = None  # fetched on the first draw that needs it
     drawn: int = 0
     remaining: int = field(init=False)
 
@@ -36,22 +38,28 @@ class EpisodeShuffle:
     probability proportional to its remaining frames, then its next frame in a per-episode random
     permutation (``forward=True``: in increasing order, so each decoder only moves forward and overlapping
     windows reuse decoded frames; batches still mix as many episodes). An episode leaves the pool
-    (and ``on_evict`` frees its decoders) once all its frames were drawn, and the next episode of the
-    source takes its place. With ``shuffle=False`` the pool holds one episode and frames come in order.
+    (and ``on_evict`` frees its decoders) once all its frames were drawn, and the next entry takes its
+    place. With ``shuffle=False`` the pool holds one episode and frames come in order.
+
+    Every draw is a function of (entries, seed, number of draws so far) and needs only the entries'
+    frame counts: the state is one integer, and :meth:`skip` replays draws without fetching a byte,
+    so a restored pool fetches only the episodes it still holds.
     """
 
     def __init__(
         self,
-        source: Iterator[Episode],
+        entries: list[EpisodeEntry],
+        fetch: Callable[[EpisodeEntry], Episode],
         *,
         pool_size: int,
         max_pool_frames: int | None,
         seed: int,
         shuffle: bool,
         forward: bool = False,
-        on_evict: Callable[[Episode], None] | None = None,
+        on_evict: Callable[[int], None] | None = None,
     ) -> None:
-        self.source = source
+        self.entries = entries
+        self.fetch = fetch
         self.pool_size = pool_size if shuffle else 1
         self.max_pool_frames = max_pool_frames
         self.shuffle = shuffle
@@ -59,13 +67,30 @@ class EpisodeShuffle:
         self.on_evict = on_evict
         self._rng = random.Random(seed)
         self._slots: list[_Slot] = []
-        self._exhausted = False
+        self._next_entry = 0
         self.draws = 0
 
     def __iter__(self) -> EpisodeShuffle:
         return self
 
     def __next__(self) -> Draw:
+        slot, frame_index = self._draw()
+        if slot.episode is None:
+            slot.episode = self.fetch(slot.entry)
+        episode = slot.episode
+        if slot.remaining == 0:
+            slot.episode = None
+        return Draw(episode, frame_index)
+
+    def skip(self, num_draws: int) -> None:
+        """Advance by ``num_draws`` draws without fetching (restore); raises if there are fewer left."""
+        for _ in range(num_draws):
+            self._draw()
+
+    def get_state(self) -> dict[str, Any]:
+        return {"draws": self.draws}
+
+    def _draw(self) -> tuple[_Slot, int]:
         self._fill()
         if not self._slots:
             raise StopIteration
@@ -77,32 +102,26 @@ class EpisodeShuffle:
         if slot.remaining == 0:
             self._slots.remove(slot)
             if self.on_evict is not None:
-                self.on_evict(slot.episode)
-        return Draw(slot.episode, frame_index)
-
-    def get_state(self) -> dict[str, Any]:
-        return {"draws": self.draws}
+                self.on_evict(slot.entry.episode_index)
+        return slot, frame_index
 
     def _pool_frames(self) -> int:
         return sum(s.remaining for s in self._slots)
 
     def _fill(self) -> None:
-        while not self._exhausted and len(self._slots) < self.pool_size:
+        while self._next_entry < len(self.entries) and len(self._slots) < self.pool_size:
             if (
                 self._slots
                 and self.max_pool_frames is not None
                 and self._pool_frames() >= self.max_pool_frames
             ):
                 return
-            try:
-                episode = next(self.source)
-            except StopIteration:
-                self._exhausted = True
-                return
-            frames = list(range(episode.num_frames))
+            entry = self.entries[self._next_entry]
+            self._next_entry += 1
+            frames = list(range(entry.num_frames))
             if self.shuffle and not self.forward:
                 self._rng.shuffle(frames)
-            self._slots.append(_Slot(episode, frames))
+            self._slots.append(_Slot(entry, frames))
 
     def _pick(self) -> _Slot:
         if not self.shuffle:
