@@ -19,8 +19,8 @@ from .. import storage
 from .episodes import EpisodeSource
 from .frames import DecoderCache
 from .items import ItemSpec, TimingStats, build_item
-from .order import WorkerInfo, assigned_episodes, distributed_rank_and_world, stream_seed
-from .pool import EpisodeShuffle
+from .order import WorkerInfo, distributed_rank_and_world, plan_slot, stream_seed
+from .pool import EpisodeShuffle, PaddedPool
 from .windows import check_delta_timestamps, delta_indices
 
 logger = logging.getLogger(__name__)
@@ -152,6 +152,7 @@ class ShardedLeRobotDataset(IterableDataset[dict[str, Any]]):
             image_transforms=image_transforms,
         )
         self.epoch = 0
+        self._rank_and_world = distributed_rank_and_world(rank, world_size)
         self._stream: SampleStream | None = None  # the iteration under way in this process
         self._restore: dict[str, Any] | None = None  # a loaded state, applied by the next __iter__
 
@@ -202,7 +203,9 @@ class ShardedLeRobotDataset(IterableDataset[dict[str, Any]]):
     # ----------------------------------------------------------------------------- iteration
 
     def worker_info(self) -> WorkerInfo:
-        rank, world_size = distributed_rank_and_world(self.config.rank, self.config.world_size)
+        """This process's reader identity: rank and world size (read when the dataset was created, in
+        the training process: DataLoader workers do not see its torch.distributed group) and worker."""
+        rank, world_size = self._rank_and_world
         worker = get_worker_info()
         return WorkerInfo(
             rank=rank,
@@ -218,22 +221,29 @@ class ShardedLeRobotDataset(IterableDataset[dict[str, Any]]):
     def stream(self, who: WorkerInfo) -> SampleStream:
         """The items that reader ``who`` yields this epoch."""
         config = self.config
-        entries = assigned_episodes(
-            self.entries, who, seed=config.seed, epoch=self.epoch, shuffle=config.shuffle
-        )
+        plan = plan_slot(self.entries, who, seed=config.seed, epoch=self.epoch, shuffle=config.shuffle)
+        if plan.num_repeated:
+            logger.info(
+                "%s: %s repeats %d samples so that every rank yields %d",
+                self.url, who, plan.num_repeated, plan.num_samples,
+            )  # fmt: skip
         capacity = config.video_decoder_cache_size or config.episode_pool_size * max(len(self.camera_keys), 1)
         decoders = DecoderCache(capacity, config.video_decode_device)
         source = EpisodeSource(self.url, self.camera_keys, config.storage_options, config.retry)
-        pool = EpisodeShuffle(
-            entries,
-            source.fetch,
-            pool_size=config.episode_pool_size,
-            max_pool_frames=config.frame_shuffle_buffer_size,
-            seed=stream_seed(config.seed, self.epoch, who.slot),
-            shuffle=config.shuffle,
-            forward=config.frame_order == "forward",
-            on_evict=decoders.release,
-        )
+
+        def make_pool(entries: list[fmt.EpisodeEntry]) -> EpisodeShuffle:
+            return EpisodeShuffle(
+                entries,
+                source.fetch,
+                pool_size=config.episode_pool_size,
+                max_pool_frames=config.frame_shuffle_buffer_size,
+                seed=stream_seed(config.seed, self.epoch, who.slot),
+                shuffle=config.shuffle,
+                forward=config.frame_order == "forward",
+                on_evict=decoders.release,
+            )
+
+        pool = PaddedPool(make_pool, plan.entries, plan.pad_entries, plan.num_samples)
         return SampleStream(who, self.epoch, pool, source, self.spec, decoders)
 
     def item_at(self, index: int) -> dict[str, Any]:
@@ -320,7 +330,7 @@ class SampleStream(Iterator[dict[str, Any]]):
         self,
         who: WorkerInfo,
         epoch: int,
-        pool: EpisodeShuffle,
+        pool: PaddedPool,
         source: EpisodeSource,
         spec: ItemSpec,
         decoders: DecoderCache,

@@ -81,6 +81,40 @@ def split_by_frames(order: Sequence[int], num_frames: Sequence[int], num_parts: 
     return parts
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SlotPlan:
+    """What one reader streams this epoch: its episodes in order, and how many samples it yields.
+
+    ``num_samples`` is the same for worker ``w`` of every rank (the most frames any rank's worker ``w``
+    has), so every rank yields the same number of samples and batches: the contract that keeps DDP
+    from hanging. A reader with fewer frames repeats its own first draws to make up the difference
+    (``num_repeated``), as ``DistributedSampler`` pads by default. With one rank nothing is repeated.
+    """
+
+    entries: list[EpisodeEntry]
+    pad_entries: list[EpisodeEntry]  # where repeats come from: its own episodes (all, if it has none)
+    num_samples: int
+    num_repeated: int
+
+
+def plan_slot(
+    episodes: Sequence[EpisodeEntry], who: WorkerInfo, *, seed: int, epoch: int, shuffle: bool
+) -> SlotPlan:
+    """This reader's part of the epoch (a pure function of its arguments)."""
+    order = episode_order(episodes, seed=seed, epoch=epoch, shuffle=shuffle)
+    parts = split_by_frames(order, [e.num_frames for e in episodes], who.num_slots)
+    loads = [sum(episodes[p].num_frames for p in part) for part in parts]
+    own = loads[who.slot]
+    entries = [episodes[p] for p in parts[who.slot]]
+    pad_entries = entries or [episodes[p] for p in order]
+    if who.world_size == 1:
+        return SlotPlan(entries=entries, pad_entries=pad_entries, num_samples=own, num_repeated=0)
+    num_samples = max(loads[rank * who.num_workers + who.worker] for rank in range(who.world_size))
+    return SlotPlan(
+        entries=entries, pad_entries=pad_entries, num_samples=num_samples, num_repeated=num_samples - own
+    )
+
+
 def assigned_episodes(
     episodes: Sequence[EpisodeEntry], who: WorkerInfo, *, seed: int, epoch: int, shuffle: bool
 ) -> list[EpisodeEntry]:

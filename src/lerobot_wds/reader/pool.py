@@ -132,3 +132,48 @@ class EpisodeShuffle:
                 return slot
             target -= slot.remaining
         raise AssertionError("unreachable: target is below the pool's frame count")
+
+
+class PaddedPool:
+    """A reader's pool, then repeats of its first draws up to ``num_samples`` (equal counts per rank).
+
+    The repeats come from a second pool over ``pad_entries`` with the same seed, so they are the
+    reader's own first draws again; the state is still the number of draws.
+    """
+
+    def __init__(
+        self,
+        make_pool: Callable[[list[EpisodeEntry]], EpisodeShuffle],
+        entries: list[EpisodeEntry],
+        pad_entries: list[EpisodeEntry],
+        num_samples: int,
+    ) -> None:
+        self.make_pool = make_pool
+        self.main = make_pool(entries)
+        self.main_frames = sum(e.num_frames for e in entries)
+        self.pad_entries = pad_entries
+        self.pad: EpisodeShuffle | None = None
+        self.num_samples = num_samples
+
+    @property
+    def draws(self) -> int:
+        return self.main.draws + (self.pad.draws if self.pad is not None else 0)
+
+    def __iter__(self) -> PaddedPool:
+        return self
+
+    def __next__(self) -> Draw:
+        return self._pool_for_next_draw().__next__()
+
+    def skip(self, num_draws: int) -> None:
+        for _ in range(num_draws):
+            self._pool_for_next_draw().skip(1)
+
+    def _pool_for_next_draw(self) -> EpisodeShuffle:
+        if self.draws >= self.num_samples:
+            raise StopIteration
+        if self.pad is None and self.main.draws < self.main_frames:
+            return self.main
+        if self.pad is None:
+            self.pad = self.make_pool(self.pad_entries)
+        return self.pad

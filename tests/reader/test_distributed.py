@@ -1,0 +1,69 @@
+"""A real multi-process run: 2 ranks (torch.distributed, gloo on 127.0.0.1) x 2 DataLoader workers."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+from collections import Counter
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+from torch.utils.data import DataLoader
+
+from lerobot_wds import ShardedLeRobotDataset
+from lerobot_wds.reader.order import WorkerInfo, plan_slot
+
+WORLD_SIZE = 2
+
+
+def run_rank(rank: int, url: str, port: int, out_dir: str) -> None:
+    os.environ["MASTER_ADDR"], os.environ["MASTER_PORT"] = "127.0.0.1", str(port)
+    dist.init_process_group("gloo", rank=rank, world_size=WORLD_SIZE)
+    try:
+        dataset = ShardedLeRobotDataset(url, seed=11)  # rank and world size from torch.distributed
+        indices, num_batches = [], 0
+        for epoch in range(2):
+            dataset.set_epoch(epoch)
+            for batch in DataLoader(dataset, batch_size=16, num_workers=2):
+                indices.append([epoch, batch["index"].tolist()])
+                num_batches += 1
+        counts = [torch.tensor([num_batches]) for _ in range(WORLD_SIZE)]
+        dist.all_gather(
+            counts, torch.tensor([num_batches])
+        )  # a rank with fewer batches would hang here in DDP
+        Path(out_dir, f"rank{rank}.json").write_text(
+            json.dumps({"batches": indices, "all_counts": [int(c) for c in counts]})
+        )
+    finally:
+        dist.destroy_process_group()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_two_ranks_two_workers_cover_each_epoch(converted: dict[str, str], tmp_path: Path) -> None:
+    url = converted["multi"]
+    dataset = ShardedLeRobotDataset(url)
+    mp.spawn(run_rank, args=(url, free_port(), str(tmp_path)), nprocs=WORLD_SIZE, join=True)
+    results = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in range(WORLD_SIZE)]
+    assert results[0]["all_counts"] == results[1]["all_counts"]
+    assert len(results[0]["batches"]) == len(results[1]["batches"])  # equal batch counts: DDP does not hang
+    for epoch in range(2):
+        per_rank = [Counter(i for e, batch in r["batches"] if e == epoch for i in batch) for r in results]
+        union = per_rank[0] + per_rank[1]
+        assert set(union) == set(range(1852))  # every frame of the epoch
+        planned = [
+            plan_slot(dataset.entries, WorkerInfo(rank=r, world_size=2, worker=w, num_workers=2), seed=11,
+                      epoch=epoch, shuffle=True).num_repeated
+            for r in range(2) for w in range(2)
+        ]  # fmt: skip
+        assert sum(union.values()) - 1852 == sum(planned)  # only the padding that equalises the ranks
+        assert sum(per_rank[0].values()) == sum(per_rank[1].values())
+    orders = [[i for e, batch in results[0]["batches"] if e == epoch for i in batch] for epoch in range(2)]
+    assert orders[0] != orders[1]  # set_epoch reshuffles
