@@ -23,8 +23,8 @@ demo: setup
 	$(PY) scripts/demo.py
 
 lint: setup
-	$(VENV)/bin/ruff check src tests scripts
-	$(VENV)/bin/ruff format --check src tests scripts
+	$(VENV)/bin/ruff check src tests scripts examples
+	$(VENV)/bin/ruff format --check src tests scripts examples
 
 typecheck: setup
 	$(VENV)/bin/mypy
