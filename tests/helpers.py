@@ -49,3 +49,22 @@ def read_samples(root: Path) -> dict[int, dict[str, bytes]]:
         sample.pop("__url__")
         samples[fmt.parse_episode_key(key)] = sample
     return samples
+
+
+def add_image_feature(source: Path) -> None:
+    """Give a fixture copy an ``image`` feature stored in parquet (row ``i``: ``bytes([i % 256]) * 8``)."""
+    import json
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    info = json.loads((source / "meta/info.json").read_text())
+    info["features"]["observation.images.static"] = {"dtype": "image", "shape": [4, 4, 3], "names": None}
+    (source / "meta/info.json").write_text(json.dumps(info))
+    for data in sorted(source.glob("data/*/*.parquet")):
+        table = pq.read_table(data)
+        images = pa.array(
+            [{"bytes": bytes([i % 256]) * 8, "path": None} for i in table["index"].to_pylist()],
+            pa.struct([("bytes", pa.binary()), ("path", pa.string())]),
+        )
+        pq.write_table(table.append_column("observation.images.static", images), data)

@@ -9,7 +9,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
-from helpers import read_samples
+from helpers import add_image_feature, read_samples
 
 from lerobot_wds import convert
 from lerobot_wds import format as fmt
@@ -106,16 +106,7 @@ def test_unsupported_layout(tmp_path: Path, fixture_copy) -> None:
 
 def test_image_features_stored_in_parquet_are_carried_through(tmp_path: Path, fixture_copy) -> None:
     source = fixture_copy("tiny")
-    info = json.loads((source / "meta/info.json").read_text())
-    info["features"]["observation.images.static"] = {"dtype": "image", "shape": [4, 4, 3], "names": None}
-    (source / "meta/info.json").write_text(json.dumps(info))
-    data = source / "data/chunk-000/file-000.parquet"
-    table = pq.read_table(data)
-    images = pa.array(
-        [{"bytes": bytes([i % 256]) * 8, "path": None} for i in range(table.num_rows)],
-        pa.struct([("bytes", pa.binary()), ("path", pa.string())]),
-    )
-    pq.write_table(table.append_column("observation.images.static", images), data)
+    add_image_feature(source)
     dest = tmp_path / "d"
     convert(str(source), str(dest))
     rows = fmt.decode_rows(read_samples(dest)[2][fmt.ROWS_SUFFIX], "test")
