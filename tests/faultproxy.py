@@ -121,6 +121,9 @@ class FaultProxy:
         except OSError:
             client.close()
             return
+        for conn in (client, server):  # no Nagle: small HTTP writes would wait for delayed ACKs (~40 ms)
+            conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        server.settimeout(None)
         with self._lock:
             self._connections.update((client, server))
         threading.Thread(target=self._pump, args=(client, server, False), daemon=True).start()

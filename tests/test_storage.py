@@ -41,7 +41,6 @@ def through(proxy: FaultProxy, s3_server: dict[str, Any]) -> dict[str, Any]:
         **s3_server,
         "client_kwargs": {"endpoint_url": proxy.endpoint},
         "config_kwargs": {"connect_timeout": 1, "read_timeout": 1, "retries": {"max_attempts": 1}},
-        "skip_instance_cache": True,
     }
 
 

@@ -2,15 +2,31 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import torch
 from helpers import DATA, FIXTURES
 
 from lerobot_wds import ConvertConfig, convert
 
 # multi and h264 with small shards: several shards, episodes read by ranged reads across them.
 SHARD_SIZE_MB = {"tiny": 256.0, "multi": 0.4, "h264": 0.3}
+
+
+@pytest.fixture(autouse=True)
+def one_intra_op_thread() -> Iterator[None]:
+    """One torch thread in the test process, as in DataLoader workers.
+
+    With ``num_workers=0`` the default collate stacks each batch in this process; on a shared 2-core
+    machine under load, a stack split across 2 threads waited ~8 ms for a descheduled thread (cProfile:
+    7.4 s of a 9.6 s epoch of `multi`), which made whole-epoch tests several times slower.
+    """
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="session")
