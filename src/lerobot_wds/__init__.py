@@ -1,8 +1,31 @@
-"""lerobot-wds: LeRobot v3 datasets as self-contained WebDataset episode shards, streamed exactly."""
+"""lerobot-wds: LeRobot v3 datasets as self-contained WebDataset episode shards, streamed exactly.
 
-from .converter import ConvertConfig, ConvertResult, VerifyReport, convert, inspect_dataset, verify
+The converter and the reader are imported on first use, so that a converter process does not load
+the reader's decoder libraries (and vice versa).
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from .format import FORMAT_VERSION, Manifest, ShardFormatError, read_manifest
-from .reader import ReaderConfig, ShardedLeRobotDataset
+
+if TYPE_CHECKING:
+    from .converter.convert import ConvertConfig, ConvertResult, convert
+    from .converter.verify import VerifyReport, inspect_dataset, verify
+    from .reader import ReaderConfig, ShardedLeRobotDataset
+
+_LAZY = {
+    "ConvertConfig": ".converter",
+    "ConvertResult": ".converter",
+    "ReaderConfig": ".reader",
+    "ShardedLeRobotDataset": ".reader",
+    "VerifyReport": ".converter",
+    "convert": ".converter",
+    "inspect_dataset": ".converter",
+    "verify": ".converter",
+}
 
 __all__ = [
     "FORMAT_VERSION",
@@ -18,3 +41,9 @@ __all__ = [
     "read_manifest",
     "verify",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name], __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -151,7 +151,9 @@ class ShardedLeRobotDataset(IterableDataset[dict[str, Any]]):
             return_uint8=return_uint8,
             image_transforms=image_transforms,
         )
-        self.epoch = 0
+        # In shared memory: DataLoader workers (persistent ones too) hold a copy of this object made when
+        # they started, and must still see set_epoch() calls made afterwards in the training process.
+        self._epoch = torch.zeros((), dtype=torch.int64).share_memory_()
         self._rank_and_world = distributed_rank_and_world(rank, world_size)
         self._stream: SampleStream | None = None  # the iteration under way in this process
         self._restore: dict[str, Any] | None = None  # a loaded state, applied by the next __iter__
@@ -178,8 +180,20 @@ class ShardedLeRobotDataset(IterableDataset[dict[str, Any]]):
     def num_frames(self) -> int:
         return sum(e.num_frames for e in self.entries)
 
+    @property
+    def epoch(self) -> int:
+        return int(self._epoch)
+
+    @epoch.setter
+    def epoch(self, epoch: int) -> None:
+        self._epoch.fill_(epoch)
+
     def set_epoch(self, epoch: int) -> None:
-        """Reshuffle: the order is a pure function of (seed, epoch, rank, worker)."""
+        """Reshuffle: the order is a pure function of (seed, epoch, rank, worker).
+
+        Takes effect at the next ``iter(loader)``, in running DataLoader workers too
+        (``persistent_workers=True``): the epoch lives in shared memory.
+        """
         self.epoch = epoch
 
     def timing_stats(self) -> dict[str, float]:

@@ -89,4 +89,9 @@ class EpisodeDecoder:
             self._recent.move_to_end(index)
         while len(self._recent) > self.remembered:
             self._recent.popitem(last=False)
+        if out is decoded:
+            # The caller owns `out` and may change it in place (an image transform on uint8 frames):
+            # remember copies, at most `remembered` frames, or the next window would see those changes.
+            for index in self._recent.keys() & set(missing):
+                self._recent[index] = self._recent[index].clone()
         return out
