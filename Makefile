@@ -45,4 +45,5 @@ packaging-check: setup
 # LEROBOT_VENV=/tmp/lerobot-venv adds LeRobot 0.6.1 side by side (../shared/tools/lerobot-venv/setup.sh)
 bench: setup
 	$(PY) scripts/bench_convert.py
+	$(PY) scripts/bench_plan.py
 	$(PY) scripts/bench_read.py $(if $(LEROBOT_VENV),--lerobot-venv $(LEROBOT_VENV))
