@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 import torch
@@ -37,7 +36,3 @@ def converted(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
         convert(str(DATA / name), str(out / name), ConvertConfig(shard_size_mb=SHARD_SIZE_MB[name]))
         urls[name] = str(out / name)
     return urls
-
-
-def fixture_path(name: str) -> Path:
-    return DATA / name

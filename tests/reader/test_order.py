@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from lerobot_wds.format import EpisodeEntry
-from lerobot_wds.reader.order import WorkerInfo, assigned_episodes, episode_order, split_by_frames
+from lerobot_wds.reader.order import WorkerInfo, episode_order, plan_slot, split_by_frames
 from lerobot_wds.reader.windows import delta_indices, window_indices
 
 
@@ -45,7 +45,8 @@ def test_every_reader_slot_gets_disjoint_episodes(world_size: int, num_workers: 
     for rank in range(world_size):
         for worker in range(num_workers):
             who = WorkerInfo(rank=rank, world_size=world_size, worker=worker, num_workers=num_workers)
-            seen += [e.episode_index for e in assigned_episodes(episodes, who, seed=1, epoch=2, shuffle=True)]
+            plan = plan_slot(episodes, who, seed=1, epoch=2, shuffle=True)
+            seen += [e.episode_index for e in plan.entries]
     assert sorted(seen) == list(range(40))
 
 

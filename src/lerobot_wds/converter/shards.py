@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import io
 import json
 import os
@@ -18,6 +17,7 @@ import pyarrow.parquet as pq
 import webdataset as wds
 
 from .. import format as fmt
+from .. import storage
 from .plan import ShardPlan
 from .reencode import reencode
 from .segment import Segment, SegmentCutter
@@ -144,7 +144,7 @@ def write_shard(
     shard = fmt.ShardEntry(
         path=plan.path,
         size_bytes=os.path.getsize(local_path),
-        sha256=_sha256(local_path),
+        sha256=storage.sha256_file(str(local_path)),
         episodes=plan.episodes,
         num_frames=sum(e.length for e in episodes),
     )
@@ -242,11 +242,3 @@ def _episode_entry(
         size_bytes=size,
         task_indices=tuple(_task_indices(source, episode)),
     )
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(8 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()

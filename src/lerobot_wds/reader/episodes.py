@@ -28,10 +28,6 @@ class Episode:
     def num_frames(self) -> int:
         return self.entry.num_frames
 
-    @property
-    def size_bytes(self) -> int:
-        return sum(len(v) for v in self.videos.values()) + sum(c.nbytes for c in self.columns.values())
-
 
 def parse_episode(
     members: dict[str, bytes], entry: fmt.EpisodeEntry, camera_keys: list[str], where: str

@@ -113,12 +113,3 @@ def plan_slot(
     return SlotPlan(
         entries=entries, pad_entries=pad_entries, num_samples=num_samples, num_repeated=num_samples - own
     )
-
-
-def assigned_episodes(
-    episodes: Sequence[EpisodeEntry], who: WorkerInfo, *, seed: int, epoch: int, shuffle: bool
-) -> list[EpisodeEntry]:
-    """The episodes this reader streams this epoch, in order."""
-    order = episode_order(episodes, seed=seed, epoch=epoch, shuffle=shuffle)
-    parts = split_by_frames(order, [e.num_frames for e in episodes], who.num_slots)
-    return [episodes[position] for position in parts[who.slot]]

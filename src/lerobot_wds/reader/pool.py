@@ -5,7 +5,6 @@ from __future__ import annotations
 import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
 
 from ..format import EpisodeEntry
 from .episodes import Episode
@@ -86,9 +85,6 @@ class EpisodeShuffle:
         """Advance by ``num_draws`` draws without fetching (restore); raises if there are fewer left."""
         for _ in range(num_draws):
             self._draw()
-
-    def get_state(self) -> dict[str, Any]:
-        return {"draws": self.draws}
 
     def _draw(self) -> tuple[_Slot, int]:
         self._fill()
