@@ -42,8 +42,11 @@ packaging-check: setup
 	$(VENV)-pkg/bin/lerobot-wds --help >/dev/null && echo "packaging-check: lerobot-wds --help OK"
 	rm -rf $(VENV)-pkg
 
-# LEROBOT_VENV=/tmp/lerobot-venv adds LeRobot 0.6.1 side by side (../shared/tools/lerobot-venv/setup.sh)
+# LEROBOT_VENV=/tmp/lerobot-venv adds LeRobot 0.6.1 side by side (../shared/tools/lerobot-venv/setup.sh).
+# Results in benchmarks/results/; then plots in benchmarks/plots/ and the tables of BENCHMARKS.md from them.
 bench: setup
 	$(PY) scripts/bench_convert.py
 	$(PY) scripts/bench_plan.py
 	$(PY) scripts/bench_read.py $(if $(LEROBOT_VENV),--lerobot-venv $(LEROBOT_VENV))
+	$(PY) scripts/bench_sweep.py
+	$(PY) scripts/plot_bench.py

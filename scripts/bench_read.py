@@ -14,7 +14,8 @@ Every measurement runs in a fresh child process so that peak RSS (whole process 
   (build it with `bash ../shared/tools/lerobot-venv/setup.sh /tmp/lerobot-venv`).
 
 Results go to benchmarks/results/read.json. The machines are shared and noisy: compare only ratios
-measured in one run.
+measured in one run. `scripts/bench_sweep.py` reuses the children here for the cost curve of
+`episode_pool_size` and the action window length.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = ROOT.parent / "shared" / "fixtures"
 BATCH_SIZE = 32
 WARMUP_BATCHES = 5
+ACTION_STEPS = 16  # the reader issue's workload: 16 future actions per sample
 
 
 class PeakRss:
@@ -66,8 +68,10 @@ class PeakRss:
         return self.peak_bytes
 
 
-def delta_timestamps(fps: int, camera_keys: list[str]) -> dict[str, list[float]]:
-    return {"action": [i / fps for i in range(16)], camera_keys[0]: [-1 / fps, 0.0]}
+def delta_timestamps(
+    fps: int, camera_keys: list[str], action_steps: int = ACTION_STEPS
+) -> dict[str, list[float]]:
+    return {"action": [i / fps for i in range(action_steps)], camera_keys[0]: [-1 / fps, 0.0]}
 
 
 def time_batches(batches: Any, num_batches: int) -> dict[str, Any]:
@@ -106,11 +110,14 @@ def child_ours(args: argparse.Namespace) -> dict[str, Any]:
 
     rss = PeakRss()
     probe = ShardedLeRobotDataset(args.url)
+    options = dict(VARIANTS[args.variant])
+    if args.episode_pool_size is not None:  # otherwise the library default
+        options["episode_pool_size"] = args.episode_pool_size
     dataset = ShardedLeRobotDataset(
         args.url,
-        delta_timestamps=delta_timestamps(probe.fps, probe.camera_keys),
+        delta_timestamps=delta_timestamps(probe.fps, probe.camera_keys, args.action_steps),
         seed=args.seed,
-        **VARIANTS[args.variant],
+        **options,
     )
     loader = torch.utils.data.DataLoader(
         dataset, batch_size=BATCH_SIZE, num_workers=args.workers, persistent_workers=False
@@ -229,6 +236,37 @@ def ratios(row: dict[str, Any], variant: str) -> dict[str, float]:
     return out
 
 
+def machine() -> dict[str, Any]:
+    return {"python": platform.python_version(), "machine": platform.machine(), "cpus": os.cpu_count()}
+
+
+def write_results(out: Path, rows: list[dict[str, Any]], **fields: Any) -> None:
+    """One results file: the command that made it, the machine, the workload `fields`, the rows."""
+    script = Path(sys.argv[0]).resolve()
+    script_name = script.relative_to(ROOT) if script.is_relative_to(ROOT) else script
+    command = " ".join(["python", str(script_name), *sys.argv[1:]])
+    record = {"command": command, "machine": machine(), **fields, "results": rows}
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(record, indent=2) + "\n")
+    print(f"wrote {out}")
+
+
+def dataset_info(url: str) -> dict[str, Any]:
+    """What a plot or table needs to name a converted dataset: size, fps and camera resolution."""
+    from lerobot_wds.format import read_manifest
+
+    manifest = read_manifest(url)
+    cameras = [manifest.features[key]["info"] for key in manifest.camera_keys]
+    shapes = {f"{camera['video.height']}x{camera['video.width']}" for camera in cameras}
+    return {
+        "num_episodes": manifest.num_episodes,
+        "num_frames": manifest.num_frames,
+        "fps": manifest.fps,
+        "num_cameras": len(manifest.camera_keys),
+        "resolution": "/".join(sorted(shapes)),
+    }
+
+
 def convert_once(name: str) -> str:
     from lerobot_wds import ConvertConfig, convert
 
@@ -251,6 +289,8 @@ def main() -> None:
     parser.add_argument("--url", help=argparse.SUPPRESS)
     parser.add_argument("--source", help=argparse.SUPPRESS)
     parser.add_argument("--variant", default="ours", choices=sorted(VARIANTS), help=argparse.SUPPRESS)
+    parser.add_argument("--episode-pool-size", type=int, default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--action-steps", type=int, default=ACTION_STEPS, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         args.workers = args.workers[0]
@@ -259,9 +299,10 @@ def main() -> None:
     rows = []
     for name in args.datasets:
         url, source = convert_once(name), str(FIXTURES / name)
+        info = dataset_info(url)
         for workers in args.workers:
             common = {"workers": workers, "batches": args.batches, "seed": args.seed}
-            row: dict[str, Any] = {"dataset": name, "num_workers": workers}
+            row: dict[str, Any] = {"dataset": name, **info, "num_workers": workers}
             for variant in VARIANTS:
                 row[variant] = run_child(sys.executable, "ours", url=url, variant=variant, **common)
             row["decode_limit"] = run_child(sys.executable, "decode_limit", source=source, **common)
@@ -273,13 +314,7 @@ def main() -> None:
                 row.update(ratios(row, variant))
             print(json.dumps(row))
             rows.append(row)
-    machine = {"python": platform.python_version(), "machine": platform.machine(), "cpus": os.cpu_count()}
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    command = "python scripts/bench_read.py " + " ".join(sys.argv[1:])
-    args.out.write_text(
-        json.dumps({"command": command, "machine": machine, "results": rows}, indent=2) + "\n"
-    )
-    print(f"wrote {args.out}")
+    write_results(args.out, rows, batch_size=BATCH_SIZE, warmup_batches=WARMUP_BATCHES, batches=args.batches)
 
 
 if __name__ == "__main__":
