@@ -5,19 +5,32 @@ Faults, each armed by a test and consumed as the traffic flows:
 - ``reject(k)``: close the open connections, then answer the next ``k`` requests with HTTP 503;
 - ``stall(seconds)``: the next connection gets no answer for ``seconds``, then is closed;
 - ``down()`` / ``up()``: refuse connections (reset at once), as a stopped server would.
+A slow link, for benchmarks: ``latency_s`` delays every request on its way to the server, and
+``bandwidth_bytes_per_s`` caps the responses of all connections together.
+``requests`` counts the HTTP requests that went through, by method (from each request's first line).
 Only 127.0.0.1 is used; every thread ends when the proxy is closed.
 """
 
 from __future__ import annotations
 
 import contextlib
+import re
 import socket
 import threading
+import time
+from collections import Counter
+
+_REQUEST_LINE = re.compile(rb"(?:^|\r\n)(GET|HEAD|PUT|POST|DELETE) /[^ ]* HTTP/1\.[01]\r\n")
 
 
 class FaultProxy:
-    def __init__(self, upstream_port: int) -> None:
+    def __init__(
+        self, upstream_port: int, *, latency_s: float = 0.0, bandwidth_bytes_per_s: float | None = None
+    ) -> None:
         self.upstream = ("127.0.0.1", upstream_port)
+        self.latency_s = latency_s
+        self.bandwidth_bytes_per_s = bandwidth_bytes_per_s
+        self._link_free_at = 0.0  # monotonic time at which the capped link has sent everything so far
         self._listener = socket.create_server(("127.0.0.1", 0))
         self._listener.settimeout(0.2)
         self.port = self._listener.getsockname()[1]
@@ -29,6 +42,7 @@ class FaultProxy:
         self._down = False
         self._closed = threading.Event()
         self.stats = {"connections": 0, "dropped": 0, "rejected": 0, "stalled": 0, "refused": 0}
+        self.requests: Counter[str] = Counter()
         self._thread = threading.Thread(target=self._accept_loop, daemon=True)
         self._thread.start()
 
@@ -138,6 +152,12 @@ class FaultProxy:
                 cut = False
                 if is_response:
                     data, cut = self._spend(data)
+                    self._throttle(len(data))
+                else:
+                    with self._lock:
+                        self.requests.update(m.decode() for m in _REQUEST_LINE.findall(data))
+                    if self.latency_s:
+                        time.sleep(self.latency_s)
                 if data:
                     sink.sendall(data)
                 if cut:
@@ -153,6 +173,17 @@ class FaultProxy:
             with self._lock:
                 self._connections.discard(source)
                 self._connections.discard(sink)
+
+    def _throttle(self, num_bytes: int) -> None:
+        """Wait until the capped link has room for ``num_bytes`` more (shared by all connections)."""
+        if not self.bandwidth_bytes_per_s:
+            return
+        with self._lock:
+            start = max(time.monotonic(), self._link_free_at)
+            self._link_free_at = start + num_bytes / self.bandwidth_bytes_per_s
+            wait_s = self._link_free_at - time.monotonic()
+        if wait_s > 0:
+            time.sleep(wait_s)
 
     def _spend(self, data: bytes) -> tuple[bytes, bool]:
         """What the drop budget lets through, and whether the connection is cut after it."""

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import io
 import logging
@@ -11,9 +10,9 @@ import posixpath
 import random
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import fsspec
 from fsspec.implementations.local import LocalFileSystem
@@ -21,6 +20,7 @@ from fsspec.implementations.local import LocalFileSystem
 logger = logging.getLogger(__name__)
 
 StorageOptions = Mapping[str, Any]
+T = TypeVar("T")
 
 
 class HiddenOptions:
@@ -172,11 +172,12 @@ def is_transient(exc: BaseException) -> bool:
 
 
 class RangeReader(io.RawIOBase):
-    """Reads bytes ``[start, end)`` of one object front to back, surviving transient failures.
+    """Reads bytes ``[start, end)`` of one object front to back in blocks, surviving transient failures.
 
-    The object is opened once with a large block size, so fsspec fetches it in a few big requests
-    rather than one per read; after a failure it is reopened at the byte reached, so no byte is lost
-    or repeated.
+    Each block is one ranged GET (``cat_file``: no HEAD request, unlike ``fs.open``, which asks for the
+    object's details on every open). A failed block is retried from its first byte, which is where the
+    previous block ended, so no byte is lost or repeated. ``end=None`` reads to the end of the object
+    (its ``size`` if given, else one size request).
     """
 
     def __init__(
@@ -186,16 +187,17 @@ class RangeReader(io.RawIOBase):
         *,
         start: int = 0,
         end: int | None = None,
+        size: int | None = None,
         retry: RetryPolicy | None = None,
         block_bytes: int = 16 << 20,
     ) -> None:
         self.url = url
         self._fs, self._path = url_to_fs(url, storage_options)
         self._position = start
-        self._end = end
+        self._end = end if end is not None else size
         self._retry = retry or RetryPolicy()
         self._block_bytes = block_bytes
-        self._file: Any = None
+        self._block = memoryview(b"")  # fetched, not yet consumed
         self._rng = random.Random()
         self.retries = 0  # transient failures absorbed so far
 
@@ -206,22 +208,41 @@ class RangeReader(io.RawIOBase):
         return self._position
 
     def readinto(self, buffer: Any) -> int:
-        wanted = len(buffer)
-        if self._end is not None:
-            wanted = min(wanted, self._end - self._position)
-        if wanted <= 0:
-            return 0
+        if not self._block:
+            self._block = memoryview(self._fetch_block())
+        count = min(len(buffer), len(self._block))
+        buffer[:count] = self._block[:count]
+        self._block = self._block[count:]
+        self._position += count
+        return count
+
+    def read_block(self) -> bytes:
+        """The next block whole (no copy); empty at the end."""
+        if self._block:
+            raise ValueError(f"{self.url}: read_block after a partial read; expected block-aligned reads")
+        block = self._fetch_block()
+        self._position += len(block)
+        return block
+
+    def _fetch_block(self) -> bytes:
+        if self._end is None:
+            self._end = self._with_retries(lambda: int(self._fs.size(self._path)))
+        block_end = min(self._position + self._block_bytes, self._end)
+        if block_end <= self._position:
+            return b""
+        data = self._with_retries(lambda: self._fs.cat_file(self._path, start=self._position, end=block_end))
+        if len(data) != block_end - self._position:
+            raise EOFError(
+                f"{self.url}: got {len(data)} bytes at byte {self._position}; expected "
+                f"{block_end - self._position} (the object is shorter than the manifest says)"
+            )
+        return bytes(data)
+
+    def _with_retries(self, call: Callable[[], T]) -> T:
         for attempt in range(self._retry.max_attempts):
             try:
-                if self._file is None:
-                    self._file = self._fs.open(self._path, "rb", block_size=self._block_bytes)
-                    self._file.seek(self._position)
-                data = self._file.read(wanted)
-                if not data and self._end is not None:
-                    raise EOFError(f"object ended at byte {self._position}; expected {self._end}")
-                break
+                return call()
             except Exception as exc:
-                self._drop_file()
                 if not is_transient(exc):
                     raise
                 if attempt + 1 == self._retry.max_attempts:
@@ -234,19 +255,7 @@ class RangeReader(io.RawIOBase):
                     "%s: transient read failure at byte %d (%r); retrying", self.url, self._position, exc
                 )
                 time.sleep(self._retry.backoff_s(attempt, self._rng))
-        buffer[: len(data)] = data
-        self._position += len(data)
-        return len(data)
-
-    def _drop_file(self) -> None:
-        if self._file is not None:
-            with contextlib.suppress(Exception):
-                self._file.close()
-            self._file = None
-
-    def close(self) -> None:
-        self._drop_file()
-        super().close()
+        raise AssertionError("unreachable: the loop returns or raises")
 
 
 def read_range(
@@ -257,16 +266,7 @@ def read_range(
     end: int,
     retry: RetryPolicy | None = None,
 ) -> bytes:
-    """Bytes ``[start, end)`` of an object, retrying transient failures (see :class:`RangeReader`)."""
-    buffer = bytearray(end - start)
-    view = memoryview(buffer)
-    filled = 0
-    with RangeReader(
-        url, storage_options, start=start, end=end, retry=retry, block_bytes=max(end - start, 1)
-    ) as r:
-        while filled < len(buffer):
-            count = r.readinto(view[filled:])
-            if not count:
-                raise EOFError(f"{url}: object ended at byte {start + filled}; expected {end}")
-            filled += count
-    return bytes(buffer)
+    """Bytes ``[start, end)`` of an object with one ranged GET, retrying transient failures
+    (see :class:`RangeReader`)."""
+    reader = RangeReader(url, storage_options, start=start, end=end, retry=retry, block_bytes=end - start)
+    return reader.read_block()

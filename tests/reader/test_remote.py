@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 from typing import Any
 
+import pytest
 import torch
 from helpers import DATA
 
@@ -30,8 +31,14 @@ def test_round_trip_through_s3(s3_server: dict[str, Any], s3_bucket: str, conver
     assert count == 1852
 
 
-def test_epoch_survives_a_flaky_network(s3_server: dict[str, Any], s3_bucket: str) -> None:
-    """Drop, throttle (503), stall past the timeout, and stop/restart the server during one epoch."""
+@pytest.mark.parametrize("prefetch_bytes", [0, 1], ids=["on-demand", "read-ahead"])
+def test_epoch_survives_a_flaky_network(
+    s3_server: dict[str, Any], s3_bucket: str, prefetch_bytes: int
+) -> None:
+    """Drop, throttle (503), stall past the timeout, and stop/restart the server during one epoch.
+
+    With read-ahead the faults hit reads in the prefetcher's threads; a budget of one byte keeps one
+    episode in flight, so each fault still lands while the epoch is under way."""
     from faultproxy import FaultProxy
 
     url = f"s3://{s3_bucket}/multi"
@@ -42,23 +49,28 @@ def test_epoch_survives_a_flaky_network(s3_server: dict[str, Any], s3_bucket: st
         "client_kwargs": {"endpoint_url": proxy.endpoint},
         "config_kwargs": {"connect_timeout": 1, "read_timeout": 1, "retries": {"max_attempts": 1}},
     }
-    # One episode in the pool: the next fetch starts exactly when the episode changes, so each fault,
-    # armed at an episode change, hits the next fetch.
+    # One episode in the pool: reads happen one episode at a time, all through the epoch. A fault is
+    # armed at an episode change once the previous one was consumed (with read-ahead, the read that
+    # consumes it may still be under way at the next change).
     faults = [
-        lambda: proxy.drop_after(20_000),
-        lambda: proxy.reject(3),
-        lambda: proxy.stall(3.0),
-        lambda: (proxy.down(), threading.Timer(2.0, proxy.up).start()),
+        (lambda: proxy.drop_after(20_000), lambda: proxy.stats["dropped"] >= 1),
+        (lambda: proxy.reject(3), lambda: proxy.stats["rejected"] == 3),
+        (lambda: proxy.stall(3.0), lambda: proxy.stats["stalled"] == 1),
+        (lambda: (proxy.down(), threading.Timer(2.0, proxy.up).start()), lambda: proxy.stats["refused"] >= 1),
     ]
     try:
-        dataset = ShardedLeRobotDataset(url, seed=4, episode_pool_size=1, storage_options=options)
-        seen, episodes = [], []
+        dataset = ShardedLeRobotDataset(
+            url, seed=4, episode_pool_size=1, prefetch_bytes=prefetch_bytes, storage_options=options
+        )
+        seen, episodes, armed = [], [], 0
         for item in dataset:
             seen.append(int(item["index"]))
             if not episodes or episodes[-1] != int(item["episode_index"]):
                 episodes.append(int(item["episode_index"]))
-                if 2 <= len(episodes) < 2 + len(faults):
-                    faults[len(episodes) - 2]()
+                if armed < len(faults) and (armed == 0 or faults[armed - 1][1]()):
+                    faults[armed][0]()
+                    armed += 1
+        assert armed == len(faults), f"only {armed} faults armed in {len(episodes)} episodes"
         assert sorted(seen) == list(range(1852))  # every frame exactly once
         stats = dict(proxy.stats)
         assert stats["dropped"] >= 1, stats
@@ -67,3 +79,28 @@ def test_epoch_survives_a_flaky_network(s3_server: dict[str, Any], s3_bucket: st
         assert stats["refused"] >= 1, stats
     finally:
         proxy.close()
+
+
+@pytest.mark.parametrize("shuffle", [True, False], ids=["shuffled", "in-order"])
+def test_requests_per_epoch_are_one_per_episode_at_most(
+    s3_server: dict[str, Any], s3_bucket: str, shuffle: bool
+) -> None:
+    """Counted at the wire: a shuffled epoch reads each episode with one GET (never per frame); an
+    in-order reader reads each shard with one GET; each shard's size is asked once."""
+    from faultproxy import FaultProxy
+
+    url = f"s3://{s3_bucket}/multi"
+    convert(str(DATA / "multi"), url, ConvertConfig(shard_size_mb=0.4, storage_options=s3_server))
+    proxy = FaultProxy(int(s3_server["client_kwargs"]["endpoint_url"].rsplit(":", 1)[1]))
+    options = {**s3_server, "client_kwargs": {"endpoint_url": proxy.endpoint}}
+    try:
+        dataset = ShardedLeRobotDataset(url, seed=1, shuffle=shuffle, storage_options=options)
+        setup = dict(proxy.requests)  # manifest and meta/
+        assert sum(1 for _ in dataset) == 1852
+        gets = proxy.requests["GET"] - setup.get("GET", 0)
+        heads = proxy.requests["HEAD"] - setup.get("HEAD", 0)
+    finally:
+        proxy.close()
+    num_shards = len(dataset.manifest.shards)
+    assert gets == (dataset.num_episodes if shuffle else num_shards), proxy.requests
+    assert heads <= num_shards, proxy.requests

@@ -16,11 +16,12 @@ from torch.utils.data import IterableDataset, get_worker_info
 
 from .. import format as fmt
 from .. import storage
-from .episodes import EpisodeSource
+from .episodes import Episode, EpisodeSource
 from .frames import DecoderCache
 from .items import ItemSpec, TimingStats, build_item
 from .order import WorkerInfo, distributed_rank_and_world, plan_slot, stream_seed
 from .pool import EpisodeShuffle, PaddedPool
+from .prefetch import EpisodePrefetcher, FetchOrder
 from .windows import check_delta_timestamps, delta_indices
 
 logger = logging.getLogger(__name__)
@@ -48,6 +49,10 @@ class ReaderConfig:
     world_size: int | None = None
     video_decoder_cache_size: int | None = None  # None: pool size x cameras (one per episode and camera)
     video_decode_device: str = "cpu"
+    # Read-ahead per reader process: bytes of fetched-but-unused episodes held, and reads in flight.
+    # 64 MiB covers 20 ms of request latency at 100+ MB/s (scripts/bench_remote.py); 0 reads on demand.
+    prefetch_bytes: int = 64 << 20
+    prefetch_threads: int = 4
     storage_options: Mapping[str, Any] = field(default_factory=dict, repr=False)
     retry: storage.RetryPolicy = field(default_factory=storage.RetryPolicy)
 
@@ -62,6 +67,11 @@ class ReaderConfig:
             raise ValueError(f"frame_order: got {self.frame_order!r}; expected 'shuffled' or 'forward'")
         if self.video_decoder_cache_size is not None and self.video_decoder_cache_size < 1:
             raise ValueError(f"video_decoder_cache_size: got {self.video_decoder_cache_size}; expected >= 1")
+        if self.prefetch_bytes < 0 or self.prefetch_threads < 1:
+            raise ValueError(
+                f"prefetch_bytes, prefetch_threads: got {self.prefetch_bytes}, {self.prefetch_threads}; "
+                "expected >= 0 and >= 1"
+            )
         if (self.rank is None) != (self.world_size is None):
             raise ValueError("rank and world_size: give both or neither")
 
@@ -118,6 +128,8 @@ class ShardedLeRobotDataset(IterableDataset[dict[str, Any]]):
         world_size: int | None = None,
         video_decoder_cache_size: int | None = None,
         video_decode_device: str = "cpu",
+        prefetch_bytes: int = 64 << 20,
+        prefetch_threads: int = 4,
         storage_options: Mapping[str, Any] | None = None,
     ) -> None:
         super().__init__()
@@ -137,6 +149,8 @@ class ShardedLeRobotDataset(IterableDataset[dict[str, Any]]):
             world_size=world_size,
             video_decoder_cache_size=video_decoder_cache_size,
             video_decode_device=video_decode_device,
+            prefetch_bytes=prefetch_bytes,
+            prefetch_threads=prefetch_threads,
             storage_options=dict(storage_options or {}),
         )
         self.manifest = fmt.read_manifest(url, self.config.storage_options)
@@ -200,12 +214,16 @@ class ShardedLeRobotDataset(IterableDataset[dict[str, Any]]):
         """Fetch and decode seconds of the iteration under way in this process (per DataLoader worker)."""
         stream = self._stream
         if stream is None:
-            return {"fetch_s": 0.0, "decode_s": 0.0, "episodes": 0, "items": 0}
+            return dict.fromkeys(("fetch_s", "decode_s", "episodes", "items", "requests", "fetch_waits"), 0)
+        prefetch = stream.prefetcher.stats if stream.prefetcher else None
+        waits = prefetch.waits + prefetch.misses if prefetch else stream.source.fetched
         return {
-            "fetch_s": stream.source.fetch_s,
+            "fetch_s": stream.source.fetch_s,  # summed over read-ahead threads
             "decode_s": stream.timing.decode_s,
             "episodes": stream.source.fetched,
             "items": stream.timing.items,
+            "requests": stream.source.requests,
+            "fetch_waits": waits,  # episodes the pool had to wait for (all of them without read-ahead)
         }
 
     def video_decoder_cache_stats(self) -> dict[str, int]:
@@ -229,13 +247,17 @@ class ShardedLeRobotDataset(IterableDataset[dict[str, Any]]):
         )
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
-        self._stream = self._restored(self.stream(self.worker_info()))
+        who = self.worker_info()
+        if self._stream is not None:
+            self._stream.close()
+        self._stream = self.stream(who, draws=self._restored_draws(who))
         return self._stream
 
-    def stream(self, who: WorkerInfo) -> SampleStream:
-        """The items that reader ``who`` yields this epoch."""
+    def stream(self, who: WorkerInfo, draws: int = 0) -> SampleStream:
+        """The items that reader ``who`` yields this epoch, from its ``draws``-th on."""
         config = self.config
-        plan = plan_slot(self.entries, who, seed=config.seed, epoch=self.epoch, shuffle=config.shuffle)
+        epoch = self.epoch
+        plan = plan_slot(self.entries, who, seed=config.seed, epoch=epoch, shuffle=config.shuffle)
         if plan.num_repeated:
             logger.info(
                 "%s: %s repeats %d samples so that every rank yields %d",
@@ -245,20 +267,34 @@ class ShardedLeRobotDataset(IterableDataset[dict[str, Any]]):
         decoders = DecoderCache(capacity, config.video_decode_device)
         source = EpisodeSource(self.url, self.camera_keys, config.storage_options, config.retry)
 
-        def make_pool(entries: list[fmt.EpisodeEntry]) -> EpisodeShuffle:
-            return EpisodeShuffle(
-                entries,
-                source.fetch,
-                pool_size=config.episode_pool_size,
-                max_pool_frames=config.frame_shuffle_buffer_size,
-                seed=stream_seed(config.seed, self.epoch, who.slot),
-                shuffle=config.shuffle,
-                forward=config.frame_order == "forward",
-                on_evict=decoders.release,
-            )
+        def make_pool(
+            fetch: Callable[[fmt.EpisodeEntry], Episode], on_evict: Callable[[int], None] | None = None
+        ) -> PaddedPool:
+            def shuffle(entries: list[fmt.EpisodeEntry]) -> EpisodeShuffle:
+                return EpisodeShuffle(
+                    entries,
+                    fetch,
+                    pool_size=config.episode_pool_size,
+                    max_pool_frames=config.frame_shuffle_buffer_size,
+                    seed=stream_seed(config.seed, epoch, who.slot),
+                    shuffle=config.shuffle,
+                    forward=config.frame_order == "forward",
+                    on_evict=on_evict,
+                )
 
-        pool = PaddedPool(make_pool, plan.entries, plan.pad_entries, plan.num_samples)
-        return SampleStream(who, self.epoch, pool, source, self.spec, decoders)
+            return PaddedPool(shuffle, plan.entries, plan.pad_entries, plan.num_samples)
+
+        prefetcher = None
+        if config.prefetch_bytes:
+            prefetcher = EpisodePrefetcher(
+                FetchOrder(make_pool, draws),
+                source.fetch_run,
+                budget_bytes=config.prefetch_bytes,
+                num_threads=config.prefetch_threads,
+            )
+        pool = make_pool(prefetcher.fetch if prefetcher else source.fetch, decoders.release)
+        pool.skip(draws)
+        return SampleStream(who, epoch, pool, source, prefetcher, self.spec, decoders)
 
     def item_at(self, index: int) -> dict[str, Any]:
         """Random access to the item for LeRobot's global ``index`` (for checks; fetches its episode)."""
@@ -323,18 +359,18 @@ class ShardedLeRobotDataset(IterableDataset[dict[str, Any]]):
         }
         return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:16]
 
-    def _restored(self, stream: SampleStream) -> SampleStream:
+    def _restored_draws(self, who: WorkerInfo) -> int:
+        """Draws to skip: those of a loaded state for this epoch and reader, else 0."""
         state, self._restore = self._restore, None
-        if state is None or int(state["epoch"]) != stream.epoch:
-            return stream
+        if state is None or int(state["epoch"]) != self.epoch:
+            return 0
         saved = WorkerInfo(**{k: int(state[k]) for k in ("rank", "world_size", "worker", "num_workers")})
-        if saved != stream.who:
+        if saved != who:
             raise ValueError(
-                f"{self.url}: reader state was saved by {saved}; this reader is {stream.who}; restoring with "
+                f"{self.url}: reader state was saved by {saved}; this reader is {who}; restoring with "
                 "another number of ranks or workers is not supported (it could not keep every frame once)"
             )
-        stream.pool.skip(int(state["draws"]))
-        return stream
+        return int(state["draws"])
 
 
 class SampleStream(Iterator[dict[str, Any]]):
@@ -346,6 +382,7 @@ class SampleStream(Iterator[dict[str, Any]]):
         epoch: int,
         pool: PaddedPool,
         source: EpisodeSource,
+        prefetcher: EpisodePrefetcher | None,
         spec: ItemSpec,
         decoders: DecoderCache,
     ) -> None:
@@ -353,13 +390,23 @@ class SampleStream(Iterator[dict[str, Any]]):
         self.epoch = epoch
         self.pool = pool
         self.source = source
+        self.prefetcher = prefetcher
         self.spec = spec
         self.decoders = decoders
         self.timing = TimingStats()
 
     def __next__(self) -> dict[str, Any]:
-        draw = next(self.pool)
+        try:
+            draw = next(self.pool)
+        except StopIteration:
+            self.close()
+            raise
         return build_item(draw.episode, draw.frame_index, self.spec, self.decoders, self.timing)
+
+    def close(self) -> None:
+        """Stop reading ahead (the epoch ended, or a new iteration replaced this one)."""
+        if self.prefetcher is not None:
+            self.prefetcher.close()
 
 
 def vars_of(stats: Any) -> dict[str, int]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import tarfile
+import threading
 import time
 from dataclasses import dataclass
 
@@ -65,10 +66,11 @@ def _to_numpy(column: pa.ChunkedArray) -> np.ndarray:
 
 
 class EpisodeSource:
-    """Fetches episodes, each with one ranged read of its sample (offset and size from the manifest).
+    """Fetches episodes by the manifest's byte offsets: one ranged read per run of adjacent episodes.
 
-    Stateless apart from a cache of shard sizes: which episode comes next is the pool's business, so a
-    restored reader re-fetches exactly the episodes it still needs by offset.
+    Stateless apart from a cache of shard sizes and counters: which episode comes next is the pool's
+    business, so a restored reader re-fetches exactly the episodes it still needs by offset. Safe to call
+    from several threads (the prefetcher's).
     """
 
     def __init__(
@@ -83,25 +85,40 @@ class EpisodeSource:
         self.storage_options = storage_options
         self.retry = retry
         self._shard_sizes: dict[str, int] = {}
-        self.fetch_s = 0.0  # seconds spent fetching and parsing, in this process
-        self.fetched = 0
+        self._lock = threading.Lock()
+        self.fetch_s = 0.0  # seconds spent reading and parsing, summed over threads, in this process
+        self.fetched = 0  # episodes
+        self.requests = 0  # ranged reads
 
     def fetch(self, entry: fmt.EpisodeEntry) -> Episode:
+        return self.fetch_run([entry])[0]
+
+    def fetch_run(self, entries: list[fmt.EpisodeEntry]) -> list[Episode]:
+        """Episodes stored back to back in one shard, read with one ranged read."""
         started = time.perf_counter()
-        url = storage.join(self.root, entry.shard)
-        where = f"{url}: episode {entry.episode_index} ({fmt.episode_key(entry.episode_index)})"
-        end = entry.offset_bytes + entry.size_bytes
-        if self._shard_size(url) < end:
+        first, last = entries[0], entries[-1]
+        url = storage.join(self.root, first.shard)
+        start, end = first.offset_bytes, last.offset_bytes + last.size_bytes
+        shard_bytes = self._shard_size(url)
+        if shard_bytes < end:
             raise fmt.ShardFormatError(
-                f"{where}: shard has {self._shard_size(url)} bytes; expected at least {end} (truncated shard)"
+                f"{url}: episode {last.episode_index} ends at byte {end}; the shard has {shard_bytes} "
+                "bytes (truncated shard)"
             )
-        blob = storage.read_range(
-            url, self.storage_options, start=entry.offset_bytes, end=end, retry=self.retry
-        )
-        episode = parse_episode(_members(blob, entry, where), entry, self.camera_keys, where)
-        self.fetch_s += time.perf_counter() - started
-        self.fetched += 1
-        return episode
+        blob = storage.read_range(url, self.storage_options, start=start, end=end, retry=self.retry)
+        episodes = []
+        for entry in entries:
+            if entry.shard != first.shard:
+                raise ValueError(f"{url}: fetch_run got episodes of several shards; expected one")
+            where = f"{url}: episode {entry.episode_index} ({fmt.episode_key(entry.episode_index)})"
+            offset = entry.offset_bytes - start
+            members = _members(blob[offset : offset + entry.size_bytes], entry, where)
+            episodes.append(parse_episode(members, entry, self.camera_keys, where))
+        with self._lock:
+            self.fetch_s += time.perf_counter() - started
+            self.fetched += len(entries)
+            self.requests += 1
+        return episodes
 
     def _shard_size(self, url: str) -> int:
         if url not in self._shard_sizes:
@@ -109,7 +126,7 @@ class EpisodeSource:
         return self._shard_sizes[url]
 
 
-def _members(blob: bytes, entry: fmt.EpisodeEntry, where: str) -> dict[str, bytes]:
+def _members(blob: bytes | memoryview, entry: fmt.EpisodeEntry, where: str) -> dict[str, bytes]:
     """The members of one sample's tar bytes, by suffix (webdataset's tar reader, no decoders)."""
     key = fmt.episode_key(entry.episode_index)
     members = {}

