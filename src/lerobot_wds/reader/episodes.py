@@ -86,6 +86,7 @@ class EpisodeSource:
         self.retry = retry
         self._shard_sizes: dict[str, int] = {}
         self._lock = threading.Lock()
+        self._size_lock = threading.Lock()
         self.fetch_s = 0.0  # seconds spent reading and parsing, summed over threads, in this process
         self.fetched = 0  # episodes
         self.requests = 0  # ranged reads
@@ -121,9 +122,10 @@ class EpisodeSource:
         return episodes
 
     def _shard_size(self, url: str) -> int:
-        if url not in self._shard_sizes:
-            self._shard_sizes[url] = storage.size_bytes(url, self.storage_options)
-        return self._shard_sizes[url]
+        with self._size_lock:  # one size request per shard, whichever thread asks first
+            if url not in self._shard_sizes:
+                self._shard_sizes[url] = storage.size_bytes(url, self.storage_options)
+            return self._shard_sizes[url]
 
 
 def _members(blob: bytes | memoryview, entry: fmt.EpisodeEntry, where: str) -> dict[str, bytes]:
