@@ -2,19 +2,7 @@
 
 from __future__ import annotations
 
-import re
-
 from .. import format as fmt
-
-_HF_DATASET_URL = re.compile(
-    r"^hf://datasets/(?P<repo_id>[^/@]+/[^/@]+)(?:@(?P<revision>[^/]+))?(?P<path>/.*)?$"
-)
-
-
-def hub_dataset_repo(url: str) -> str | None:
-    """``hf://datasets/owner/name[@rev][/prefix]`` -> ``owner/name``; None for any other URL."""
-    match = _HF_DATASET_URL.match(url.rstrip("/"))
-    return match.group("repo_id") if match else None
 
 
 def dataset_card(manifest: fmt.Manifest, prefix: str = "") -> str:

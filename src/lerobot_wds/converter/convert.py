@@ -11,7 +11,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +21,7 @@ from datatrove.pipeline.base import PipelineStep
 
 from .. import format as fmt
 from .. import storage
-from .card import dataset_card, hub_dataset_repo
+from .hub import HubTarget, hub_target, publish_to_hub
 from .plan import ShardPlan, estimate_source_bytes, plan_shards
 from .reencode import VCODECS
 from .shards import VideoOptions, WrittenShard, write_shard
@@ -52,6 +52,9 @@ class ConvertConfig:
     # decoders without AV1 (NVDEC on A100/H100). crf: constant quality of that re-encode (x264 default).
     vcodec: str = "copy"
     crf: int = 23
+    # hf://datasets destinations convert here first, then publish in a few commits (converter/hub.py);
+    # None: ~/.cache/lerobot-wds/staging/<owner>--<name>[--prefix]
+    staging_dir: str | None = None
     # for the destination's fsspec filesystem; repr=False keeps credentials out of logs and tracebacks
     storage_options: Mapping[str, Any] = field(default_factory=dict, repr=False)
 
@@ -123,6 +126,9 @@ def convert(
         6
     """
     config = config or ConvertConfig()
+    target = hub_target(dest)
+    if target is not None:
+        return _convert_to_hub(source, dest, target, config, on_progress)
     started = time.perf_counter()
     opts = config.storage_options
     if config.overwrite:
@@ -155,6 +161,25 @@ def convert(
         source_bytes=sum(estimates.values()),
         shards_skipped=skipped,
     )
+
+
+def _convert_to_hub(
+    source: str,
+    dest: str,
+    target: HubTarget,
+    config: ConvertConfig,
+    on_progress: Callable[[ConvertProgress], None] | None,
+) -> ConvertResult:
+    """Convert into a local staging folder, publish it in a few commits, then drop the staging folder."""
+    name = "--".join([target.repo_id.replace("/", "--"), *filter(None, [target.prefix.replace("/", "--")])])
+    staging = Path(config.staging_dir or Path.home() / ".cache" / "lerobot-wds" / "staging" / name)
+    local = convert(source, str(staging), replace(config, storage_options={}), on_progress=on_progress)
+    uploaded = publish_to_hub(staging, dest, config.storage_options)
+    logger.info(
+        "%s: %d shards uploaded (%d already there)", dest, uploaded, len(local.manifest.shards) - uploaded
+    )
+    shutil.rmtree(staging)
+    return replace(local, dest=dest)
 
 
 # --------------------------------------------------------------------------- destination state
@@ -428,7 +453,5 @@ def _publish(lerobot: LeRobotSource, dest: str, manifest: fmt.Manifest, opts: Ma
             storage.write_bytes(path.read_bytes(), storage.join(dest, name), opts)
         else:
             logger.warning("%s: no %s to copy", lerobot.location, name)
-    if hub_dataset_repo(dest) is not None:
-        storage.write_bytes(dataset_card(manifest).encode(), storage.join(dest, "README.md"), opts)
     storage.write_bytes(manifest.to_json(), storage.join(dest, fmt.MANIFEST_NAME), opts)
     storage.remove(storage.join(dest, WORK_DIR), opts, recursive=True)
