@@ -7,7 +7,8 @@ Faults, each armed by a test and consumed as the traffic flows:
 - ``down()`` / ``up()``: refuse connections (reset at once), as a stopped server would.
 A slow link, for benchmarks: ``latency_s`` delays every request on its way to the server, and
 ``bandwidth_bytes_per_s`` caps the responses of all connections together.
-``requests`` counts the HTTP requests that went through, by method (from each request's first line).
+``requests`` counts the HTTP requests that went through, by method, and ``request_log`` lists their
+(method, path) (from each request's first line).
 Only 127.0.0.1 is used; every thread ends when the proxy is closed.
 """
 
@@ -20,7 +21,7 @@ import threading
 import time
 from collections import Counter
 
-_REQUEST_LINE = re.compile(rb"(?:^|\r\n)(GET|HEAD|PUT|POST|DELETE) /[^ ]* HTTP/1\.[01]\r\n")
+_REQUEST_LINE = re.compile(rb"(?:^|\r\n)(GET|HEAD|PUT|POST|DELETE) (/[^ ?]*)[^ ]* HTTP/1\.[01]\r\n")
 
 
 class FaultProxy:
@@ -43,6 +44,7 @@ class FaultProxy:
         self._closed = threading.Event()
         self.stats = {"connections": 0, "dropped": 0, "rejected": 0, "stalled": 0, "refused": 0}
         self.requests: Counter[str] = Counter()
+        self.request_log: list[tuple[str, str]] = []
         self._thread = threading.Thread(target=self._accept_loop, daemon=True)
         self._thread.start()
 
@@ -155,7 +157,9 @@ class FaultProxy:
                     self._throttle(len(data))
                 else:
                     with self._lock:
-                        self.requests.update(m.decode() for m in _REQUEST_LINE.findall(data))
+                        for method, path in _REQUEST_LINE.findall(data):
+                            self.requests[method.decode()] += 1
+                            self.request_log.append((method.decode(), path.decode()))
                     if self.latency_s:
                         time.sleep(self.latency_s)
                 if data:

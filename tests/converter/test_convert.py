@@ -208,6 +208,50 @@ def test_convert_into_s3_then_verify(tmp_path: Path, s3_server: dict, s3_bucket:
     assert again.shards_skipped == len(remote.manifest.shards)
 
 
+def test_interrupted_upload_to_s3_resumes_without_uploading_finished_shards(
+    tmp_path: Path, fixture_copy, s3_server: dict, s3_bucket: str
+) -> None:
+    """Killed mid-run (a broken source file), resumed: finished shards are checked (size and sha256) and
+    kept, never uploaded again (counted at the wire); a damaged one is converted again."""
+    import s3fs
+    from faultproxy import FaultProxy
+
+    source = fixture_copy("multi")
+    config = ConvertConfig(shard_size_mb=0.4)
+    reference = convert(str(source), str(tmp_path / "reference"), config)
+    late_video = source / "videos/observation.images.front/chunk-001/file-000.mp4"
+    saved = late_video.read_bytes()
+    late_video.write_bytes(bytes(len(saved)))
+    proxy = FaultProxy(int(s3_server["client_kwargs"]["endpoint_url"].rsplit(":", 1)[1]))
+    through = {**s3_server, "client_kwargs": {"endpoint_url": proxy.endpoint}}
+    s3_config = ConvertConfig(shard_size_mb=0.4, storage_options=through)
+    dest = f"s3://{s3_bucket}/multi"
+    fs = s3fs.S3FileSystem(**s3_server)
+    try:
+        with pytest.raises(ValueError, match=r"chunk-001/file-000\.mp4"):
+            convert(str(source), dest, s3_config)
+        assert not fs.exists(f"{s3_bucket}/multi/{fmt.MANIFEST_NAME}")
+        finished = sorted(p.rsplit("/", 1)[1] for p in fs.find(f"{s3_bucket}/multi/shards"))
+        assert 0 < len(finished) < len(reference.manifest.shards)
+        damaged = f"{s3_bucket}/multi/shards/{finished[0]}"
+        fs.pipe_file(damaged, fs.cat_file(damaged)[:-1000])
+        late_video.write_bytes(saved)
+        proxy.request_log.clear()
+        resumed = convert(str(source), dest, s3_config)
+        uploads = {path for method, path in proxy.request_log if method in ("PUT", "POST")}
+    finally:
+        proxy.close()
+    assert resumed.shards_skipped == len(finished) - 1
+    shard_uploads = sorted(path.rsplit("/", 1)[1] for path in uploads if "/shards/" in path)
+    expected = sorted(
+        {finished[0]} | {s.path.rsplit("/", 1)[1] for s in reference.manifest.shards} - set(finished)
+    )
+    assert shard_uploads == expected
+    for relative in [fmt.MANIFEST_NAME, *(s.path for s in reference.manifest.shards)]:
+        ours = fs.cat_file(f"{s3_bucket}/multi/{relative}")
+        assert ours == (tmp_path / "reference" / relative).read_bytes(), relative
+
+
 @pytest.mark.parametrize("workers", [1, 2])
 def test_storage_options_never_reach_files_or_errors(tmp_path: Path, fixture_copy, workers: int) -> None:
     source = fixture_copy("multi")
