@@ -49,4 +49,5 @@ bench: setup
 	$(PY) scripts/bench_plan.py
 	$(PY) scripts/bench_read.py $(if $(LEROBOT_VENV),--lerobot-venv $(LEROBOT_VENV))
 	$(PY) scripts/bench_sweep.py
+	$(PY) scripts/bench_remote.py
 	$(PY) scripts/plot_bench.py

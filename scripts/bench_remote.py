@@ -1,10 +1,11 @@
 """Streaming from S3 over a slow link against local disk, in one run: samples/s and time to the first batch.
 
-    python scripts/bench_remote.py [--dataset bench] [--latency-ms 20] [--bandwidth-mb-s 50]
+    python scripts/bench_remote.py [--dataset bench] [--links 20:50 100:10]
 
 The converted dataset is published to a real S3 server on 127.0.0.1 (SeaweedFS, as in the tests) and
-read back through a loopback proxy that delays every request by ``--latency-ms`` and caps all responses
-together at ``--bandwidth-mb-s``. Readers measured, each in a fresh child process, at num_workers 0 and 2:
+read back through a loopback proxy that delays every request by LATENCY_MS and caps all responses
+together at BANDWIDTH_MB_S (``--links``: 20 ms / 50 MB/s, a nearby region; 100 ms / 10 MB/s, a far
+one). Readers measured, each in a fresh child process, at num_workers 0 and 2:
 
 - local: the same shards on local disk (the baseline);
 - remote: through the slow link, default options (read-ahead on);
@@ -57,7 +58,7 @@ def child(args: argparse.Namespace) -> dict[str, Any]:
         prefetch_bytes=args.prefetch_bytes,
         **READER_OPTIONS,
     )
-    loader = torch.utils.data.DataLoader(dataset, batch_size=BATCH_SIZE, num_workers=args.workers)
+    loader = torch.utils.data.DataLoader(dataset, batch_size=BATCH_SIZE, num_workers=args.workers[0])
     batches = iter(loader)
     next(batches)
     first_batch_s = time.perf_counter() - started
@@ -92,8 +93,9 @@ def main() -> None:
     parser.add_argument(
         "--dataset", default="bench", choices=sorted(p.name for p in FIXTURES.iterdir() if p.is_dir())
     )
-    parser.add_argument("--latency-ms", type=float, default=20.0)
-    parser.add_argument("--bandwidth-mb-s", type=float, default=50.0)
+    parser.add_argument(
+        "--links", nargs="+", default=["20:50", "100:10"], help="LATENCY_MS:BANDWIDTH_MB_S per slow link"
+    )
     parser.add_argument("--workers", type=int, nargs="+", default=[0, 2])
     parser.add_argument("--batches", type=int, default=40)
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks/results/remote.json")
@@ -118,30 +120,36 @@ def main() -> None:
         url = f"s3://bench/{args.dataset}"
         convert(str(FIXTURES / args.dataset), url, ConvertConfig(storage_options=server))
         upstream = int(server["client_kwargs"]["endpoint_url"].rsplit(":", 1)[1])
-        proxy = FaultProxy(
-            upstream, latency_s=args.latency_ms / 1000, bandwidth_bytes_per_s=args.bandwidth_mb_s * 1e6
-        )
-        slow = {**server, "client_kwargs": {"endpoint_url": proxy.endpoint}}
+        local_rows = {w: run_child(local, {}, w, args.batches, 64 << 20) for w in args.workers}
         rows = []
-        for workers in args.workers:
-            row: dict[str, Any] = {"dataset": args.dataset, "num_workers": workers}
-            row["local"] = run_child(local, {}, workers, args.batches, 64 << 20)
-            row["remote"] = run_child(url, slow, workers, args.batches, 64 << 20)
-            row["remote_on_demand"] = run_child(url, slow, workers, args.batches, 0)
-            for name in ("remote", "remote_on_demand"):
-                if "samples_per_s" in row[name] and "samples_per_s" in row["local"]:
-                    row[f"{name}_vs_local"] = round(
-                        row[name]["samples_per_s"] / row["local"]["samples_per_s"], 2
-                    )
-            print(json.dumps(row))
-            rows.append(row)
-        proxy.close()
+        for link in args.links:
+            latency_ms, bandwidth_mb_s = (float(part) for part in link.split(":"))
+            proxy = FaultProxy(
+                upstream, latency_s=latency_ms / 1000, bandwidth_bytes_per_s=bandwidth_mb_s * 1e6
+            )
+            slow = {**server, "client_kwargs": {"endpoint_url": proxy.endpoint}}
+            for workers in args.workers:
+                row: dict[str, Any] = {"dataset": args.dataset, "num_workers": workers}
+                row |= {
+                    "latency_ms": latency_ms,
+                    "bandwidth_mb_s": bandwidth_mb_s,
+                    "local": local_rows[workers],
+                }
+                row["remote"] = run_child(url, slow, workers, args.batches, 64 << 20)
+                row["remote_on_demand"] = run_child(url, slow, workers, args.batches, 0)
+                local_rate = row["local"].get("samples_per_s")
+                for name in ("remote", "remote_on_demand"):
+                    if local_rate and "samples_per_s" in row[name]:
+                        row[f"{name}_vs_local"] = round(row[name]["samples_per_s"] / local_rate, 2)
+                print(json.dumps(row))
+                rows.append(row)
+            proxy.close()
     write_results(
         args.out,
         rows,
-        link={"latency_ms": args.latency_ms, "bandwidth_mb_s": args.bandwidth_mb_s},
         reader_options=READER_OPTIONS,
         batch_size=BATCH_SIZE,
+        warmup_batches=WARMUP_BATCHES,
         batches=args.batches,
     )
 

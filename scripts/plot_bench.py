@@ -267,6 +267,29 @@ def plan_table(plan: dict[str, Any]) -> str:
     return table(header, [cells])
 
 
+def remote_table(remote: dict[str, Any]) -> str:
+    intro = (
+        "S3 (SeaweedFS on 127.0.0.1) through a proxy adding a latency to every request and capping all "
+        "responses at a bandwidth, against the same shards on local disk; reader options "
+        f"{remote['reader_options']}. First batch: from the dataset's construction."
+    )
+    header = ["dataset", "link", "workers", "local samples/s", f"S3 samples/s ({TIMES} local)"]
+    header += [f"S3 without read-ahead ({TIMES} local)", "first batch s: local / S3 / S3 without read-ahead"]
+    rows = []
+    for r in remote["results"]:
+        local, ahead, on_demand = r["local"], r["remote"], r["remote_on_demand"]
+        ahead_cell = f"{fmt_number(value(ahead, 'samples_per_s'))} ({r.get('remote_vs_local', '-')}{TIMES})"
+        on_demand_ratio = r.get("remote_on_demand_vs_local", "-")
+        on_demand_cell = f"{fmt_number(value(on_demand, 'samples_per_s'))} ({on_demand_ratio}{TIMES})"
+        first_batch = " / ".join(fmt_number(value(c, "first_batch_s")) for c in (local, ahead, on_demand))
+        link = f"{r['latency_ms']:g} ms, {r['bandwidth_mb_s']:g} MB/s"
+        local_cell = fmt_number(value(local, "samples_per_s"))
+        rows.append(
+            [r["dataset"], link, r["num_workers"], local_cell, ahead_cell, on_demand_cell, first_batch]
+        )
+    return f"{intro}\n\n{table(header, rows)}"
+
+
 # --------------------------------------------------------------------------------------- markdown
 
 
@@ -302,6 +325,7 @@ def main() -> None:
     args = parser.parse_args()
     read, sweep = load(args.results, "read.json"), load(args.results, "sweep.json")
     convert, plan = load(args.results, "convert.json"), load(args.results, "plan.json")
+    remote = load(args.results, "remote.json")
     labels = labels_of(read, sweep)
     md = args.markdown
     sections = [
@@ -309,6 +333,7 @@ def main() -> None:
             *images(plot_read(r, labels, args.plots), md), read_tables(r, labels)]),
         section("Reader cost curve: pool size and action window", "sweep.json", sweep, lambda r: [
             *images(plot_sweep(r, labels, args.plots), md), sweep_table(r, labels)]),
+        section("Streaming from S3 over a slow link", "remote.json", remote, lambda r: [remote_table(r)]),
         section("Converting", "convert.json", convert, lambda r: [
             *images(plot_convert(r, args.plots), md), convert_table(r)]),
         section("Planning at DROID's size", "plan.json", plan, lambda r: [plan_table(r)]),

@@ -10,6 +10,7 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 from .format import FORMAT_VERSION, Manifest, ShardFormatError, read_manifest
+from .storage import RetryPolicy
 
 if TYPE_CHECKING:
     from .converter.convert import ConvertConfig, ConvertResult, convert
@@ -33,6 +34,7 @@ __all__ = [
     "ConvertResult",
     "Manifest",
     "ReaderConfig",
+    "RetryPolicy",
     "ShardFormatError",
     "ShardedLeRobotDataset",
     "VerifyReport",

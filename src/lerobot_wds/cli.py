@@ -57,6 +57,11 @@ def _parser() -> argparse.ArgumentParser:
     conv.add_argument(
         "--overwrite", action="store_true", help="delete what the destination holds and start over"
     )
+    conv.add_argument(
+        "--staging-dir",
+        help="hf://datasets destinations: local folder converted first, then published in a few commits "
+        "(default: ~/.cache/lerobot-wds/staging/<repo>)",
+    )
 
     ver = commands.add_parser("verify", help="re-read every shard and check it against the manifest")
     ver.add_argument("url")
@@ -74,6 +79,7 @@ def _run_convert(args: argparse.Namespace) -> int:
         overwrite=args.overwrite,
         vcodec=args.vcodec,
         crf=args.crf,
+        staging_dir=args.staging_dir,
     )
     with tqdm(unit="ep", desc="converting", dynamic_ncols=True) as bar:
 

@@ -131,6 +131,7 @@ class ShardedLeRobotDataset(IterableDataset[dict[str, Any]]):
         prefetch_bytes: int = 64 << 20,
         prefetch_threads: int = 4,
         storage_options: Mapping[str, Any] | None = None,
+        retry: storage.RetryPolicy | None = None,
     ) -> None:
         super().__init__()
         self.url = url
@@ -152,6 +153,7 @@ class ShardedLeRobotDataset(IterableDataset[dict[str, Any]]):
             prefetch_bytes=prefetch_bytes,
             prefetch_threads=prefetch_threads,
             storage_options=dict(storage_options or {}),
+            retry=retry or storage.RetryPolicy(),
         )
         self.manifest = fmt.read_manifest(url, self.config.storage_options)
         self.meta = _read_meta(url, self.config.storage_options)
