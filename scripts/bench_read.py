@@ -148,7 +148,7 @@ def child_lerobot(args: argparse.Namespace) -> dict[str, Any]:
     return result | {"peak_rss_mb": round(rss.stop() / 1e6)}
 
 
-def _decode_limit_worker(source: str, indices: list[int], out: Any) -> None:
+def _decode_limit_worker(source: str, indices: list[int], out: Any, ffmpeg_threads: int = 1) -> None:
     """torchcodec alone: for each sample, the first camera's 2-frame window and the others' frame."""
     import pyarrow.parquet as pq
     from torchcodec.decoders import VideoDecoder
@@ -174,7 +174,9 @@ def _decode_limit_worker(source: str, indices: list[int], out: Any) -> None:
                     file_index=ep[f"videos/{camera}/file_index"],
                 )
             )
-            decoder = decoders.get(path) or decoders.setdefault(path, VideoDecoder(path, seek_mode="exact"))
+            decoder = decoders.get(path) or decoders.setdefault(
+                path, VideoDecoder(path, seek_mode="exact", num_ffmpeg_threads=ffmpeg_threads)
+            )
             first = round(ep[f"videos/{camera}/from_timestamp"] * fps)
             window = [max(frame - 1, 0), frame] if number == 0 else [frame]
             decoder.get_frames_at([first + f for f in window])
@@ -195,7 +197,9 @@ def child_decode_limit(args: argparse.Namespace) -> dict[str, Any]:
     queue: Any = mp.get_context("spawn").Queue()
     parts = [order[i::processes] for i in range(processes)]
     procs = [
-        mp.get_context("spawn").Process(target=_decode_limit_worker, args=(args.source, part, queue))
+        mp.get_context("spawn").Process(
+            target=_decode_limit_worker, args=(args.source, part, queue, args.ffmpeg_threads)
+        )
         for part in parts
     ]
     for p in procs:
@@ -291,6 +295,7 @@ def main() -> None:
     parser.add_argument("--variant", default="ours", choices=sorted(VARIANTS), help=argparse.SUPPRESS)
     parser.add_argument("--episode-pool-size", type=int, default=None, help=argparse.SUPPRESS)
     parser.add_argument("--action-steps", type=int, default=ACTION_STEPS, help=argparse.SUPPRESS)
+    parser.add_argument("--ffmpeg-threads", type=int, default=1, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         args.workers = args.workers[0]

@@ -290,6 +290,19 @@ def remote_table(remote: dict[str, Any]) -> str:
     return f"{intro}\n\n{table(header, rows)}"
 
 
+def threads_table(threads: dict[str, Any]) -> str:
+    intro = (
+        "torchcodec alone (the decode limit of the read workload) with `num_ffmpeg_threads` per decoder: "
+        "1 is torchcodec's default and the reader's; 0 lets FFmpeg choose."
+    )
+    keys = sorted({k for r in threads["results"] for k in r if k.startswith("ffmpeg_threads_")})
+    names = ["auto" if k == "ffmpeg_threads_0" else k.removeprefix("ffmpeg_threads_") for k in keys]
+    header = ["dataset", "workers", *(f"{name} threads, samples/s" for name in names)]
+    rows = [[r["dataset"], r["num_workers"], *(fmt_number(value(r[k], "samples_per_s")) for k in keys)]
+            for r in threads["results"]]  # fmt: skip
+    return f"{intro}\n\n{table(header, rows)}"
+
+
 # --------------------------------------------------------------------------------------- markdown
 
 
@@ -325,7 +338,7 @@ def main() -> None:
     args = parser.parse_args()
     read, sweep = load(args.results, "read.json"), load(args.results, "sweep.json")
     convert, plan = load(args.results, "convert.json"), load(args.results, "plan.json")
-    remote = load(args.results, "remote.json")
+    remote, threads = load(args.results, "remote.json"), load(args.results, "threads.json")
     labels = labels_of(read, sweep)
     md = args.markdown
     sections = [
@@ -334,6 +347,7 @@ def main() -> None:
         section("Reader cost curve: pool size and action window", "sweep.json", sweep, lambda r: [
             *images(plot_sweep(r, labels, args.plots), md), sweep_table(r, labels)]),
         section("Streaming from S3 over a slow link", "remote.json", remote, lambda r: [remote_table(r)]),
+        section("FFmpeg threads per decoder", "threads.json", threads, lambda r: [threads_table(r)]),
         section("Converting", "convert.json", convert, lambda r: [
             *images(plot_convert(r, args.plots), md), convert_table(r)]),
         section("Planning at DROID's size", "plan.json", plan, lambda r: [plan_table(r)]),
