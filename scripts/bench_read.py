@@ -100,6 +100,9 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "ours": {},
     "ours_forward": {"frame_order": "forward"},
     "ours_forward_uint8": {"frame_order": "forward", "return_uint8": True},
+    # batches built by the dataset (frames decoded into the batch), DataLoader(batch_size=None)
+    "ours_batched": {"batch_size": BATCH_SIZE},
+    "ours_forward_uint8_batched": {"frame_order": "forward", "return_uint8": True, "batch_size": BATCH_SIZE},
 }
 
 
@@ -120,7 +123,10 @@ def child_ours(args: argparse.Namespace) -> dict[str, Any]:
         **options,
     )
     loader = torch.utils.data.DataLoader(
-        dataset, batch_size=BATCH_SIZE, num_workers=args.workers, persistent_workers=False
+        dataset,
+        batch_size=None if "batch_size" in options else BATCH_SIZE,
+        num_workers=args.workers,
+        persistent_workers=False,
     )
     result = time_batches(loader, args.batches)
     return result | {"peak_rss_mb": round(rss.stop() / 1e6)}

@@ -33,6 +33,8 @@ LINES = {
     "ours": ("ours (defaults)", "C0"),
     "ours_forward": ("ours forward", "C1"),
     "ours_forward_uint8": ("ours forward uint8", "C2"),
+    "ours_batched": ("ours batched", "C4"),
+    "ours_forward_uint8_batched": ("ours forward uint8 batched", "C5"),
     "lerobot": ("LeRobot 0.6.1", "C3"),
 }
 

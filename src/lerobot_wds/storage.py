@@ -82,6 +82,15 @@ def read_bytes(
     return bytes(fs.cat_file(path, start=start, end=end))
 
 
+def read_many(urls: list[str], storage_options: StorageOptions | None = None) -> dict[str, bytes | None]:
+    """Several whole objects of one filesystem, fetched concurrently where the filesystem is async
+    (s3, http, hf): one round trip instead of one per object. Missing objects map to None."""
+    fs, _ = url_to_fs(urls[0], storage_options)
+    paths = {url: url_to_fs(url, storage_options)[1] for url in urls}
+    found = fs.cat(list(paths.values()), on_error="omit")
+    return {url: (bytes(found[path]) if path in found else None) for url, path in paths.items()}
+
+
 def size_bytes(url: str, storage_options: StorageOptions | None = None) -> int:
     fs, path = url_to_fs(url, storage_options)
     return int(fs.size(path))

@@ -30,6 +30,17 @@ def test_no_manifest(tmp_path: Path) -> None:
         ShardedLeRobotDataset(str(tmp_path))
 
 
+def test_meta_files_stats_optional_tasks_required(copy_of) -> None:
+    root = copy_of("tiny")
+    (root / "meta/stats.json").unlink()
+    assert ShardedLeRobotDataset(str(root)).meta.stats == {}
+    (root / "meta/tasks.parquet").unlink()
+    with pytest.raises(
+        FileNotFoundError, match=r"meta/tasks\.parquet: missing; expected LeRobot's meta files"
+    ):
+        ShardedLeRobotDataset(str(root))
+
+
 def test_unknown_format_version(copy_of) -> None:
     root = copy_of("tiny")
     manifest = json.loads((root / "manifest.json").read_text())

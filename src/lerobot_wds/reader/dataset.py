@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import itertools
 import json
 import logging
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -18,7 +19,7 @@ from .. import format as fmt
 from .. import storage
 from .episodes import Episode, EpisodeSource
 from .frames import DecoderCache
-from .items import ItemSpec, TimingStats, build_item
+from .items import ItemSpec, TimingStats, build_batch, build_item
 from .order import WorkerInfo, distributed_rank_and_world, plan_slot, stream_seed
 from .pool import EpisodeShuffle, PaddedPool
 from .prefetch import EpisodePrefetcher, FetchOrder
@@ -49,6 +50,10 @@ class ReaderConfig:
     world_size: int | None = None
     video_decoder_cache_size: int | None = None  # None: pool size x cameras (one per episode and camera)
     video_decode_device: str = "cpu"
+    # Batches built by the dataset (use DataLoader(batch_size=None)): frames are decoded straight into the
+    # batch tensors, one copy less than default_collate (scripts/bench_read.py: variant ours_batched).
+    batch_size: int | None = None
+    drop_last: bool = False  # with batch_size: drop a reader's last, smaller batch
     # Read-ahead per reader process: bytes of fetched-but-unused episodes held, and reads in flight.
     # 64 MiB covers 20 ms of request latency at 100+ MB/s (scripts/bench_remote.py); 0 reads on demand.
     prefetch_bytes: int = 64 << 20
@@ -67,6 +72,8 @@ class ReaderConfig:
             raise ValueError(f"frame_order: got {self.frame_order!r}; expected 'shuffled' or 'forward'")
         if self.video_decoder_cache_size is not None and self.video_decoder_cache_size < 1:
             raise ValueError(f"video_decoder_cache_size: got {self.video_decoder_cache_size}; expected >= 1")
+        if self.batch_size is not None and self.batch_size < 1:
+            raise ValueError(f"batch_size: got {self.batch_size}; expected >= 1 or None")
         if self.prefetch_bytes < 0 or self.prefetch_threads < 1:
             raise ValueError(
                 f"prefetch_bytes, prefetch_threads: got {self.prefetch_bytes}, {self.prefetch_threads}; "
@@ -128,6 +135,8 @@ class ShardedLeRobotDataset(IterableDataset[dict[str, Any]]):
         world_size: int | None = None,
         video_decoder_cache_size: int | None = None,
         video_decode_device: str = "cpu",
+        batch_size: int | None = None,
+        drop_last: bool = False,
         prefetch_bytes: int = 64 << 20,
         prefetch_threads: int = 4,
         storage_options: Mapping[str, Any] | None = None,
@@ -150,6 +159,8 @@ class ShardedLeRobotDataset(IterableDataset[dict[str, Any]]):
             world_size=world_size,
             video_decoder_cache_size=video_decoder_cache_size,
             video_decode_device=video_decode_device,
+            batch_size=batch_size,
+            drop_last=drop_last,
             prefetch_bytes=prefetch_bytes,
             prefetch_threads=prefetch_threads,
             storage_options=dict(storage_options or {}),
@@ -253,7 +264,9 @@ class ShardedLeRobotDataset(IterableDataset[dict[str, Any]]):
         if self._stream is not None:
             self._stream.close()
         self._stream = self.stream(who, draws=self._restored_draws(who))
-        return self._stream
+        if self.config.batch_size is None:
+            return self._stream
+        return BatchStream(self._stream, self.config.batch_size, self.config.drop_last)
 
     def stream(self, who: WorkerInfo, draws: int = 0) -> SampleStream:
         """The items that reader ``who`` yields this epoch, from its ``draws``-th on."""
@@ -411,6 +424,24 @@ class SampleStream(Iterator[dict[str, Any]]):
             self.prefetcher.close()
 
 
+class BatchStream(Iterator[dict[str, Any]]):
+    """Collated batches of ``batch_size`` draws (a reader's last batch is smaller unless ``drop_last``);
+    equal to ``default_collate`` of the same items (see :func:`build_batch`)."""
+
+    def __init__(self, samples: SampleStream, batch_size: int, drop_last: bool) -> None:
+        self.samples = samples
+        self.batch_size = batch_size
+        self.drop_last = drop_last
+
+    def __next__(self) -> dict[str, Any]:
+        draws = list(itertools.islice(self.samples.pool, self.batch_size))
+        if not draws or (self.drop_last and len(draws) < self.batch_size):
+            self.samples.close()
+            raise StopIteration
+        s = self.samples
+        return build_batch([(d.episode, d.frame_index) for d in draws], s.spec, s.decoders, s.timing)
+
+
 def vars_of(stats: Any) -> dict[str, int]:
     return {name: getattr(stats, name) for name in stats.__slots__}
 
@@ -426,13 +457,13 @@ def _select(manifest: fmt.Manifest, episodes: tuple[int, ...] | None, url: str) 
 
 
 def _read_meta(url: str, storage_options: Mapping[str, Any]) -> DatasetMeta:
-    info = json.loads(storage.read_bytes(storage.join(url, "meta/info.json"), storage_options))
-    stats_url = storage.join(url, "meta/stats.json")
-    stats = (
-        json.loads(storage.read_bytes(stats_url, storage_options))
-        if storage.exists(stats_url, storage_options)
-        else {}
-    )
-    tasks_url = storage.join(url, "meta/tasks.parquet")
-    table = pq.read_table(io.BytesIO(storage.read_bytes(tasks_url, storage_options)))
+    """LeRobot's meta files beside the shards, read in one concurrent batch (stats.json is optional)."""
+    info_url, stats_url, tasks_url = (storage.join(url, name) for name in fmt.META_FILES)
+    blobs = storage.read_many([info_url, stats_url, tasks_url], storage_options)
+    for required in (info_url, tasks_url):
+        if blobs[required] is None:
+            raise FileNotFoundError(f"{required}: missing; expected LeRobot's meta files beside the shards")
+    info = json.loads(blobs[info_url] or b"")
+    stats = json.loads(blobs[stats_url] or b"{}")
+    table = pq.read_table(io.BytesIO(blobs[tasks_url] or b""))
     return DatasetMeta(info=info, stats=stats, tasks=fmt.task_strings(table, tasks_url))

@@ -1,0 +1,81 @@
+"""Batches built by the dataset equal DataLoader's default_collate of the same items, exactly."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+import torch
+from torch.utils.data import DataLoader
+from torchdata.stateful_dataloader import StatefulDataLoader
+
+from lerobot_wds import ShardedLeRobotDataset
+
+BATCH = 16
+
+
+def windows(dataset: ShardedLeRobotDataset) -> dict[str, list[float]]:
+    fps = dataset.fps
+    return {"action": [i / fps for i in range(8)], dataset.camera_keys[0]: [-1 / fps, 0.0]}
+
+
+def assert_same_batches(ours: list[dict[str, Any]], reference: list[dict[str, Any]]) -> None:
+    assert len(ours) == len(reference)
+    for batch, expected in zip(ours, reference, strict=True):
+        assert list(batch) == list(expected)  # same keys, same order
+        for key, value in expected.items():
+            if isinstance(value, torch.Tensor):
+                assert batch[key].dtype == value.dtype, key
+                assert torch.equal(batch[key], value), key
+            else:
+                assert batch[key] == value, key
+
+
+@pytest.mark.parametrize("num_workers", [0, 2])
+@pytest.mark.parametrize(
+    "options",
+    [{}, {"return_uint8": True, "frame_order": "forward"}, {"image_transforms": lambda f: f.flip(-1) * 2}],
+    ids=["float32", "uint8-forward", "transforms"],
+)
+def test_batches_equal_collated_items(
+    converted: dict[str, str], num_workers: int, options: dict[str, Any]
+) -> None:
+    probe = ShardedLeRobotDataset(converted["h264"])
+    common = {"delta_timestamps": windows(probe), "seed": 7, **options}
+    batched = ShardedLeRobotDataset(converted["h264"], batch_size=BATCH, **common)
+    items = ShardedLeRobotDataset(converted["h264"], **common)
+    ours = list(DataLoader(batched, batch_size=None, num_workers=num_workers))
+    reference = list(DataLoader(items, batch_size=BATCH, num_workers=num_workers))
+    assert_same_batches(ours, reference)
+    assert sum(len(b["index"]) for b in ours) == probe.num_frames
+    assert any(len(b["index"]) < BATCH for b in ours)  # a last, smaller batch per reader
+
+
+def test_drop_last_drops_each_readers_smaller_batch(converted: dict[str, str]) -> None:
+    dataset = ShardedLeRobotDataset(converted["multi"], batch_size=BATCH, drop_last=True, seed=1)
+    reference = ShardedLeRobotDataset(converted["multi"], seed=1)
+    batches = list(DataLoader(dataset, batch_size=None, num_workers=2))
+    expected = list(DataLoader(reference, batch_size=BATCH, num_workers=2, drop_last=False))
+    assert_same_batches(batches, [b for b in expected if len(b["index"]) == BATCH])
+
+
+def test_batched_reader_resumes_exactly(converted: dict[str, str]) -> None:
+    def make() -> ShardedLeRobotDataset:
+        return ShardedLeRobotDataset(converted["multi"], batch_size=BATCH, seed=3, return_uint8=True)
+
+    full = [b["index"] for b in StatefulDataLoader(make(), batch_size=None, num_workers=2)]
+    loader = StatefulDataLoader(make(), batch_size=None, num_workers=2)
+    iterator = iter(loader)
+    head = [next(iterator)["index"] for _ in range(37)]
+    state = loader.state_dict()
+    restored = StatefulDataLoader(make(), batch_size=None, num_workers=2)
+    restored.load_state_dict(state)
+    tail = [b["index"] for b in restored]
+    assert len(head) + len(tail) == len(full)
+    for ours, expected in zip(head + tail, full, strict=True):
+        assert torch.equal(ours, expected)
+
+
+def test_batch_size_is_checked(converted: dict[str, str]) -> None:
+    with pytest.raises(ValueError, match="batch_size: got 0; expected >= 1 or None"):
+        ShardedLeRobotDataset(converted["tiny"], batch_size=0)
