@@ -79,6 +79,12 @@ class ReaderConfig:
                 f"prefetch_bytes, prefetch_threads: got {self.prefetch_bytes}, {self.prefetch_threads}; "
                 "expected >= 0 and >= 1"
             )
+        device = torch.device(self.video_decode_device)  # raises on a malformed device string
+        if device.type == "cuda" and not torch.cuda.is_available():
+            raise ValueError(
+                f"video_decode_device: got {self.video_decode_device!r}, but torch sees no CUDA device; "
+                "expected 'cpu' on this machine"
+            )
         if (self.rank is None) != (self.world_size is None):
             raise ValueError("rank and world_size: give both or neither")
 

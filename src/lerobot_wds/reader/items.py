@@ -77,7 +77,7 @@ def build_batch(
                 pads.append(is_pad)
             if frames is None:  # shape and dtype from the first sample (image transforms may change them)
                 first = _camera_frames(episode, indices, key, spec, decoders)
-                frames = _empty((len(samples), *first.shape), first.dtype)
+                frames = _empty((len(samples), *first.shape), first.dtype, first.device)
                 frames[0] = first
             else:
                 _camera_frames(episode, indices, key, spec, decoders, out=frames[row])
@@ -108,11 +108,14 @@ def _count(timing: TimingStats | None, started: float, items: int) -> None:
         timing.items += items
 
 
-def _empty(shape: tuple[int, ...], dtype: torch.dtype) -> torch.Tensor:
+def _empty(shape: tuple[int, ...], dtype: torch.dtype, device: torch.device) -> torch.Tensor:
     """An uninitialised batch tensor. Inside a DataLoader worker it is in shared memory (as default_collate
     allocates it), so handing it to the main process copies nothing. Otherwise numpy allocates it:
     numpy asks the kernel for transparent huge pages on large arrays, and filling a fresh 59 MB float32
-    batch then took 9-16 ms instead of 24 ms with torch.empty (page faults; 2-core VM, THP "madvise")."""
+    batch then took 9-16 ms instead of 24 ms with torch.empty (page faults; 2-core VM, THP "madvise").
+    Frames decoded on a GPU stay there."""
+    if device.type != "cpu":
+        return torch.empty(shape, dtype=dtype, device=device)
     if get_worker_info() is not None:
         storage = torch.empty(0, dtype=dtype)._typed_storage()._new_shared(math.prod(shape))
         return torch.empty(0, dtype=dtype).new(storage).view(shape)
