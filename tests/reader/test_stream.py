@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 import webdataset as wds
-from helpers import add_image_feature, read_frame_code
+from helpers import read_frame_code
 from torch.utils.data import DataLoader
 from torchdata.stateful_dataloader import StatefulDataLoader
 
@@ -172,13 +172,3 @@ def test_float_frames_and_metadata(converted: dict[str, str]) -> None:
     assert dataset.meta.tasks[0] == "pick up the red cube and place it in the bin"
     assert "action" in dataset.meta.stats
     assert dataset.meta.info["codebase_version"] == "v3.0"
-
-
-def test_image_features_in_parquet_pass_through(fixture_copy, tmp_path) -> None:
-    from lerobot_wds import ConvertConfig, convert
-
-    source = fixture_copy("tiny")
-    add_image_feature(source)
-    convert(str(source), str(tmp_path / "d"), ConvertConfig())
-    item = ShardedLeRobotDataset(str(tmp_path / "d")).item_at(60)
-    assert item["observation.images.static"] == {"bytes": bytes([60]) * 8, "path": None}

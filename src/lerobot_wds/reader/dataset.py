@@ -183,6 +183,7 @@ class ShardedLeRobotDataset(IterableDataset[dict[str, Any]]):
             tasks=self.meta.tasks,
             return_uint8=return_uint8,
             image_transforms=image_transforms,
+            image_keys=frozenset(k for k, f in self.features.items() if f.get("dtype") == "image"),
         )
         # In shared memory: DataLoader workers (persistent ones too) hold a copy of this object made when
         # they started, and must still see set_epoch() calls made afterwards in the training process.

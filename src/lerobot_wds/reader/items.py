@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import math
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -12,6 +13,7 @@ import numpy as np
 import torch
 from torch.utils.data import default_collate, get_worker_info
 
+from ..format import ShardFormatError
 from .episodes import Episode
 from .frames import DecoderCache
 from .windows import window_indices
@@ -21,11 +23,12 @@ from .windows import window_indices
 class ItemSpec:
     """What every item holds: the window offsets per key and how camera frames are returned."""
 
-    camera_keys: list[str]
+    camera_keys: list[str]  # video features, decoded from the episode's mp4 segments
     deltas: Mapping[str, np.ndarray]  # key -> offsets in frames (LeRobot's delta_indices)
     tasks: Mapping[int, str]  # task_index -> task string
     return_uint8: bool = False
     image_transforms: Callable[[torch.Tensor], torch.Tensor] | None = None
+    image_keys: frozenset[str] = frozenset()  # image features stored in the rows (PNG/JPEG bytes)
 
 
 @dataclass(slots=True)
@@ -95,11 +98,49 @@ def _tabular(episode: Episode, frame_index: int, spec: ItemSpec) -> dict[str, An
     for key, column in episode.columns.items():
         if key in spec.deltas:
             indices, is_pad = window_indices(num_frames, frame_index, spec.deltas[key])
-            item[key] = _values(column[indices])
+            if key in spec.image_keys:
+                item[key] = torch.stack([_stored_image(episode, i, key, spec) for i in indices])
+            else:
+                item[key] = _values(column[indices])
             item[f"{key}_is_pad"] = torch.from_numpy(is_pad)
+        elif key in spec.image_keys:
+            item[key] = _stored_image(episode, frame_index, key, spec)
         else:
             item[key] = _values(np.array(column[frame_index]))
     return item
+
+
+# LeRobot's 16-bit depth modes: returned as float32 (1, H, W) in native units, not scaled
+_UINT16_MODES = ("I;16", "I;16B", "I;16L", "I;16N")
+
+
+def _stored_image(episode: Episode, frame_index: int, key: str, spec: ItemSpec) -> torch.Tensor:
+    """An image feature stored in the rows (``{"bytes", "path"}``) as LeRobot returns it: torchvision's
+    ``ToTensor`` of the decoded PIL image (float32 (C, H, W) in [0, 1] for 8-bit images, uint8 with
+    ``return_uint8``), 16-bit depth as float32 (1, H, W); then ``image_transforms``, as for videos."""
+    from PIL import Image
+
+    cell = episode.columns[key][frame_index]
+    where = f"episode {episode.entry.episode_index}, frame {frame_index}, {key}"
+    if not cell.get("bytes"):
+        raise ShardFormatError(
+            f"{where}: image cell without bytes (path {cell.get('path')!r}); expected PNG/JPEG bytes"
+        )
+    try:
+        with Image.open(io.BytesIO(cell["bytes"])) as image:
+            if image.mode in _UINT16_MODES:
+                return torch.from_numpy(np.array(image, dtype=np.float32))[None]
+            array = np.array(image.convert("L") if image.mode == "1" else image)
+    except OSError as exc:  # PIL.UnidentifiedImageError and truncated files
+        raise ShardFormatError(
+            f"{where}: image bytes PIL cannot read ({exc}); expected PNG/JPEG bytes"
+        ) from exc
+    if array.ndim == 2:
+        array = array[:, :, None]
+    frames = torch.from_numpy(np.ascontiguousarray(array.transpose(2, 0, 1)))
+    if frames.dtype == torch.uint8 and not spec.return_uint8:
+        frames = _to_unit_float(frames)
+    return spec.image_transforms(frames) if spec.image_transforms is not None else frames
 
 
 def _count(timing: TimingStats | None, started: float, items: int) -> None:
