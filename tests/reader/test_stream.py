@@ -172,3 +172,15 @@ def test_float_frames_and_metadata(converted: dict[str, str]) -> None:
     assert dataset.meta.tasks[0] == "pick up the red cube and place it in the bin"
     assert "action" in dataset.meta.stats
     assert dataset.meta.info["codebase_version"] == "v3.0"
+
+
+def test_timing_stats_sum_the_workers_counters(converted: dict[str, str]) -> None:
+    dataset = ShardedLeRobotDataset(converted["multi"], seed=3, prefetch_bytes=1)
+    assert sum(1 for _ in DataLoader(dataset, batch_size=16, num_workers=2)) == 116
+    stats = dataset.timing_stats()  # read in this process; counted in the two workers
+    assert stats["items"] == 1852
+    assert stats["episodes"] == 24
+    assert stats["requests"] == 24  # one GET per episode, never per frame
+    assert stats["decode_s"] > 0
+    assert stats["fetch_s"] > 0
+    assert 0 <= stats["fetch_waits"] <= 24

@@ -27,6 +27,10 @@ from .windows import check_delta_timestamps, delta_indices
 
 logger = logging.getLogger(__name__)
 
+TIMING_FIELDS = ("fetch_s", "decode_s", "episodes", "items", "requests", "fetch_waits")
+# DataLoader workers whose counters reach the training process (worker ids below this)
+MAX_TIMING_SLOTS = 256
+
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ReaderConfig:
@@ -188,6 +192,11 @@ class ShardedLeRobotDataset(IterableDataset[dict[str, Any]]):
         # In shared memory: DataLoader workers (persistent ones too) hold a copy of this object made when
         # they started, and must still see set_epoch() calls made afterwards in the training process.
         self._epoch = torch.zeros((), dtype=torch.int64).share_memory_()
+        # Each reader process publishes its counters in its row (worker id), so that the training process
+        # sees its workers' fetch and decode times (timing_stats).
+        self._timing = torch.zeros(
+            (MAX_TIMING_SLOTS, len(TIMING_FIELDS)), dtype=torch.float64
+        ).share_memory_()
         self._rank_and_world = distributed_rank_and_world(rank, world_size)
         self._stream: SampleStream | None = None  # the iteration under way in this process
         self._restore: dict[str, Any] | None = None  # a loaded state, applied by the next __iter__
@@ -231,19 +240,15 @@ class ShardedLeRobotDataset(IterableDataset[dict[str, Any]]):
         self.epoch = epoch
 
     def timing_stats(self) -> dict[str, float]:
-        """Fetch and decode seconds of the iteration under way in this process (per DataLoader worker)."""
-        stream = self._stream
-        if stream is None:
-            return dict.fromkeys(("fetch_s", "decode_s", "episodes", "items", "requests", "fetch_waits"), 0)
-        prefetch = stream.prefetcher.stats if stream.prefetcher else None
-        waits = prefetch.waits + prefetch.misses if prefetch else stream.source.fetched
+        """Counters of the iteration under way, summed over this process's DataLoader workers (each one
+        publishes after every item or batch), or of this process with ``num_workers=0``: seconds fetching
+        (``fetch_s``, summed over read-ahead threads) and decoding, ``episodes`` fetched, ``items`` built,
+        ``requests`` made, and ``fetch_waits``: episodes the pool had to wait for (the network was slower
+        than decoding then; every episode without read-ahead)."""
+        totals = self._timing.sum(dim=0).tolist()
         return {
-            "fetch_s": stream.source.fetch_s,  # summed over read-ahead threads
-            "decode_s": stream.timing.decode_s,
-            "episodes": stream.source.fetched,
-            "items": stream.timing.items,
-            "requests": stream.source.requests,
-            "fetch_waits": waits,  # episodes the pool had to wait for (all of them without read-ahead)
+            name: (value if name.endswith("_s") else int(value))
+            for name, value in zip(TIMING_FIELDS, totals, strict=True)
         }
 
     def video_decoder_cache_stats(self) -> dict[str, int]:
@@ -316,7 +321,8 @@ class ShardedLeRobotDataset(IterableDataset[dict[str, Any]]):
             )
         pool = make_pool(prefetcher.fetch if prefetcher else source.fetch, decoders.release)
         pool.skip(draws)
-        return SampleStream(who, epoch, pool, source, prefetcher, self.spec, decoders)
+        row = self._timing[who.worker] if who.worker < MAX_TIMING_SLOTS else None
+        return SampleStream(who, epoch, pool, source, prefetcher, self.spec, decoders, row)
 
     def item_at(self, index: int) -> dict[str, Any]:
         """Random access to the item for LeRobot's global ``index`` (for checks; fetches its episode)."""
@@ -407,6 +413,7 @@ class SampleStream(Iterator[dict[str, Any]]):
         prefetcher: EpisodePrefetcher | None,
         spec: ItemSpec,
         decoders: DecoderCache,
+        timing_row: torch.Tensor | None = None,
     ) -> None:
         self.who = who
         self.epoch = epoch
@@ -416,6 +423,9 @@ class SampleStream(Iterator[dict[str, Any]]):
         self.spec = spec
         self.decoders = decoders
         self.timing = TimingStats()
+        self.timing_row = timing_row
+        if timing_row is not None:
+            timing_row.zero_()
 
     def __next__(self) -> dict[str, Any]:
         try:
@@ -423,7 +433,19 @@ class SampleStream(Iterator[dict[str, Any]]):
         except StopIteration:
             self.close()
             raise
-        return build_item(draw.episode, draw.frame_index, self.spec, self.decoders, self.timing)
+        item = build_item(draw.episode, draw.frame_index, self.spec, self.decoders, self.timing)
+        self.publish()
+        return item
+
+    def publish(self) -> None:
+        """Write this reader's counters into its shared row (read by ``timing_stats`` anywhere)."""
+        if self.timing_row is None:
+            return
+        prefetch = self.prefetcher.stats if self.prefetcher else None
+        waits = prefetch.waits + prefetch.misses if prefetch else self.source.fetched
+        values = [self.source.fetch_s, self.timing.decode_s, self.source.fetched, self.timing.items,
+                  self.source.requests, waits]  # fmt: skip
+        self.timing_row.copy_(torch.tensor(values, dtype=torch.float64))
 
     def close(self) -> None:
         """Stop reading ahead (the epoch ended, or a new iteration replaced this one)."""
@@ -446,7 +468,9 @@ class BatchStream(Iterator[dict[str, Any]]):
             self.samples.close()
             raise StopIteration
         s = self.samples
-        return build_batch([(d.episode, d.frame_index) for d in draws], s.spec, s.decoders, s.timing)
+        batch = build_batch([(d.episode, d.frame_index) for d in draws], s.spec, s.decoders, s.timing)
+        s.publish()
+        return batch
 
 
 def vars_of(stats: Any) -> dict[str, int]:
