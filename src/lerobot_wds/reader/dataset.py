@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import io
-import itertools
 import json
 import logging
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -19,10 +18,11 @@ from .. import format as fmt
 from .. import storage
 from .episodes import Episode, EpisodeSource
 from .frames import DecoderCache
-from .items import ItemSpec, TimingStats, build_batch, build_item
+from .items import ItemSpec, build_item
 from .order import WorkerInfo, distributed_rank_and_world, plan_slot, stream_seed
 from .pool import EpisodeShuffle, PaddedPool
 from .prefetch import EpisodePrefetcher, FetchOrder
+from .streams import BatchStream, SampleStream
 from .windows import check_delta_timestamps, delta_indices
 
 logger = logging.getLogger(__name__)
@@ -399,78 +399,6 @@ class ShardedLeRobotDataset(IterableDataset[dict[str, Any]]):
                 "another number of ranks or workers is not supported (it could not keep every frame once)"
             )
         return int(state["draws"])
-
-
-class SampleStream(Iterator[dict[str, Any]]):
-    """Draws from the pool, then builds (and decodes) the item: decode is stateless and last."""
-
-    def __init__(
-        self,
-        who: WorkerInfo,
-        epoch: int,
-        pool: PaddedPool,
-        source: EpisodeSource,
-        prefetcher: EpisodePrefetcher | None,
-        spec: ItemSpec,
-        decoders: DecoderCache,
-        timing_row: torch.Tensor | None = None,
-    ) -> None:
-        self.who = who
-        self.epoch = epoch
-        self.pool = pool
-        self.source = source
-        self.prefetcher = prefetcher
-        self.spec = spec
-        self.decoders = decoders
-        self.timing = TimingStats()
-        self.timing_row = timing_row
-        if timing_row is not None:
-            timing_row.zero_()
-
-    def __next__(self) -> dict[str, Any]:
-        try:
-            draw = next(self.pool)
-        except StopIteration:
-            self.close()
-            raise
-        item = build_item(draw.episode, draw.frame_index, self.spec, self.decoders, self.timing)
-        self.publish()
-        return item
-
-    def publish(self) -> None:
-        """Write this reader's counters into its shared row (read by ``timing_stats`` anywhere)."""
-        if self.timing_row is None:
-            return
-        prefetch = self.prefetcher.stats if self.prefetcher else None
-        waits = prefetch.waits + prefetch.misses if prefetch else self.source.fetched
-        values = [self.source.fetch_s, self.timing.decode_s, self.source.fetched, self.timing.items,
-                  self.source.requests, waits]  # fmt: skip
-        self.timing_row.copy_(torch.tensor(values, dtype=torch.float64))
-
-    def close(self) -> None:
-        """Stop reading ahead (the epoch ended, or a new iteration replaced this one)."""
-        if self.prefetcher is not None:
-            self.prefetcher.close()
-
-
-class BatchStream(Iterator[dict[str, Any]]):
-    """Collated batches of ``batch_size`` draws (a reader's last batch is smaller unless ``drop_last``);
-    equal to ``default_collate`` of the same items (see :func:`build_batch`)."""
-
-    def __init__(self, samples: SampleStream, batch_size: int, drop_last: bool) -> None:
-        self.samples = samples
-        self.batch_size = batch_size
-        self.drop_last = drop_last
-
-    def __next__(self) -> dict[str, Any]:
-        draws = list(itertools.islice(self.samples.pool, self.batch_size))
-        if not draws or (self.drop_last and len(draws) < self.batch_size):
-            self.samples.close()
-            raise StopIteration
-        s = self.samples
-        batch = build_batch([(d.episode, d.frame_index) for d in draws], s.spec, s.decoders, s.timing)
-        s.publish()
-        return batch
 
 
 def vars_of(stats: Any) -> dict[str, int]:
