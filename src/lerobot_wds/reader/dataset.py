@@ -240,11 +240,11 @@ class ShardedLeRobotDataset(IterableDataset[dict[str, Any]]):
         self.epoch = epoch
 
     def timing_stats(self) -> dict[str, float]:
-        """Counters of the iteration under way, summed over this process's DataLoader workers (each one
-        publishes after every item or batch), or of this process with ``num_workers=0``: seconds fetching
-        (``fetch_s``, summed over read-ahead threads) and decoding, ``episodes`` fetched, ``items`` built,
-        ``requests`` made, and ``fetch_waits``: episodes the pool had to wait for (the network was slower
-        than decoding then; every episode without read-ahead)."""
+        """Counters of the iteration under way, summed over this process's DataLoader workers (each
+        publishes every 16 items, every batch and at the end), or of this process with
+        ``num_workers=0``: seconds fetching (``fetch_s``, summed over read-ahead threads) and decoding,
+        ``episodes`` fetched, ``items`` built, ``requests`` made, and ``fetch_waits``: episodes the pool
+        had to wait for (the network was slower than decoding then; every episode without read-ahead)."""
         totals = self._timing.sum(dim=0).tolist()
         return {
             name: (value if name.endswith("_s") else int(value))
