@@ -1,0 +1,182 @@
+"""Shard tasks: datatrove runs one task per planned shard, each writing and publishing its shard."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import shutil
+import tempfile
+import threading
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from datatrove.executor import LocalPipelineExecutor
+from datatrove.io import DataFolder
+from datatrove.pipeline.base import PipelineStep
+
+from .. import storage
+from .plan import ShardPlan
+from .shards import VideoOptions, write_shard
+from .source import LeRobotSource
+
+WORK_DIR = "_lerobot_wds_work"  # beside the shards until the manifest is written; removed after
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ConvertProgress:
+    """Cumulative progress, reported about twice a second."""
+
+    episodes: int
+    frames: int
+    bytes_written: int
+    total_episodes: int
+
+
+def index_url(dest: str, plan: ShardPlan) -> str:
+    """Where a finished shard's index (episode offsets, checksum) waits until the manifest is written."""
+    return storage.join(dest, WORK_DIR, "index", f"shard-{plan.shard_index:06d}.json")
+
+
+class ShardTask(PipelineStep):
+    """datatrove step: task ``rank`` writes shard ``rank`` and publishes it with its index entry."""
+
+    name = "lerobot-wds shard"
+    type = "convert"
+
+    def __init__(
+        self,
+        lerobot: LeRobotSource,
+        dest: str,
+        plans: list[ShardPlan],
+        video: VideoOptions,
+        storage_options: Mapping[str, Any],
+        progress_dir: str,
+    ) -> None:
+        super().__init__()
+        self.lerobot = lerobot
+        self.dest = dest
+        self.plans = plans
+        self.opts = storage.HiddenOptions(storage_options)  # never in datatrove's executor.json
+        self.video = video
+        self.progress_dir = progress_dir
+
+    def run(self, data: Any, rank: int = 0, world_size: int = 1) -> Iterator[Any]:
+        plan = self.plans[rank]
+        staging = Path(self.progress_dir) / f"shard-{plan.shard_index:06d}.tar.partial"
+        with open(Path(self.progress_dir) / f"task-{rank:05d}.log", "a") as log:
+
+            def on_episode(episode_index: int, frames: int, size: int) -> None:
+                log.write(f"{episode_index} {frames} {size}\n")
+                log.flush()
+                self.stat_update("episodes")
+                self.stat_update("frames", value=frames)
+
+            written = write_shard(self.lerobot, plan, staging, on_episode, self.video)
+        storage.move_file(str(staging), storage.join(self.dest, plan.path), self.opts.options)
+        storage.write_bytes(written.to_json(), index_url(self.dest, plan), self.opts.options)
+        yield from ()
+
+
+class _QuietExecutor(LocalPipelineExecutor):
+    """datatrove logs every task to stderr at INFO; keep that in its per-task log files only."""
+
+    def _launch_run_for_rank(self, *args: Any, **kwargs: Any) -> Any:
+        with contextlib.redirect_stderr(io.StringIO()):
+            return super()._launch_run_for_rank(*args, **kwargs)
+
+
+def run_shard_tasks(
+    lerobot: LeRobotSource,
+    dest: str,
+    plans: list[ShardPlan],
+    video: VideoOptions,
+    storage_options: Mapping[str, Any],
+    workers: int,
+    on_progress: Callable[[ConvertProgress], None] | None,
+    total_episodes: int,
+) -> None:
+    """Write every planned shard (datatrove tasks; finished ones are skipped by its completion markers)."""
+    # Staging sits beside a local destination (so publishing is a rename) or in a temp dir for buckets.
+    local_work = storage.join(dest, WORK_DIR, "staging") if storage.is_local(dest) else None
+    if local_work is not None:
+        Path(local_work).mkdir(parents=True, exist_ok=True)
+    progress_dir = tempfile.mkdtemp(prefix="lerobot-wds-", dir=local_work)
+    # datatrove's completion markers live beside the shards, reached with the same storage options.
+    log_fs, log_path = storage.url_to_fs(storage.join(dest, WORK_DIR, "datatrove"), storage_options)
+    executor = _QuietExecutor(
+        pipeline=[ShardTask(lerobot, dest, plans, video, storage_options, progress_dir)],
+        tasks=len(plans),
+        workers=min(workers, len(plans)),
+        logging_dir=DataFolder(log_path, fs=log_fs),
+        start_method="spawn",
+    )
+    stop = threading.Event()
+    monitor = threading.Thread(
+        target=_report_progress, args=(Path(progress_dir), on_progress, total_episodes, stop), daemon=True
+    )
+    if on_progress is not None:
+        monitor.start()
+    try:
+        _run_isolated(executor)
+    finally:
+        stop.set()
+        if monitor.is_alive():
+            monitor.join()
+        shutil.rmtree(progress_dir, ignore_errors=True)
+
+
+def _run_executor(executor: LocalPipelineExecutor) -> None:
+    with contextlib.redirect_stderr(io.StringIO()):  # datatrove's loguru summary; its log files keep it
+        executor.run()
+
+
+def _run_isolated(executor: LocalPipelineExecutor) -> None:
+    """Run the shard tasks on a stack that holds none of the caller's variables.
+
+    datatrove logs a failing task's traceback with loguru's ``diagnose``, which prints the local
+    variables of every frame up the stack: run on the caller's stack, that would put its variables
+    (storage options, tokens) into the task logs. With ``workers > 1`` datatrove's pool already runs
+    each task in a spawned process; ``workers=1`` runs in a thread of its own (no new process, so
+    scripts without an ``if __name__ == "__main__"`` guard keep working).
+    """
+    if executor.workers > 1:
+        _run_executor(executor)
+        return
+    failures: list[BaseException] = []
+
+    def target() -> None:
+        try:
+            _run_executor(executor)
+        except BaseException as exc:
+            failures.append(exc)
+
+    thread = threading.Thread(target=target, name="lerobot-wds-convert")
+    thread.start()
+    thread.join()
+    if failures:
+        raise failures[0]
+
+
+def _report_progress(
+    progress_dir: Path,
+    on_progress: Callable[[ConvertProgress], None],
+    total_episodes: int,
+    stop: threading.Event,
+) -> None:
+    while True:
+        stopping = stop.wait(0.5)
+        episodes = frames = size = 0
+        for log in progress_dir.glob("task-*.log"):
+            for line in log.read_text().splitlines():
+                parts = line.split()
+                if len(parts) == 3:
+                    episodes, frames, size = episodes + 1, frames + int(parts[1]), size + int(parts[2])
+        on_progress(
+            ConvertProgress(
+                episodes=episodes, frames=frames, bytes_written=size, total_episodes=total_episodes
+            )
+        )
+        if stopping:
+            return
