@@ -79,3 +79,35 @@ def test_batched_reader_resumes_exactly(converted: dict[str, str]) -> None:
 def test_batch_size_is_checked(converted: dict[str, str]) -> None:
     with pytest.raises(ValueError, match="batch_size: got 0; expected >= 1 or None"):
         ShardedLeRobotDataset(converted["tiny"], batch_size=0)
+
+
+@pytest.mark.parametrize("num_workers", [0, 2])
+@pytest.mark.parametrize("return_uint8", [False, True], ids=["float32", "uint8"])
+def test_channels_last_changes_the_layout_not_the_values(
+    converted: dict[str, str], num_workers: int, return_uint8: bool
+) -> None:
+    probe = ShardedLeRobotDataset(converted["h264"])
+    common = {"delta_timestamps": windows(probe), "seed": 7, "return_uint8": return_uint8}
+    contiguous = ShardedLeRobotDataset(converted["h264"], **common)
+    reference = list(DataLoader(contiguous, batch_size=BATCH, num_workers=num_workers))
+    batched = ShardedLeRobotDataset(converted["h264"], batch_size=BATCH, channels_last=True, **common)
+    ours = list(DataLoader(batched, batch_size=None, num_workers=num_workers))
+    assert_same_batches(ours, reference)
+    items = ShardedLeRobotDataset(converted["h264"], channels_last=True, **common)
+    assert_same_batches(list(DataLoader(items, batch_size=BATCH, num_workers=num_workers)), reference)
+    for key in probe.camera_keys:  # (..., C, H, W) whose memory is (..., H, W, C)
+        assert not ours[0][key].is_contiguous()
+        assert ours[0][key].movedim(-3, -1).is_contiguous()
+        assert next(iter(items))[key].movedim(-3, -1).is_contiguous()
+
+
+def test_a_batch_leaves_a_worker_as_one_shared_buffer(converted: dict[str, str]) -> None:
+    """torch sends each storage of a worker's batch over its own socket connection: the batch's tensors
+    are views of one buffer so that it crosses once."""
+    probe = ShardedLeRobotDataset(converted["h264"])
+    dataset = ShardedLeRobotDataset(converted["h264"], delta_timestamps=windows(probe), batch_size=BATCH)
+    batch = next(iter(DataLoader(dataset, batch_size=None, num_workers=1)))
+    tensors = [value for value in batch.values() if isinstance(value, torch.Tensor)]
+    assert len(tensors) > 10
+    assert len({t.untyped_storage().data_ptr() for t in tensors}) == 1
+    assert all(t.untyped_storage().is_shared() for t in tensors)

@@ -1,4 +1,4 @@
-"""EpisodeDecoder: frames by index, remembered frames reused, and the caller owns what it gets."""
+"""EpisodeDecoder: frames by index, the last window's frames reused, and items never share them."""
 
 from __future__ import annotations
 
@@ -11,24 +11,59 @@ from lerobot_wds.reader.episodes import EpisodeSource
 from lerobot_wds.reader.frames import EpisodeDecoder
 
 
-def first_episode_decoder(url: str) -> tuple[EpisodeDecoder, int]:
+def first_episode_decoder(url: str, keep_last_window: bool) -> tuple[EpisodeDecoder, int]:
     dataset = ShardedLeRobotDataset(url)
     episode = EpisodeSource(dataset.url, dataset.camera_keys).fetch(dataset.entries[0])
-    return EpisodeDecoder(episode.videos[dataset.camera_keys[0]], "cpu"), episode.entry.episode_index
+    decoder = EpisodeDecoder(episode.videos[dataset.camera_keys[0]], "cpu", keep_last_window)
+    return decoder, episode.entry.episode_index
 
 
 def test_overlapping_windows_reuse_exact_frames(converted: dict[str, str]) -> None:
-    decoder, episode = first_episode_decoder(converted["tiny"])
-    reference, _ = first_episode_decoder(converted["tiny"])
+    decoder, episode = first_episode_decoder(converted["tiny"], keep_last_window=True)
+    reference, _ = first_episode_decoder(converted["tiny"], keep_last_window=False)
+    decoded: list[int] = []
+    get_frames_at = decoder.decoder.get_frames_at
+    decoder.decoder.get_frames_at = lambda indices: decoded.extend(indices) or get_frames_at(indices=indices)  # type: ignore[method-assign]
     for window in ([0, 1], [1, 2], [2, 2, 3], [0, 3, 3], [5]):
         frames = decoder.frames(np.array(window))
         assert [read_frame_code(f.numpy()) for f in frames] == [(i, episode, 0) for i in window]
         fresh = torch.stack([reference.decoder.get_frame_at(i).data for i in window])
-        assert torch.equal(frames, fresh)
+        assert torch.equal(torch.stack(frames), fresh)
+    assert decoded == [0, 1, 2, 3, 0, 5]  # frames of the previous window are not decoded again
 
 
-def test_in_place_changes_to_a_window_do_not_reach_the_next(converted: dict[str, str]) -> None:
-    decoder, episode = first_episode_decoder(converted["tiny"])
-    decoder.frames(np.array([0, 1])).zero_()  # e.g. an in-place transform on return_uint8 frames
-    frames = decoder.frames(np.array([1, 2]))  # frame 1 comes from the remembered frames
-    assert [read_frame_code(f.numpy()) for f in frames] == [(1, episode, 0), (2, episode, 0)]
+def test_without_keeping_nothing_stays_held(converted: dict[str, str]) -> None:
+    decoder, episode = first_episode_decoder(converted["tiny"], keep_last_window=False)
+    frames = decoder.frames(np.array([0, 0, 1]))  # a padded window: the repeated frame is decoded once
+    assert [read_frame_code(f.numpy()) for f in frames] == [(0, episode, 0), (0, episode, 0), (1, episode, 0)]
+    assert decoder._last == {}
+
+
+def test_in_place_transforms_do_not_reach_the_next_window(converted: dict[str, str]) -> None:
+    """Forward order reuses the previous window's frames: an in-place transform of an item's frames
+    (here on uint8) must not change what the next item's window shows."""
+    seen: list[list[tuple[int, int, int]]] = []
+
+    def zero_in_place(frames: torch.Tensor) -> torch.Tensor:
+        seen.append([read_frame_code(f.numpy()) for f in frames.reshape(-1, *frames.shape[-3:])])
+        return frames.zero_()
+
+    probe = ShardedLeRobotDataset(converted["tiny"])
+    camera = probe.camera_keys[0]
+    dataset = ShardedLeRobotDataset(
+        converted["tiny"],
+        delta_timestamps={camera: [-1 / probe.fps, 0.0]},
+        frame_order="forward",
+        return_uint8=True,
+        image_transforms=zero_in_place,
+        episode_pool_size=1,
+        shuffle=False,
+    )
+    items = list(dataset)
+    camera_number = probe.camera_keys.index(camera)
+    windows = [codes for codes in seen if codes[0][2] == camera_number]
+    assert len(windows) == len(items)
+    for item, codes in zip(items, windows, strict=True):
+        frame, episode = int(item["frame_index"]), int(item["episode_index"])
+        assert codes == [(max(frame - 1, 0), episode, camera_number), (frame, episode, camera_number)]
+        assert not item[camera].any()

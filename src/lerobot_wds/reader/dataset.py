@@ -50,6 +50,9 @@ class ReaderConfig:
     tolerance_s: float = 1e-4  # LeRobot's default
     image_transforms: Callable[[torch.Tensor], torch.Tensor] | None = None
     return_uint8: bool = False  # uint8 frames, for normalisation on the GPU
+    # Frames keep their (..., C, H, W) shape and values but are laid out H, W, C in memory (torch's
+    # channels_last), as the decoder writes them: copying a frame is then a memcpy, not a transpose.
+    channels_last: bool = False
     rank: int | None = None  # None: torch.distributed, else RANK/WORLD_SIZE, else 0
     world_size: int | None = None
     video_decoder_cache_size: int | None = None  # None: pool size x cameras (one per episode and camera)
@@ -117,7 +120,8 @@ class ShardedLeRobotDataset(IterableDataset[dict[str, Any]]):
 
     Items: every feature of the dataset (scalars as 0-d tensors), ``index``, ``episode_index``,
     ``frame_index``, ``timestamp``, ``task_index``, ``task`` (str); cameras float32 ``(C, H, W)`` in
-    [0, 1] (``(T, C, H, W)`` for a window of several frames; uint8 with ``return_uint8=True``).
+    [0, 1] (``(T, C, H, W)`` for a window of several frames; uint8 with ``return_uint8=True``; laid out
+    H, W, C in memory with ``channels_last=True``).
 
     Example:
         >>> from torch.utils.data import DataLoader
@@ -141,6 +145,7 @@ class ShardedLeRobotDataset(IterableDataset[dict[str, Any]]):
         tolerance_s: float = 1e-4,
         image_transforms: Callable[[torch.Tensor], torch.Tensor] | None = None,
         return_uint8: bool = False,
+        channels_last: bool = False,
         rank: int | None = None,
         world_size: int | None = None,
         video_decoder_cache_size: int | None = None,
@@ -165,6 +170,7 @@ class ShardedLeRobotDataset(IterableDataset[dict[str, Any]]):
             tolerance_s=tolerance_s,
             image_transforms=image_transforms,
             return_uint8=return_uint8,
+            channels_last=channels_last,
             rank=rank,
             world_size=world_size,
             video_decoder_cache_size=video_decoder_cache_size,
@@ -186,6 +192,7 @@ class ShardedLeRobotDataset(IterableDataset[dict[str, Any]]):
             deltas=delta_indices(delta_timestamps or {}, self.fps),
             tasks=self.meta.tasks,
             return_uint8=return_uint8,
+            channels_last=channels_last,
             image_transforms=image_transforms,
             image_keys=frozenset(k for k, f in self.features.items() if f.get("dtype") == "image"),
         )
@@ -291,7 +298,7 @@ class ShardedLeRobotDataset(IterableDataset[dict[str, Any]]):
                 self.url, who, plan.num_repeated, plan.num_samples,
             )  # fmt: skip
         capacity = config.video_decoder_cache_size or config.episode_pool_size * max(len(self.camera_keys), 1)
-        decoders = DecoderCache(capacity, config.video_decode_device)
+        decoders = DecoderCache(capacity, config.video_decode_device, config.frame_order == "forward")
         source = EpisodeSource(self.url, self.camera_keys, config.storage_options, config.retry)
 
         def make_pool(

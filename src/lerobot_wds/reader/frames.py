@@ -24,12 +24,15 @@ class DecoderCache:
     """Decoders of the episodes in the pool, least recently used dropped first beyond ``capacity``.
 
     The pool calls :meth:`release` when an episode leaves, so with the default capacity (pool size x
-    cameras) decoders live exactly as long as their episode's bytes.
+    cameras) decoders live exactly as long as their episode's bytes. ``keep_last_window``: each decoder
+    keeps the frames of its last window (for ``frame_order="forward"``, where consecutive windows of an
+    episode overlap).
     """
 
-    def __init__(self, capacity: int, device: str = "cpu") -> None:
+    def __init__(self, capacity: int, device: str = "cpu", keep_last_window: bool = False) -> None:
         self.capacity = capacity
         self.device = device
+        self.keep_last_window = keep_last_window
         self._decoders: OrderedDict[tuple[int, str], EpisodeDecoder] = OrderedDict()
         self.stats = DecoderStats()
 
@@ -41,7 +44,7 @@ class DecoderCache:
             self._decoders.move_to_end(key)
             return decoder
         self.stats.misses += 1
-        decoder = EpisodeDecoder(episode.videos[camera_key], self.device)
+        decoder = EpisodeDecoder(episode.videos[camera_key], self.device, self.keep_last_window)
         self._decoders[key] = decoder
         while len(self._decoders) > self.capacity:
             self._decoders.popitem(last=False)
@@ -56,42 +59,33 @@ class DecoderCache:
 
 
 class EpisodeDecoder:
-    """A torchcodec decoder over one segment, remembering its last few decoded frames.
+    """A torchcodec decoder over one segment, optionally keeping the frames of its last window.
 
     Windows overlap from one draw to the next when an episode is read forward (``[f-1, f]`` then
-    ``[f, f+1]``): the remembered frame is reused instead of seeking back and decoding it again.
+    ``[f, f+1]``): a kept frame is reused instead of seeking back and decoding it again. Kept frames
+    are views of torchcodec's output, which nothing else holds, so keeping them copies nothing; at
+    most one window's frames are kept per decoder.
     """
 
-    remembered = 4  # frames kept: enough for the overlap of consecutive short windows
-
-    def __init__(self, data: bytes, device: str) -> None:
+    def __init__(self, data: bytes, device: str, keep_last_window: bool = False) -> None:
         # seek_mode="exact": x265's open GOPs make approximate seeks return wrong frames.
         self.decoder = VideoDecoder(data, seek_mode="exact", device=device)
-        self._recent: OrderedDict[int, torch.Tensor] = OrderedDict()
+        self.keep_last_window = keep_last_window
+        self._last: dict[int, torch.Tensor] = {}
 
-    def frames(self, indices: np.ndarray) -> torch.Tensor:
-        """Frames at episode-local ``indices`` as uint8 ``(len(indices), C, H, W)``.
+    def frames(self, indices: np.ndarray) -> list[torch.Tensor]:
+        """Frames at episode-local ``indices``, each uint8 ``(C, H, W)``; read them, never change them:
+        they may be views of one decoded batch and may be handed out again for the next window.
 
         Frames are addressed by index (never by float seconds, which returned the previous frame for
         a third of an AV1 file's frames); each missing frame is decoded once, in increasing order.
         """
         requested = indices.tolist()
-        missing = sorted({i for i in requested if i not in self._recent})
-        decoded = self.decoder.get_frames_at(indices=missing).data if missing else None
-        if decoded is not None and missing == requested:
-            out = decoded  # the common case: nothing remembered, nothing repeated, already in order
-            self._recent.update(zip(missing, decoded, strict=True))
-        else:
-            if decoded is not None:
-                self._recent.update(zip(missing, decoded, strict=True))
-            out = torch.stack([self._recent[i] for i in requested])
-        for index in requested:
-            self._recent.move_to_end(index)
-        while len(self._recent) > self.remembered:
-            self._recent.popitem(last=False)
-        if out is decoded:
-            # The caller owns `out` and may change it in place (an image transform on uint8 frames):
-            # remember copies, at most `remembered` frames, or the next window would see those changes.
-            for index in self._recent.keys() & set(missing):
-                self._recent[index] = self._recent[index].clone()
-        return out
+        found = self._last
+        missing = sorted(set(requested).difference(found))
+        if missing:
+            found = found | dict(zip(missing, self.decoder.get_frames_at(indices=missing).data, strict=True))
+        window = [found[i] for i in requested]
+        if self.keep_last_window:
+            self._last = dict(zip(requested, window, strict=True))
+        return window

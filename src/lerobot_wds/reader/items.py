@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-import math
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -11,9 +10,10 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch.utils.data import default_collate, get_worker_info
+from torch.utils.data import default_collate
 
 from ..format import ShardFormatError
+from . import arena
 from .episodes import Episode
 from .frames import DecoderCache
 from .windows import window_indices
@@ -27,6 +27,7 @@ class ItemSpec:
     deltas: Mapping[str, np.ndarray]  # key -> offsets in frames (LeRobot's delta_indices)
     tasks: Mapping[int, str]  # task_index -> task string
     return_uint8: bool = False
+    channels_last: bool = False  # frames (..., C, H, W) laid out (..., H, W, C) in memory
     image_transforms: Callable[[torch.Tensor], torch.Tensor] | None = None
     image_keys: frozenset[str] = frozenset()  # image features stored in the rows (PNG/JPEG bytes)
 
@@ -66,26 +67,50 @@ def build_batch(
     timing: TimingStats | None = None,
 ) -> dict[str, Any]:
     """``default_collate([build_item(...) for each sample])``, with camera frames decoded straight into
-    the batch tensors (in shared memory inside a DataLoader worker, as ``default_collate`` allocates
-    them): each frame is written once instead of being converted, then copied by the collate."""
+    the batch tensors: each frame is written once instead of being converted, then copied by the
+    collate. The batch's CPU tensors are views of one buffer (:mod:`.arena`), in shared memory inside a
+    DataLoader worker, so the batch reaches the training process in one piece."""
     tabular = [_tabular(episode, frame_index, spec) for episode, frame_index in samples]
-    batch: dict[str, Any] = default_collate(tabular)
     started = time.perf_counter()
+    windows: dict[str, list[np.ndarray]] = {}
+    pads: dict[str, np.ndarray] = {}
     for key in spec.camera_keys:
-        frames: torch.Tensor | None = None
-        pads: list[np.ndarray] = []
-        for row, (episode, frame_index) in enumerate(samples):
-            indices, is_pad = _camera_indices(episode, frame_index, key, spec)
-            if is_pad is not None:
-                pads.append(is_pad)
-            if frames is None:  # shape and dtype from the first sample (image transforms may change them)
-                first = _camera_frames(episode, indices, key, spec, decoders)
-                frames = _empty((len(samples), *first.shape), first.dtype, first.device)
-                frames[0] = first
-            else:
-                _camera_frames(episode, indices, key, spec, decoders, out=frames[row])
-        if pads:
-            batch[f"{key}_is_pad"] = torch.from_numpy(np.stack(pads))
+        pairs = [_camera_indices(episode, frame_index, key, spec) for episode, frame_index in samples]
+        windows[key] = [indices for indices, _ in pairs]
+        if key in spec.deltas:
+            pads[key] = np.stack([is_pad for _, is_pad in pairs if is_pad is not None])
+    # The first sample's frames give each camera's shape and dtype (image transforms may change them).
+    first_episode = samples[0][0]
+    firsts = {k: _camera_frames(first_episode, w[0], k, spec, decoders) for k, w in windows.items()}
+    slots: dict[str, arena.Slot] = {}
+    for key, value in tabular[0].items():
+        if isinstance(value, torch.Tensor):
+            slots[key] = arena.Slot((len(samples), *value.shape), value.dtype)
+    channels_last = {key: spec.channels_last and first.ndim >= 3 for key, first in firsts.items()}
+    for key, first in firsts.items():  # (image transforms may return fewer dimensions than C, H, W)
+        if key in pads:
+            slots[f"{key}_is_pad"] = arena.Slot(pads[key].shape, torch.bool)
+        if first.device.type == "cpu":
+            slots[key] = arena.Slot((len(samples), *first.shape), first.dtype, channels_last[key])
+    tensors = arena.allocate(slots)
+    batch: dict[str, Any] = {}
+    for key in tabular[0]:
+        values = [item[key] for item in tabular]
+        if key in tensors:
+            batch[key] = tensors[key]
+            np.stack([value.numpy() for value in values], out=batch[key].numpy())
+        else:
+            batch[key] = default_collate(values)
+    for key, first in firsts.items():
+        if key in pads:
+            batch[f"{key}_is_pad"] = tensors[f"{key}_is_pad"]
+            np.copyto(batch[f"{key}_is_pad"].numpy(), pads[key])
+        frames = tensors.get(key)
+        if frames is None:  # frames decoded on a GPU stay there
+            frames = arena.empty((len(samples), *first.shape), first.dtype, first.device, channels_last[key])
+        _copy(frames[0], first)
+        for row in range(1, len(samples)):
+            _camera_frames(samples[row][0], windows[key][row], key, spec, decoders, out=frames[row])
         batch[key] = frames
     _count(timing, started, len(samples))
     batch["task"] = [spec.tasks[int(i)] for i in batch["task_index"]]
@@ -149,23 +174,6 @@ def _count(timing: TimingStats | None, started: float, items: int) -> None:
         timing.items += items
 
 
-def _empty(shape: tuple[int, ...], dtype: torch.dtype, device: torch.device) -> torch.Tensor:
-    """An uninitialised batch tensor. Inside a DataLoader worker it is in shared memory (as default_collate
-    allocates it), so handing it to the main process copies nothing. Otherwise numpy allocates it:
-    numpy asks the kernel for transparent huge pages on large arrays, and filling a fresh 59 MB float32
-    batch then took 9-16 ms instead of 24 ms with torch.empty (page faults; 2-core VM, THP "madvise").
-    Frames decoded on a GPU stay there."""
-    if device.type != "cpu":
-        return torch.empty(shape, dtype=dtype, device=device)
-    if get_worker_info() is not None:
-        storage = torch.empty(0, dtype=dtype)._typed_storage()._new_shared(math.prod(shape))
-        return torch.empty(0, dtype=dtype).new(storage).view(shape)
-    try:
-        return torch.from_numpy(np.empty(shape, dtype=torch.empty(0, dtype=dtype).numpy().dtype))
-    except TypeError:  # a dtype numpy lacks (bfloat16 from an image transform)
-        return torch.empty(shape, dtype=dtype)
-
-
 def _values(array: np.ndarray) -> Any:
     """Numbers as tensors; anything else (image features stored in parquet: ``{"bytes", "path"}``) as is."""
     if array.dtype == object:
@@ -191,32 +199,55 @@ def _camera_frames(
     out: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Decoded frames, squeezed to ``(C, H, W)`` for one frame, float in [0, 1] unless uint8 is asked for;
-    written into ``out`` when given."""
-    frames = decoders.get(episode, key).frames(indices)
-    if len(indices) == 1:
-        frames = frames[0]  # LeRobot squeezes a single frame to (C, H, W)
+    written into ``out`` when given. Each frame is written once, converted on the way."""
+    window = decoders.get(episode, key).frames(indices)
+    frame_shape = tuple(window[0].shape)
+    shape = frame_shape if len(window) == 1 else (len(window), *frame_shape)  # LeRobot squeezes one frame
+    dtype = torch.uint8 if spec.return_uint8 else torch.float32
     if spec.image_transforms is None and out is not None:
-        if spec.return_uint8:
-            return out.copy_(frames)
-        return _to_unit_float(frames, out)
-    if not spec.return_uint8:
-        frames = _to_unit_float(frames)
+        _write_frames(window, out if len(window) > 1 else out.unsqueeze(0))
+        return out
+    frames = arena.empty(shape, dtype, window[0].device, spec.channels_last)
+    _write_frames(window, frames if len(window) > 1 else frames.unsqueeze(0))
     if spec.image_transforms is not None:
         frames = spec.image_transforms(frames)
-    return frames if out is None else out.copy_(frames)
+    return frames if out is None else _copy(out, frames)
 
 
-def _to_unit_float(frames: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
-    """uint8 -> float32 in [0, 1], bit-identical to LeRobot's ``frames.type(torch.float32) / 255``.
-
-    On CPU the division runs in numpy (one pass, one allocation, IEEE float32 division like torch's):
-    torch splits a frame above its 32k-element grain size across its intra-op threads, and on a busy
-    machine each such op waited ~13 ms for a descheduled thread instead of taking ~15 us (measured in
-    the main process of `num_workers=0`, 2 cores, load 5; DataLoader workers run with 1 thread).
-    """
-    if frames.device.type != "cpu":
-        return torch.div(frames, 255.0, out=out) if out is not None else frames.to(torch.float32).div_(255.0)
-    if out is not None:
-        np.divide(frames.numpy(), np.float32(255.0), out=out.numpy(), dtype=np.float32)
+def _copy(out: torch.Tensor, frames: torch.Tensor) -> torch.Tensor:
+    """``out.copy_(frames)``, by numpy on CPU (one thread, see :func:`_write_frames`)."""
+    if out.device.type == "cpu" and out.dtype == frames.dtype and out.dtype != torch.bfloat16:
+        np.copyto(out.numpy(), frames.numpy())
         return out
-    return torch.from_numpy(np.divide(frames.numpy(), np.float32(255.0), dtype=np.float32))
+    return out.copy_(frames)
+
+
+def _write_frames(window: list[torch.Tensor], target: torch.Tensor) -> None:
+    """Copy uint8 frames into the rows of ``target``, converted to [0, 1] if ``target`` is float32
+    (bit-identical to LeRobot's ``frames.type(torch.float32) / 255``: IEEE float32 division).
+
+    On CPU numpy does it, one pass per frame and never on another thread: torch splits a frame above
+    its 32k-element grain size across its intra-op threads, and in the main process of a busy 2-core
+    machine such ops waited ~13 ms for a descheduled thread instead of taking ~15 us (py-spy, session 3:
+    41% of `num_workers=0` was OpenMP threads waiting, in the stack and clone this replaced).
+    """
+    if target.device.type != "cpu":
+        for row, frame in zip(target, window, strict=True):
+            if target.dtype == torch.uint8:
+                row.copy_(frame)
+            else:
+                torch.div(frame, 255.0, out=row)
+        return
+    rows = target.numpy()
+    for row, frame in zip(rows, window, strict=True):
+        if rows.dtype == np.uint8:
+            np.copyto(row, frame.numpy())
+        else:
+            np.divide(frame.numpy(), np.float32(255.0), out=row, dtype=np.float32)
+
+
+def _to_unit_float(frames: torch.Tensor) -> torch.Tensor:
+    """uint8 ``(C, H, W)`` -> float32 in [0, 1], as :func:`_write_frames` writes it."""
+    out = torch.empty(frames.shape, dtype=torch.float32, device=frames.device)
+    _write_frames([frames], out.view(1, *frames.shape))
+    return out
