@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import pytest
@@ -10,6 +11,7 @@ from torch.utils.data import DataLoader
 from torchdata.stateful_dataloader import StatefulDataLoader
 
 from lerobot_wds import ShardedLeRobotDataset
+from lerobot_wds.reader import arena
 
 BATCH = 16
 
@@ -111,3 +113,34 @@ def test_a_batch_leaves_a_worker_as_one_shared_buffer(converted: dict[str, str])
     assert len(tensors) > 10
     assert len({t.untyped_storage().data_ptr() for t in tensors}) == 1
     assert all(t.untyped_storage().is_shared() for t in tensors)
+
+
+def recycling_dataset(url: str) -> ShardedLeRobotDataset:
+    probe = ShardedLeRobotDataset(url)
+    deltas = windows(probe)
+    return ShardedLeRobotDataset(url, delta_timestamps=deltas, batch_size=4, seed=2, return_uint8=True)
+
+
+def test_worker_buffers_are_used_again_once_dropped(converted: dict[str, str]) -> None:
+    inodes = set()
+    batches = 0
+    for batch in DataLoader(recycling_dataset(converted["multi"]), batch_size=None, num_workers=1):
+        fd, _ = batch["index"].untyped_storage()._share_fd_cpu_()  # the worker's shared-memory file
+        inodes.add(os.fstat(fd).st_ino)
+        batches += 1
+    assert batches > 100
+    assert len(inodes) <= arena.RECYCLED_BUFFERS + 2  # not one buffer per batch
+
+
+def test_buffers_still_viewed_by_the_training_process_are_never_reused(converted: dict[str, str]) -> None:
+    """Whole batches kept, and batches dropped with only a view of each tensor kept: none may change."""
+    loader = DataLoader(recycling_dataset(converted["multi"]), batch_size=None, num_workers=2)
+    reference = [{k: v.clone() if isinstance(v, torch.Tensor) else v for k, v in b.items()} for b in loader]
+    kept: list[dict[str, Any]] = []
+    for number, batch in enumerate(loader):
+        if number % 3 == 0:
+            kept.append(batch)
+        else:
+            kept.append({k: v[:] if isinstance(v, torch.Tensor) else v for k, v in batch.items()})
+        del batch
+    assert_same_batches(kept, reference)

@@ -1,22 +1,35 @@
-"""Tensors of one batch carved from one buffer, so that a batch leaves a DataLoader worker in one piece.
+"""A batch's tensors carved from one buffer, and in DataLoader workers buffers used again.
 
-torch sends each tensor's storage from a worker to the training process as its own file descriptor,
-passed over a fresh authenticated Unix-socket connection: for a batch of 12 tensors that cost 15.7 ms
-per batch at 1 worker, against 1.8 ms for 12 views of one storage, which pickle sends once (session 3,
-2-core VM; 25% of a worker's time at 600 samples/s). :func:`allocate` hands out such views.
+One buffer: torch sends each tensor's storage from a worker to the training process as its own file
+descriptor, over a fresh authenticated Unix-socket connection. For a batch of 12 tensors that cost
+15.7 ms per batch at 1 worker, against 1.8 ms for 12 views of one storage, which pickle sends once
+(session 3, 2-core VM).
+
+Used again: a fresh shared-memory buffer costs its creation (shm_open, fallocate) and a page fault
+on every 4 KiB page the worker then writes: 25 of the 67 ms a worker spent on a batch of 32 uint8
+240x320 samples. A worker therefore keeps :data:`RECYCLED_BUFFERS` buffers and uses one again once
+the training process has dropped every tensor viewing it: unpickling a batch there registers a
+finalizer on the buffer's storage (torch keeps a storage's Python object alive while any view lives),
+which clears the buffer's cell on a small shared board that the worker checks.
 """
 
 from __future__ import annotations
 
 import math
+import os
+import secrets
+import weakref
+from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
 from torch.utils.data import get_worker_info
 
 ALIGN = 64  # bytes: every tensor starts on a cache line (and SIMD-aligned)
+RECYCLED_BUFFERS = 4  # per worker: DataLoader's 2 batches in flight, the one in use, one spare
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,16 +45,27 @@ class Slot:
         return math.prod(self.shape) * torch.empty((), dtype=self.dtype).element_size()
 
 
-def allocate(slots: Mapping[str, Slot]) -> dict[str, torch.Tensor]:
-    """Uninitialised CPU tensors for ``slots``, all views of one buffer: in shared memory inside a
-    DataLoader worker (as ``default_collate`` allocates), otherwise from numpy."""
+def allocate(slots: Mapping[str, Slot]) -> tuple[dict[str, torch.Tensor], Lease | None]:
+    """Uninitialised CPU tensors for ``slots``, all views of one buffer: inside a DataLoader worker a
+    recycled shared-memory buffer (with the :class:`Lease` that :func:`deliver` attaches to the batch),
+    otherwise numpy's."""
     offsets = {}
     total = 0
     for key, slot in slots.items():
         offsets[key] = total
         total += -(-slot.nbytes // ALIGN) * ALIGN
-    buffer = empty_bytes(total)
-    return {key: _view(buffer, offsets[key], slot) for key, slot in slots.items()}
+    lease = None
+    if get_worker_info() is not None:
+        buffer, lease = _worker_buffers().take(total)
+    else:
+        buffer = _numpy_bytes(total)
+    return {key: _view(buffer, offsets[key], slot) for key, slot in slots.items()}, lease
+
+
+def deliver(batch: dict[str, Any], lease: Lease | None) -> dict[str, Any]:
+    """The batch to yield: with a lease, a dict that, unpickled in the training process, watches its
+    buffer (and is a plain dict there)."""
+    return batch if lease is None else LeasedBatch(batch, lease)
 
 
 def empty(
@@ -54,19 +78,108 @@ def empty(
     return _view(_numpy_bytes(slot.nbytes), 0, slot)
 
 
-def empty_bytes(size: int) -> torch.Tensor:
-    """``size`` uninitialised bytes: shared memory inside a DataLoader worker, so handing them to the
-    training process copies nothing; otherwise numpy's, which asks the kernel for transparent huge pages
-    on large arrays (filling a fresh 59 MB float32 batch took 9-16 ms instead of 24 ms with torch.empty:
-    page faults; 2-core VM, THP "madvise")."""
-    if get_worker_info() is not None:
-        storage = torch.empty(0, dtype=torch.uint8)._typed_storage()._new_shared(max(size, 1))
-        return torch.empty(0, dtype=torch.uint8).new(storage)[:size]
-    return _numpy_bytes(size)
+def _shared_bytes(size: int) -> torch.Tensor:
+    storage = torch.empty(0, dtype=torch.uint8)._typed_storage()._new_shared(max(size, 1))
+    return torch.empty(0, dtype=torch.uint8).new(storage)
 
 
 def _numpy_bytes(size: int) -> torch.Tensor:
+    """numpy asks the kernel for transparent huge pages on large arrays: filling a fresh 59 MB float32
+    batch took 9-16 ms instead of 24 ms with torch.empty (page faults; 2-core VM, THP "madvise")."""
     return torch.from_numpy(np.empty(size, dtype=np.uint8))
+
+
+# ----------------------------------------------------------------------- recycled worker buffers
+
+
+@dataclass(frozen=True, slots=True)
+class Lease:
+    """Buffer ``slot`` of the worker whose board is ``token``; the board itself rides along until the
+    training process has acknowledged it."""
+
+    token: int
+    slot: int
+    board: torch.Tensor | None
+
+
+class WorkerBuffers:
+    """A worker's recycled shared-memory buffers and its board: ``board[i]`` is 1 while buffer ``i``
+    is out (in flight, or held by the training process); ``board[-1]`` is set once the training
+    process has the board."""
+
+    def __init__(self, count: int = RECYCLED_BUFFERS) -> None:
+        self.pid = os.getpid()
+        self.token = secrets.randbits(62)
+        self.board = torch.zeros(count + 1, dtype=torch.int32).share_memory_()
+        self.buffers: list[torch.Tensor | None] = [None] * count
+
+    def take(self, size: int) -> tuple[torch.Tensor, Lease | None]:
+        """``size`` bytes of a free buffer (grown if too small), or of a fresh untracked one when all
+        are out."""
+        board = self.board.numpy()
+        free = [i for i, buffer in enumerate(self.buffers) if board[i] == 0]
+        if not free:
+            return _shared_bytes(size)[:size], None
+        fitting = [i for i in free if (b := self.buffers[i]) is not None and b.numel() >= size]
+        slot = fitting[0] if fitting else free[0]
+        buffer = self.buffers[slot]
+        if buffer is None or buffer.numel() < size:
+            buffer = self.buffers[slot] = _shared_bytes(size)
+        board[slot] = 1
+        acknowledged = bool(board[-1])
+        return buffer[:size], Lease(self.token, slot, None if acknowledged else self.board)
+
+
+_worker_buffers_of_process: WorkerBuffers | None = None
+
+
+def _worker_buffers() -> WorkerBuffers:
+    """This worker's buffers (a forked worker must not use the ones of the process it was forked from)."""
+    global _worker_buffers_of_process
+    if _worker_buffers_of_process is None or _worker_buffers_of_process.pid != os.getpid():
+        _worker_buffers_of_process = WorkerBuffers()
+    return _worker_buffers_of_process
+
+
+class LeasedBatch(dict[str, Any]):
+    """A batch in a recycled buffer, on its way out of a worker. Pickling it (DataLoader's queue to the
+    training process) unpickles as a plain dict whose buffer is watched by :func:`_receive`."""
+
+    lease: Lease
+
+    def __init__(self, batch: dict[str, Any], lease: Lease) -> None:
+        super().__init__(batch)
+        self.lease = lease
+
+    def __copy__(self) -> LeasedBatch:  # DataLoader's default_convert copies mappings in the worker
+        return LeasedBatch(self, self.lease)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return _receive, (dict(self), self.lease)
+
+
+# token -> board, in the training process; a board evicted here only leaves its buffers out for good
+_boards: OrderedDict[int, torch.Tensor] = OrderedDict()
+_MAX_BOARDS = 64
+
+
+def _receive(batch: dict[str, Any], lease: Lease) -> dict[str, Any]:
+    """Unpickled in the training process: free the buffer's cell once no tensor views the buffer."""
+    if lease.board is not None:
+        _boards[lease.token] = lease.board
+        lease.board[-1] = 1
+        while len(_boards) > _MAX_BOARDS:
+            _boards.popitem(last=False)
+    tensor = next((v for v in batch.values() if isinstance(v, torch.Tensor) and v.device.type == "cpu"), None)
+    if tensor is not None:
+        weakref.finalize(tensor.untyped_storage(), _release, lease.token, lease.slot)
+    return batch
+
+
+def _release(token: int, slot: int) -> None:
+    board = _boards.get(token)
+    if board is not None:
+        board[slot] = 0
 
 
 def _view(buffer: torch.Tensor, offset: int, slot: Slot) -> torch.Tensor:

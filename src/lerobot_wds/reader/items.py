@@ -92,7 +92,7 @@ def build_batch(
             slots[f"{key}_is_pad"] = arena.Slot(pads[key].shape, torch.bool)
         if first.device.type == "cpu":
             slots[key] = arena.Slot((len(samples), *first.shape), first.dtype, channels_last[key])
-    tensors = arena.allocate(slots)
+    tensors, lease = arena.allocate(slots)
     batch: dict[str, Any] = {}
     for key in tabular[0]:
         values = [item[key] for item in tabular]
@@ -114,7 +114,7 @@ def build_batch(
         batch[key] = frames
     _count(timing, started, len(samples))
     batch["task"] = [spec.tasks[int(i)] for i in batch["task_index"]]
-    return batch
+    return arena.deliver(batch, lease)
 
 
 def _tabular(episode: Episode, frame_index: int, spec: ItemSpec) -> dict[str, Any]:
