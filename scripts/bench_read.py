@@ -103,6 +103,13 @@ VARIANTS: dict[str, dict[str, Any]] = {
     # batches built by the dataset (frames decoded into the batch), DataLoader(batch_size=None)
     "ours_batched": {"batch_size": BATCH_SIZE},
     "ours_forward_uint8_batched": {"frame_order": "forward", "return_uint8": True, "batch_size": BATCH_SIZE},
+    # the fast path: + frames laid out as decoded (channels_last), copied with memcpy
+    "ours_fast": {
+        "frame_order": "forward",
+        "return_uint8": True,
+        "batch_size": BATCH_SIZE,
+        "channels_last": True,
+    },
 }
 
 

@@ -35,6 +35,7 @@ LINES = {
     "ours_forward_uint8": ("ours forward uint8", "C2"),
     "ours_batched": ("ours batched", "C4"),
     "ours_forward_uint8_batched": ("ours forward uint8 batched", "C5"),
+    "ours_fast": ("ours fast path (forward uint8 batched channels_last)", "C6"),
     "lerobot": ("LeRobot 0.6.1", "C3"),
 }
 
