@@ -30,6 +30,7 @@ def test_overlapping_windows_reuse_exact_frames(converted: dict[str, str]) -> No
         fresh = torch.stack([reference.decoder.get_frame_at(i).data for i in window])
         assert torch.equal(torch.stack(frames), fresh)
     assert decoded == [0, 1, 2, 3, 0, 5]  # frames of the previous window are not decoded again
+    assert decoder._last == {}  # a one-frame window shares nothing with the next: nothing held
 
 
 def test_without_keeping_nothing_stays_held(converted: dict[str, str]) -> None:

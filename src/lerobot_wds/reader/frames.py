@@ -7,7 +7,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from torchcodec.decoders import VideoDecoder
 
 from .episodes import Episode
 
@@ -62,12 +61,16 @@ class EpisodeDecoder:
     """A torchcodec decoder over one segment, optionally keeping the frames of its last window.
 
     Windows overlap from one draw to the next when an episode is read forward (``[f-1, f]`` then
-    ``[f, f+1]``): a kept frame is reused instead of seeking back and decoding it again. Kept frames
-    are views of torchcodec's output, which nothing else holds, so keeping them copies nothing; at
-    most one window's frames are kept per decoder.
+    ``[f, f+1]``): a kept frame is reused instead of seeking back and decoding it again. Only frames
+    after the window's first are kept (the next window starts one frame later), as views of
+    torchcodec's output, which nothing else holds: keeping them copies nothing.
     """
 
     def __init__(self, data: bytes, device: str, keep_last_window: bool = False) -> None:
+        # Imported here, by the process that decodes: torchcodec and its FFmpeg libraries add 115 MB to
+        # a process's RSS, which the training process of a DataLoader with workers does not need.
+        from torchcodec.decoders import VideoDecoder
+
         # seek_mode="exact": x265's open GOPs make approximate seeks return wrong frames.
         self.decoder = VideoDecoder(data, seek_mode="exact", device=device)
         self.keep_last_window = keep_last_window
@@ -86,6 +89,7 @@ class EpisodeDecoder:
         if missing:
             found = found | dict(zip(missing, self.decoder.get_frames_at(indices=missing).data, strict=True))
         window = [found[i] for i in requested]
-        if self.keep_last_window:
-            self._last = dict(zip(requested, window, strict=True))
+        if self.keep_last_window:  # what the next frame's window can share with this one
+            first = min(requested)
+            self._last = {i: frame for i, frame in zip(requested, window, strict=True) if i > first}
         return window
