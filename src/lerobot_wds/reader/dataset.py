@@ -17,7 +17,7 @@ from torch.utils.data import IterableDataset, get_worker_info
 from .. import format as fmt
 from .. import storage
 from .episodes import Episode, EpisodeSource
-from .frames import DecoderCache
+from .frames import DecoderCache, import_decoder_in_background
 from .items import ItemSpec, build_item
 from .order import WorkerInfo, distributed_rank_and_world, plan_slot, stream_seed
 from .pool import EpisodeShuffle, PaddedPool
@@ -297,6 +297,8 @@ class ShardedLeRobotDataset(IterableDataset[dict[str, Any]]):
                 "%s: %s repeats %d samples so that every rank yields %d",
                 self.url, who, plan.num_repeated, plan.num_samples,
             )  # fmt: skip
+        if self.camera_keys:
+            import_decoder_in_background()  # overlaps the first fetches
         capacity = config.video_decoder_cache_size or config.episode_pool_size * max(len(self.camera_keys), 1)
         decoders = DecoderCache(capacity, config.video_decode_device, config.frame_order == "forward")
         source = EpisodeSource(self.url, self.camera_keys, config.storage_options, config.retry)

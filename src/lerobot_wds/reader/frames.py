@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import importlib
+import sys
+import threading
 from collections import OrderedDict
 from dataclasses import dataclass
 
@@ -9,6 +12,13 @@ import numpy as np
 import torch
 
 from .episodes import Episode
+
+
+def import_decoder_in_background() -> None:
+    """Start importing torchcodec (1.6-2 s here: it loads FFmpeg and registers torch ops) while the
+    first episodes are fetched; :class:`EpisodeDecoder` imports it only in the process that decodes."""
+    if "torchcodec.decoders" not in sys.modules:
+        threading.Thread(target=importlib.import_module, args=("torchcodec.decoders",), daemon=True).start()
 
 
 @dataclass(slots=True)
