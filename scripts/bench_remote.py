@@ -13,7 +13,8 @@ one). Readers measured, each in a fresh child process, at num_workers 0 and 2:
 
 Workload as in bench_read.py (batch 32, 16-step action window, 2-frame window on the first camera);
 reader options: ``frame_order="forward"``, ``return_uint8=True`` (the fastest reader, so the one the network
-must keep up with). Time to first batch counts from the dataset's construction (manifest read included).
+must keep up with). Time to first batch counts from `import lerobot_wds` (torchcodec's import and the
+manifest read included).
 Results go to benchmarks/results/remote.json; targets (issue 5): remote >= 90% of local, first batch <= 2 s.
 """
 
@@ -46,10 +47,12 @@ READER_OPTIONS = {"frame_order": "forward", "return_uint8": True, "seed": 0}
 def child(args: argparse.Namespace) -> dict[str, Any]:
     import torch
 
+    # The first batch is timed from the import of lerobot_wds: it includes torchcodec's import (1.6-2 s
+    # here), done by the process that decodes (a DataLoader worker) when its stream starts.
+    started = time.perf_counter()
     from lerobot_wds import ShardedLeRobotDataset
 
     storage_options = json.loads(args.storage_options)
-    started = time.perf_counter()
     probe = ShardedLeRobotDataset(args.url, storage_options=storage_options)
     dataset = ShardedLeRobotDataset(
         args.url,
