@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import numpy as np
 import torch
 from helpers import read_frame_code
@@ -68,3 +71,18 @@ def test_in_place_transforms_do_not_reach_the_next_window(converted: dict[str, s
         frame, episode = int(item["frame_index"]), int(item["episode_index"])
         assert codes == [(max(frame - 1, 0), episode, camera_number), (frame, episode, camera_number)]
         assert not item[camera].any()
+
+
+def test_a_training_process_with_workers_never_loads_torchcodec(converted: dict[str, str]) -> None:
+    """torchcodec (115 MB of RSS) is imported by the decoding process only: a DataLoader worker here."""
+    script = f"""
+import sys
+from torch.utils.data import DataLoader
+from lerobot_wds import ShardedLeRobotDataset
+dataset = ShardedLeRobotDataset({converted["tiny"]!r}, batch_size=4, return_uint8=True)
+batch = next(iter(DataLoader(dataset, batch_size=None, num_workers=1)))
+assert batch[dataset.camera_keys[0]].shape[0] == 4
+print("torchcodec" in sys.modules)
+"""
+    completed = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
+    assert completed.stdout.strip() == "False"
