@@ -86,3 +86,28 @@ print("torchcodec" in sys.modules)
 """
     completed = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
     assert completed.stdout.strip() == "False"
+
+
+def test_decoding_does_not_import_dynamo_and_dynamo_still_works(converted: dict[str, str]) -> None:
+    """torchcodec touches ``torch._dynamo`` at import (73 MB, 2 s per decoding process); the reader
+    imports it behind a stand-in. Afterwards the real dynamo must load and compile as usual, and the
+    stand-in must serve anything else from the real module (another thread using dynamo meanwhile)."""
+    script = f"""
+import sys
+import torch
+from lerobot_wds import ShardedLeRobotDataset
+from lerobot_wds.reader.frames import _DynamoStandIn
+dataset = ShardedLeRobotDataset({converted["tiny"]!r}, batch_size=4, return_uint8=True)
+batch = next(iter(dataset))
+assert batch[dataset.camera_keys[0]].shape[0] == 4 and "torchcodec" in sys.modules
+print("torch._dynamo" in sys.modules, "sympy" in sys.modules, "_dynamo" in vars(torch))
+compiled = torch.compile(lambda x: x * 2, backend="eager")
+print(compiled(torch.ones(2)).tolist(), torch._dynamo.disallow_in_graph.__module__)
+print(_DynamoStandIn().config is sys.modules["torch._dynamo.config"])
+"""
+    completed = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
+    assert completed.stdout.split("\n")[:3] == [
+        "False False False",
+        "[2.0, 2.0] torch._dynamo.decorators",
+        "True",
+    ]
