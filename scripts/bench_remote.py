@@ -47,14 +47,15 @@ READER_OPTIONS = {"frame_order": "forward", "return_uint8": True, "seed": 0}
 def child(args: argparse.Namespace) -> dict[str, Any]:
     import torch
 
-    # Libraries first, timed apart (`import_s`): lerobot_wds and torchcodec, whose import (1.6-2 s here)
-    # any torchcodec loader pays once; a training process with workers leaves it to them, so it is
-    # imported here only to keep it out of `first_batch_s`, the reader's own latency from the dataset's
-    # construction (manifest, meta, first bytes of a shard, first decodes).
+    # Libraries first, timed apart (`import_s`): lerobot_wds and torchcodec (imported as the reader
+    # does), which any torchcodec loader pays once; a training process with workers leaves torchcodec
+    # to them, so it is imported here only to keep it out of `first_batch_s`, the reader's own latency
+    # from the dataset's construction (manifest, meta, first bytes of a shard, first decodes).
     imported = time.perf_counter()
-    import torchcodec.decoders  # noqa: F401
-
     from lerobot_wds import ShardedLeRobotDataset
+    from lerobot_wds._torchcodec import video_decoder_class
+
+    video_decoder_class()
 
     import_s = time.perf_counter() - imported
     started = time.perf_counter()

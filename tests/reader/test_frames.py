@@ -96,7 +96,7 @@ def test_decoding_does_not_import_dynamo_and_dynamo_still_works(converted: dict[
 import sys
 import torch
 from lerobot_wds import ShardedLeRobotDataset
-from lerobot_wds.reader.frames import _DynamoStandIn
+from lerobot_wds._torchcodec import _DynamoStandIn
 dataset = ShardedLeRobotDataset({converted["tiny"]!r}, batch_size=4, return_uint8=True)
 batch = next(iter(dataset))
 assert batch[dataset.camera_keys[0]].shape[0] == 4 and "torchcodec" in sys.modules

@@ -56,8 +56,9 @@ def reencode(data: bytes, *, vcodec: str, crf: int, fps: int, where: str) -> Ree
 
 def psnr_db(reference: bytes, candidate: bytes, num_frames: int) -> float:
     """PSNR of ``candidate`` against ``reference`` over the RGB frames torchcodec decodes."""
-    from torchcodec.decoders import VideoDecoder
+    from .._torchcodec import video_decoder_class
 
+    VideoDecoder = video_decoder_class()
     indices = list(range(num_frames))
     a = VideoDecoder(reference, seek_mode="exact").get_frames_at(indices).data.numpy().astype(np.float64)
     b = VideoDecoder(candidate, seek_mode="exact").get_frames_at(indices).data.numpy().astype(np.float64)
