@@ -1,6 +1,8 @@
 """Helpers shared by the tests: fixture locations, frame-code reading, sample reading.
 
 Fixture provenance: written by LeRobot 0.6.1's LeRobotDataset writer; values encode (episode, frame, camera).
+Each fixture's ``meta_golden.json``: LeRobot 0.6.1's ``LeRobotDatasetMetadata`` of it, recorded by
+``scripts/make_meta_golden.py``.
 """
 
 from __future__ import annotations

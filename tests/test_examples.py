@@ -1,8 +1,11 @@
-"""examples/train_accelerate.py on CPU with 2 processes: trains, checkpoints, resumes exactly."""
+"""The examples: train_accelerate.py on CPU with 2 processes (trains, checkpoints, resumes exactly);
+train_lerobot_policy.py with LeRobot itself, when a LeRobot venv is given (LEROBOT_VENV)."""
 
 from __future__ import annotations
 
 import json
+import math
+import os
 import socket
 import subprocess
 import sys
@@ -46,3 +49,21 @@ def test_train_checkpoint_and_resume_with_two_processes(tmp_path: Path) -> None:
         assert [r["loss"] for r in resumed] == [r["loss"] for r in full[5:]]  # and the same training
         seen.append({i for r in full for i in r["index"]})
     assert not seen[0] & seen[1]  # ranks read disjoint frames
+
+
+@pytest.mark.lerobot
+@pytest.mark.skipif(not os.environ.get("LEROBOT_VENV"), reason="LEROBOT_VENV (a LeRobot venv) not given")
+def test_lerobot_act_policy_trains_on_the_stream(tmp_path: Path) -> None:
+    """LeRobot's ACT, built from ``dataset.meta`` and normalised with its stats, learns from 2 workers."""
+    url = str(tmp_path / "multi")
+    convert(str(DATA / "multi"), url, ConvertConfig())
+    python = Path(os.environ["LEROBOT_VENV"]) / "bin/python"
+    command = [python, ROOT / "examples/train_lerobot_policy.py", url, "--steps", "12", "--num-workers", "2"]
+    environment = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
+    completed = subprocess.run(command, capture_output=True, text=True, timeout=600, env=environment)
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    lines = [json.loads(line) for line in completed.stdout.splitlines()]
+    losses = [line["loss"] for line in lines if "loss" in line]
+    assert len(losses) == 12
+    assert all(math.isfinite(loss) for loss in losses)
+    assert lines[-1]["mean_loss_last_quarter"] < lines[-1]["mean_loss_first_quarter"] / 2

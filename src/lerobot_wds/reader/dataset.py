@@ -10,6 +10,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+import numpy as np
 import pyarrow.parquet as pq
 import torch
 from torch.utils.data import IterableDataset, get_worker_info
@@ -98,11 +99,58 @@ class ReaderConfig:
 
 @dataclass(frozen=True, slots=True)
 class DatasetMeta:
-    """LeRobot's metadata, as copied beside the shards."""
+    """LeRobot's metadata, as copied beside the shards, with the attributes of LeRobot's
+    ``LeRobotDatasetMetadata`` that policies and their processors read (``features``, ``stats`` as
+    numpy arrays, ``fps``, ``camera_keys``, ...): ``make_policy(cfg, ds_meta=dataset.meta)`` works.
+    Like LeRobot's, it describes the whole source dataset, also when only some episodes are read."""
 
     info: dict[str, Any]
-    stats: dict[str, Any]
+    stats: dict[str, Any]  # feature -> statistic -> np.ndarray (at least 1-d), as LeRobot loads them
     tasks: dict[int, str]  # task_index -> task
+
+    @property
+    def fps(self) -> int:
+        return int(self.info["fps"])
+
+    @property
+    def features(self) -> dict[str, dict[str, Any]]:
+        return dict(self.info["features"])
+
+    @property
+    def robot_type(self) -> str | None:
+        return self.info.get("robot_type")
+
+    @property
+    def image_keys(self) -> list[str]:
+        return [key for key, feature in self.features.items() if feature["dtype"] == "image"]
+
+    @property
+    def video_keys(self) -> list[str]:
+        return [key for key, feature in self.features.items() if feature["dtype"] == "video"]
+
+    @property
+    def camera_keys(self) -> list[str]:
+        return [key for key, feature in self.features.items() if feature["dtype"] in ("video", "image")]
+
+    @property
+    def names(self) -> dict[str, Any]:
+        return {key: feature["names"] for key, feature in self.features.items()}
+
+    @property
+    def shapes(self) -> dict[str, tuple[int, ...]]:
+        return {key: tuple(feature["shape"]) for key, feature in self.features.items()}
+
+    @property
+    def total_episodes(self) -> int:
+        return int(self.info["total_episodes"])
+
+    @property
+    def total_frames(self) -> int:
+        return int(self.info["total_frames"])
+
+    @property
+    def total_tasks(self) -> int:
+        return int(self.info["total_tasks"])
 
 
 class ShardedLeRobotDataset(IterableDataset[dict[str, Any]]):
@@ -432,6 +480,13 @@ def _read_meta(url: str, storage_options: Mapping[str, Any]) -> DatasetMeta:
         if blobs[required] is None:
             raise FileNotFoundError(f"{required}: missing; expected LeRobot's meta files beside the shards")
     info = json.loads(blobs[info_url] or b"")
-    stats = json.loads(blobs[stats_url] or b"{}")
+    stats = _stats_as_arrays(json.loads(blobs[stats_url] or b"{}"))
     table = pq.read_table(io.BytesIO(blobs[tasks_url] or b""))
     return DatasetMeta(info=info, stats=stats, tasks=fmt.task_strings(table, tasks_url))
+
+
+def _stats_as_arrays(stats: Any) -> Any:
+    """stats.json's lists as numpy arrays of at least one dimension, as LeRobot's ``load_stats``."""
+    if isinstance(stats, dict):
+        return {key: _stats_as_arrays(value) for key, value in stats.items()}
+    return np.atleast_1d(np.asarray(stats))
