@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import shutil
 import tarfile
 from pathlib import Path
@@ -38,6 +39,20 @@ def test_meta_files_stats_optional_tasks_required(copy_of) -> None:
     with pytest.raises(
         FileNotFoundError, match=r"meta/tasks\.parquet: missing; expected LeRobot's meta files"
     ):
+        ShardedLeRobotDataset(str(root))
+
+
+@pytest.mark.parametrize("marker", ["info", "video_info"])
+def test_depth_map_features_are_refused(copy_of, marker: str) -> None:
+    """LeRobot 0.6.1 dequantizes depth videos and skips transforms for depth maps: refused, never
+    streamed as RGB frames."""
+    root = copy_of("tiny")
+    info = json.loads((root / "meta/info.json").read_text())
+    camera = next(k for k, f in info["features"].items() if f["dtype"] == "video")
+    key = "is_depth_map" if marker == "info" else "video.is_depth_map"
+    info["features"][camera].setdefault(marker, {})[key] = True
+    (root / "meta/info.json").write_text(json.dumps(info))
+    with pytest.raises(NotImplementedError, match=rf"depth-map features \['{re.escape(camera)}'\]"):
         ShardedLeRobotDataset(str(root))
 
 

@@ -133,6 +133,20 @@ class DatasetMeta:
         return [key for key, feature in self.features.items() if feature["dtype"] in ("video", "image")]
 
     @property
+    def depth_keys(self) -> list[str]:
+        """Depth-map features (``is_depth_map`` in the feature's ``info`` or ``video_info``), as LeRobot."""
+
+        def is_depth(feature: dict[str, Any]) -> bool:
+            info, video_info = feature.get("info") or {}, feature.get("video_info") or {}
+            return bool(
+                info.get("is_depth_map")
+                or info.get("video.is_depth_map")
+                or video_info.get("video.is_depth_map")
+            )
+
+        return [key for key, feature in self.features.items() if is_depth(feature)]
+
+    @property
     def names(self) -> dict[str, Any]:
         return {key: feature["names"] for key, feature in self.features.items()}
 
@@ -233,6 +247,12 @@ class ShardedLeRobotDataset(IterableDataset[dict[str, Any]]):
         self.manifest = fmt.read_manifest(url, self.config.storage_options)
         self.meta = _read_meta(url, self.config.storage_options)
         self.entries = _select(self.manifest, self.config.episodes, url)
+        if self.meta.depth_keys:
+            raise NotImplementedError(
+                f"{url}: depth-map features {self.meta.depth_keys} (is_depth_map) are not read yet; LeRobot "
+                "0.6.1 dequantizes their 12-bit video or converts their unit, and skips image_transforms "
+                "for them, which this reader does not reproduce; expected RGB camera features only"
+            )
         if delta_timestamps is not None:
             check_delta_timestamps(delta_timestamps, self.fps, tolerance_s, self.features)
         self.spec = ItemSpec(
