@@ -1,6 +1,8 @@
 """Helpers shared by the tests: fixture locations, frame-code reading, sample reading.
 
 Fixture provenance: written by LeRobot 0.6.1's LeRobotDataset writer; values encode (episode, frame, camera).
+tests/data/images and tests/data/depth: written the same way by scripts/make_images_fixture.py and
+scripts/make_depth_fixture.py (self-describing values, golden items from LeRobot's map-style dataset).
 Each fixture's ``meta_golden.json``: LeRobot 0.6.1's ``LeRobotDatasetMetadata`` of it, recorded by
 ``scripts/make_meta_golden.py``.
 """

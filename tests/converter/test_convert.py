@@ -7,6 +7,7 @@ import json
 import tarfile
 from pathlib import Path
 
+import av
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -269,3 +270,25 @@ def test_storage_options_never_reach_files_or_errors(tmp_path: Path, fixture_cop
     assert any(p.name == "executor.json" for p in written)  # datatrove serialised the pipeline...
     for path in written:
         assert secret.encode() not in path.read_bytes(), path  # ...without the options
+
+
+def test_depth_segments_keep_every_12_bit_value(tmp_path: Path) -> None:
+    """tests/data/depth (LeRobot-written): the depth camera is 12-bit HEVC (gray12le); every segment
+    decodes to the source's own 12-bit codes, and its RGB camera as usual."""
+    convert(str(DATA / "depth"), str(tmp_path / "depth"), ConvertConfig())
+    source = open_source(str(DATA / "depth"))
+    samples = read_samples(tmp_path / "depth")
+    for camera_key in source.camera_keys:
+        file = source.episodes[0].videos[camera_key].file
+        with av.open(str(DATA / "depth" / file)) as container:
+            expected = [f.to_ndarray(format="gray12le") for f in container.decode(video=0)]
+        got = []
+        for episode_index in sorted(samples):
+            with av.open(io.BytesIO(samples[episode_index][fmt.video_suffix(camera_key)])) as container:
+                frames = [f.to_ndarray(format="gray12le") for f in container.decode(video=0)]
+            assert len(frames) == source.episodes[episode_index].length
+            got.extend(frames)
+        assert len(got) == len(expected) == sum(e.length for e in source.episodes.values())
+        for index, (ours, theirs) in enumerate(zip(got, expected, strict=True)):
+            np.testing.assert_array_equal(ours, theirs, err_msg=f"{camera_key} frame {index}")
+    assert verify(str(tmp_path / "depth")).problems == []

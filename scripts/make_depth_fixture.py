@@ -1,0 +1,103 @@
+"""Write tests/data/depth: a LeRobot v3 dataset with an RGB camera and a depth camera (12-bit HEVC).
+
+    /tmp/lerobot-venv/bin/python scripts/make_depth_fixture.py [--out tests/data/depth]
+
+Run with the LeRobot 0.6.1 venv (``bash ../shared/tools/lerobot-venv/setup.sh /tmp/lerobot-venv``): the
+dataset is written by LeRobot's own writer (``LeRobotDataset.create`` -> ``add_frame`` ->
+``save_episode`` -> ``finalize``), the depth feature marked ``info.is_depth_map`` so that LeRobot
+quantizes it (log, 12 bit) and encodes it losslessly as HEVC ``gray12le``; ``golden.jsonl.gz`` records
+what LeRobot's map-style ``LeRobotDataset[index]`` returns for every frame (depth dequantized to mm,
+values in full), with windows over the depth key and the action. Values describe themselves: for
+episode ``e``, frame ``f``: ``action = [e*1000+f, f]``; RGB pixel ``(y, x, c) = (37e + 11f + 3y + 5x +
+50c) % 256``; depth pixel ``(y, x) = 400 + 50e + 7f + 3y + 2x`` millimetres (before quantization).
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import hashlib
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+FPS = 10
+HEIGHT, WIDTH = 24, 32
+LENGTHS = [6, 9, 7]
+RGB, DEPTH = "observation.images.rgb", "observation.images.depth"
+DEPTH_INFO = {"is_depth_map": True}  # LeRobot's marker: quantized to 12 bit, HEVC gray12le
+DELTAS = {DEPTH: [-2 / FPS, 0.0], "action": [0.0, 1 / FPS]}
+
+
+def rgb(episode: int, frame: int) -> np.ndarray:
+    y, x, c = np.meshgrid(np.arange(HEIGHT), np.arange(WIDTH), np.arange(3), indexing="ij")
+    return ((37 * episode + 11 * frame + 3 * y + 5 * x + 50 * c) % 256).astype(np.uint8)
+
+
+def depth_mm(episode: int, frame: int) -> np.ndarray:
+    y, x = np.meshgrid(np.arange(HEIGHT), np.arange(WIDTH), indexing="ij")
+    return (400 + 50 * episode + 7 * frame + 3 * y + 2 * x).astype(np.uint16)[:, :, None]
+
+
+def write(out: Path) -> None:
+    import torchvision_shim  # noqa: F401  (the lerobot venv's CPU torchvision stand-in)
+    from lerobot.datasets.lerobot_dataset import LeRobotDataset
+
+    image = ["height", "width", "channels"]
+    features = {
+        RGB: {"dtype": "video", "shape": (HEIGHT, WIDTH, 3), "names": image},
+        DEPTH: {"dtype": "video", "shape": (HEIGHT, WIDTH, 1), "names": image, "info": DEPTH_INFO},
+        "action": {"dtype": "float32", "shape": (2,), "names": None},
+    }
+    dataset = LeRobotDataset.create("local/depth", FPS, features, root=out, use_videos=True)
+    for episode, length in enumerate(LENGTHS):
+        for frame in range(length):
+            action = np.array([episode * 1000 + frame, frame], dtype=np.float32)
+            dataset.add_frame(
+                {RGB: rgb(episode, frame), DEPTH: depth_mm(episode, frame), "action": action, "task": "look"}
+            )
+        dataset.save_episode()
+    dataset.finalize()
+
+
+def tensor_json(key: str, value: object) -> object:
+    import torch
+
+    if not isinstance(value, torch.Tensor):
+        return value
+    if key == RGB:  # exact bytes by hash
+        digest = hashlib.sha256(value.contiguous().numpy()).hexdigest()
+        return {"shape": list(value.shape), "dtype": "float32", "sha256": digest}
+    return {"shape": list(value.shape), "dtype": str(value.dtype).removeprefix("torch."),
+            "values": value.flatten().tolist()}  # fmt: skip
+
+
+def golden(out: Path) -> None:
+    import torchvision_shim  # noqa: F401
+    from lerobot.datasets.lerobot_dataset import LeRobotDataset
+
+    dataset = LeRobotDataset("local/depth", root=out, delta_timestamps=DELTAS)
+    with gzip.open(out / "golden.jsonl.gz", "wt") as f:
+        f.write(json.dumps({"fps": FPS, "delta_timestamps": DELTAS, "num_frames": len(dataset)}) + "\n")
+        for index in range(len(dataset)):
+            item = {k: tensor_json(k, v) for k, v in dataset[index].items()}
+            f.write(json.dumps({"index": index, "item": item}) + "\n")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--out", type=Path, default=ROOT / "tests/data/depth")
+    args = parser.parse_args()
+    shutil.rmtree(args.out, ignore_errors=True)
+    write(args.out)
+    golden(args.out)
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
