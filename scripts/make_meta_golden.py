@@ -46,7 +46,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--names", nargs="+", default=["tiny", "multi", "h264", "images"])
+    parser.add_argument("--names", nargs="+", default=["tiny", "multi", "h264", "images", "depth"])
     args = parser.parse_args()
     for name in args.names:
         path = ROOT / "tests/data" / name / "meta_golden.json"

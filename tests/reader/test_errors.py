@@ -4,15 +4,13 @@ from __future__ import annotations
 
 import io
 import json
-import re
 import shutil
 import tarfile
 from pathlib import Path
 
 import pytest
-from helpers import DATA
 
-from lerobot_wds import ConvertConfig, ShardedLeRobotDataset, ShardFormatError, convert, read_manifest
+from lerobot_wds import ShardedLeRobotDataset, ShardFormatError, read_manifest
 
 
 @pytest.fixture
@@ -40,24 +38,6 @@ def test_meta_files_stats_optional_tasks_required(copy_of) -> None:
     with pytest.raises(
         FileNotFoundError, match=r"meta/tasks\.parquet: missing; expected LeRobot's meta files"
     ):
-        ShardedLeRobotDataset(str(root))
-
-
-def test_depth_map_features_are_refused(tmp_path: Path) -> None:
-    """LeRobot 0.6.1 dequantizes depth videos and skips transforms for depth maps: refused, never
-    streamed as RGB frames (tests/data/depth, LeRobot-written: 12-bit HEVC depth + RGB)."""
-    convert(str(DATA / "depth"), str(tmp_path / "depth"), ConvertConfig())
-    with pytest.raises(NotImplementedError, match=r"depth-map features \['observation\.images\.depth'\]"):
-        ShardedLeRobotDataset(str(tmp_path / "depth"))
-
-
-def test_legacy_depth_marker_is_refused(copy_of) -> None:
-    root = copy_of("tiny")
-    info = json.loads((root / "meta/info.json").read_text())
-    camera = next(k for k, f in info["features"].items() if f["dtype"] == "video")
-    info["features"][camera].setdefault("video_info", {})["video.is_depth_map"] = True
-    (root / "meta/info.json").write_text(json.dumps(info))
-    with pytest.raises(NotImplementedError, match=rf"depth-map features \['{re.escape(camera)}'\]"):
         ShardedLeRobotDataset(str(root))
 
 

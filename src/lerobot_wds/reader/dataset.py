@@ -17,6 +17,7 @@ from torch.utils.data import IterableDataset, get_worker_info
 
 from .. import format as fmt
 from .. import storage
+from .depth import MM_PER_METRE, DepthQuantization, is_depth_map
 from .episodes import Episode, EpisodeSource
 from .frames import DecoderCache, import_decoder_in_background
 from .items import ItemSpec, build_item
@@ -134,17 +135,8 @@ class DatasetMeta:
 
     @property
     def depth_keys(self) -> list[str]:
-        """Depth-map features (``is_depth_map`` in the feature's ``info`` or ``video_info``), as LeRobot."""
-
-        def is_depth(feature: dict[str, Any]) -> bool:
-            info, video_info = feature.get("info") or {}, feature.get("video_info") or {}
-            return bool(
-                info.get("is_depth_map")
-                or info.get("video.is_depth_map")
-                or video_info.get("video.is_depth_map")
-            )
-
-        return [key for key, feature in self.features.items() if is_depth(feature)]
+        """Depth-map features (``is_depth_map`` in the feature's ``info``), as LeRobot's."""
+        return [key for key, feature in self.features.items() if is_depth_map(feature)]
 
     @property
     def names(self) -> dict[str, Any]:
@@ -247,11 +239,12 @@ class ShardedLeRobotDataset(IterableDataset[dict[str, Any]]):
         self.manifest = fmt.read_manifest(url, self.config.storage_options)
         self.meta = _read_meta(url, self.config.storage_options)
         self.entries = _select(self.manifest, self.config.episodes, url)
-        if self.meta.depth_keys:
+        depth_images = [key for key in self.meta.depth_keys if key not in self.meta.video_keys]
+        if depth_images:
             raise NotImplementedError(
-                f"{url}: depth-map features {self.meta.depth_keys} (is_depth_map) are not read yet; LeRobot "
-                "0.6.1 dequantizes their 12-bit video or converts their unit, and skips image_transforms "
-                "for them, which this reader does not reproduce; expected RGB camera features only"
+                f"{url}: depth-map image features {depth_images} (is_depth_map, stored in the rows) are not "
+                "read yet (LeRobot converts their unit and skips image_transforms for them); expected depth "
+                "maps stored as video"
             )
         if delta_timestamps is not None:
             check_delta_timestamps(delta_timestamps, self.fps, tolerance_s, self.features)
@@ -263,6 +256,7 @@ class ShardedLeRobotDataset(IterableDataset[dict[str, Any]]):
             channels_last=channels_last,
             image_transforms=image_transforms,
             image_keys=frozenset(k for k, f in self.features.items() if f.get("dtype") == "image"),
+            depth={key: DepthQuantization.of(self.meta.features[key]) for key in self.meta.depth_keys},
         )
         # In shared memory: DataLoader workers (persistent ones too) hold a copy of this object made when
         # they started, and must still see set_epoch() calls made afterwards in the training process.
@@ -368,7 +362,9 @@ class ShardedLeRobotDataset(IterableDataset[dict[str, Any]]):
         if self.camera_keys:
             import_decoder_in_background()  # overlaps the first fetches
         capacity = config.video_decoder_cache_size or config.episode_pool_size * max(len(self.camera_keys), 1)
-        decoders = DecoderCache(capacity, config.video_decode_device, config.frame_order == "forward")
+        decoders = DecoderCache(
+            capacity, config.video_decode_device, config.frame_order == "forward", frozenset(self.spec.depth)
+        )
         source = EpisodeSource(self.url, self.camera_keys, config.storage_options, config.retry)
 
         def make_pool(
@@ -406,7 +402,9 @@ class ShardedLeRobotDataset(IterableDataset[dict[str, Any]]):
         for entry in self.entries:
             if entry.dataset_from_index <= index < entry.dataset_from_index + entry.num_frames:
                 source = EpisodeSource(self.url, self.camera_keys, self.config.storage_options)
-                decoders = DecoderCache(max(len(self.camera_keys), 1), self.config.video_decode_device)
+                capacity = max(len(self.camera_keys), 1)
+                depth_keys = frozenset(self.spec.depth)
+                decoders = DecoderCache(capacity, self.config.video_decode_device, depth_keys=depth_keys)
                 return build_item(source.fetch(entry), index - entry.dataset_from_index, self.spec, decoders)
         raise IndexError(f"{self.url}: index {index} is in none of the {self.num_episodes} selected episodes")
 
@@ -501,6 +499,7 @@ def _read_meta(url: str, storage_options: Mapping[str, Any]) -> DatasetMeta:
             raise FileNotFoundError(f"{required}: missing; expected LeRobot's meta files beside the shards")
     info = json.loads(blobs[info_url] or b"")
     stats = _stats_as_arrays(json.loads(blobs[stats_url] or b"{}"))
+    _depth_stats_in_millimetres(stats, info["features"])
     table = pq.read_table(io.BytesIO(blobs[tasks_url] or b""))
     return DatasetMeta(info=info, stats=stats, tasks=fmt.task_strings(table, tasks_url))
 
@@ -510,3 +509,13 @@ def _stats_as_arrays(stats: Any) -> Any:
     if isinstance(stats, dict):
         return {key: _stats_as_arrays(value) for key, value in stats.items()}
     return np.atleast_1d(np.asarray(stats))
+
+
+def _depth_stats_in_millimetres(stats: dict[str, Any], features: Mapping[str, Any]) -> None:
+    """Depth frames are returned in millimetres; stats recorded in metres are scaled to match, in place
+    (LeRobot's ``rescale_depth_stats("mm")``: every statistic but ``count``)."""
+    for key, feature in features.items():
+        if is_depth_map(feature) and (feature.get("info") or {}).get("depth_unit") == "m" and key in stats:
+            stats[key] = {
+                stat: value if stat == "count" else value * MM_PER_METRE for stat, value in stats[key].items()
+            }

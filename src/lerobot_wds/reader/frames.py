@@ -11,6 +11,7 @@ import numpy as np
 import torch
 
 from .._torchcodec import video_decoder_class
+from .depth import DepthDecoder
 from .episodes import Episode
 
 
@@ -38,14 +39,21 @@ class DecoderCache:
     episode overlap).
     """
 
-    def __init__(self, capacity: int, device: str = "cpu", keep_last_window: bool = False) -> None:
+    def __init__(
+        self,
+        capacity: int,
+        device: str = "cpu",
+        keep_last_window: bool = False,
+        depth_keys: frozenset[str] = frozenset(),
+    ) -> None:
         self.capacity = capacity
         self.device = device
         self.keep_last_window = keep_last_window
-        self._decoders: OrderedDict[tuple[int, str], EpisodeDecoder] = OrderedDict()
+        self.depth_keys = depth_keys  # depth maps: 12-bit codes by PyAV (torchcodec returns RGB only)
+        self._decoders: OrderedDict[tuple[int, str], EpisodeDecoder | DepthDecoder] = OrderedDict()
         self.stats = DecoderStats()
 
-    def get(self, episode: Episode, camera_key: str) -> EpisodeDecoder:
+    def get(self, episode: Episode, camera_key: str) -> EpisodeDecoder | DepthDecoder:
         key = (episode.entry.episode_index, camera_key)
         decoder = self._decoders.get(key)
         if decoder is not None:
@@ -53,7 +61,11 @@ class DecoderCache:
             self._decoders.move_to_end(key)
             return decoder
         self.stats.misses += 1
-        decoder = EpisodeDecoder(episode.videos[camera_key], self.device, self.keep_last_window)
+        data = episode.videos[camera_key]
+        if camera_key in self.depth_keys:
+            decoder = DepthDecoder(data, f"episode {episode.entry.episode_index}, {camera_key}")
+        else:
+            decoder = EpisodeDecoder(data, self.device, self.keep_last_window)
         self._decoders[key] = decoder
         while len(self._decoders) > self.capacity:
             self._decoders.popitem(last=False)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import io
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -14,6 +14,7 @@ from torch.utils.data import default_collate
 
 from ..format import ShardFormatError
 from . import arena
+from .depth import DepthQuantization
 from .episodes import Episode
 from .frames import DecoderCache
 from .windows import window_indices
@@ -30,6 +31,8 @@ class ItemSpec:
     channels_last: bool = False  # frames (..., C, H, W) laid out (..., H, W, C) in memory
     image_transforms: Callable[[torch.Tensor], torch.Tensor] | None = None
     image_keys: frozenset[str] = frozenset()  # image features stored in the rows (PNG/JPEG bytes)
+    # depth maps stored as video: float32 millimetres, never transformed nor uint8 (LeRobot 0.6.1)
+    depth: Mapping[str, DepthQuantization] = field(default_factory=dict)
 
 
 @dataclass(slots=True)
@@ -86,7 +89,9 @@ def build_batch(
     for key, value in tabular[0].items():
         if isinstance(value, torch.Tensor):
             slots[key] = arena.Slot((len(samples), *value.shape), value.dtype)
-    channels_last = {key: spec.channels_last and first.ndim >= 3 for key, first in firsts.items()}
+    channels_last = {
+        key: spec.channels_last and first.ndim >= 3 and key not in spec.depth for key, first in firsts.items()
+    }
     for key, first in firsts.items():  # (image transforms may return fewer dimensions than C, H, W)
         if key in pads:
             slots[f"{key}_is_pad"] = arena.Slot(pads[key].shape, torch.bool)
@@ -201,6 +206,10 @@ def _camera_frames(
     """Decoded frames, squeezed to ``(C, H, W)`` for one frame, float in [0, 1] unless uint8 is asked for;
     written into ``out`` when given. Each frame is written once, converted on the way."""
     window = decoders.get(episode, key).frames(indices)
+    if key in spec.depth:
+        millimetres = spec.depth[key].to_millimetres(torch.stack(window))
+        millimetres = millimetres[0] if len(window) == 1 else millimetres  # LeRobot squeezes one frame
+        return millimetres if out is None else _copy(out, millimetres)
     frame_shape = tuple(window[0].shape)
     shape = frame_shape if len(window) == 1 else (len(window), *frame_shape)  # LeRobot squeezes one frame
     dtype = torch.uint8 if spec.return_uint8 else torch.float32
