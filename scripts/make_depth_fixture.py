@@ -14,16 +14,11 @@ episode ``e``, frame ``f``: ``action = [e*1000+f, f]``; RGB pixel ``(y, x, c) = 
 
 from __future__ import annotations
 
-import argparse
-import gzip
-import hashlib
-import json
-import shutil
 from pathlib import Path
 
 import numpy as np
+from lerobot_fixture import main, write_golden
 
-ROOT = Path(__file__).resolve().parent.parent
 FPS = 10
 HEIGHT, WIDTH = 24, 32
 LENGTHS = [6, 9, 7]
@@ -63,41 +58,9 @@ def write(out: Path) -> None:
     dataset.finalize()
 
 
-def tensor_json(key: str, value: object) -> object:
-    import torch
-
-    if not isinstance(value, torch.Tensor):
-        return value
-    if key == RGB:  # exact bytes by hash
-        digest = hashlib.sha256(value.contiguous().numpy()).hexdigest()
-        return {"shape": list(value.shape), "dtype": "float32", "sha256": digest}
-    return {"shape": list(value.shape), "dtype": str(value.dtype).removeprefix("torch."),
-            "values": value.flatten().tolist()}  # fmt: skip
-
-
 def golden(out: Path) -> None:
-    import torchvision_shim  # noqa: F401
-    from lerobot.datasets.lerobot_dataset import LeRobotDataset
-
-    dataset = LeRobotDataset("local/depth", root=out, delta_timestamps=DELTAS)
-    with gzip.open(out / "golden.jsonl.gz", "wt") as f:
-        f.write(json.dumps({"fps": FPS, "delta_timestamps": DELTAS, "num_frames": len(dataset)}) + "\n")
-        for index in range(len(dataset)):
-            item = {k: tensor_json(k, v) for k, v in dataset[index].items()}
-            f.write(json.dumps({"index": index, "item": item}) + "\n")
-
-
-def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--out", type=Path, default=ROOT / "tests/data/depth")
-    args = parser.parse_args()
-    shutil.rmtree(args.out, ignore_errors=True)
-    write(args.out)
-    golden(args.out)
-    print(f"wrote {args.out}")
+    write_golden(out, FPS, DELTAS, hashed={RGB})  # RGB frames by sha256; depth in full
 
 
 if __name__ == "__main__":
-    main()
+    main(__doc__, "depth", write, golden)

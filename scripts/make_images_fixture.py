@@ -12,16 +12,12 @@ themselves: for episode ``e``, frame ``f``: ``observation.state = action = [e*10
 
 from __future__ import annotations
 
-import argparse
-import gzip
-import hashlib
-import json
-import shutil
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+from lerobot_fixture import main, write_golden
 
-ROOT = Path(__file__).resolve().parent.parent
 FPS = 10
 HEIGHT, WIDTH = 24, 32
 LENGTHS = [7, 12, 9]
@@ -54,41 +50,12 @@ def write(out: Path) -> None:
     dataset.finalize()
 
 
-def tensor_json(value: object) -> object:
-    import torch
-
-    if isinstance(value, torch.Tensor):
-        if value.dtype == torch.float32 and value.ndim >= 3:  # images: exact bytes by hash
-            digest = hashlib.sha256(value.contiguous().numpy()).hexdigest()
-            return {"shape": list(value.shape), "dtype": "float32", "sha256": digest}
-        return {"shape": list(value.shape), "dtype": str(value.dtype).removeprefix("torch."),
-                "values": value.flatten().tolist()}  # fmt: skip
-    return value
-
-
 def golden(out: Path) -> None:
-    import torchvision_shim  # noqa: F401
-    from lerobot.datasets.lerobot_dataset import LeRobotDataset
+    def float_image(_: str, value: Any) -> bool:  # by the sha256 of its bytes; other tensors in full
+        return str(value.dtype) == "torch.float32" and value.ndim >= 3
 
-    dataset = LeRobotDataset("local/images", root=out, delta_timestamps=DELTAS)
-    with gzip.open(out / "golden.jsonl.gz", "wt") as f:
-        f.write(json.dumps({"fps": FPS, "delta_timestamps": DELTAS, "num_frames": len(dataset)}) + "\n")
-        for index in range(len(dataset)):
-            item = {k: tensor_json(v) for k, v in dataset[index].items()}
-            f.write(json.dumps({"index": index, "item": item}) + "\n")
-
-
-def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--out", type=Path, default=ROOT / "tests/data/images")
-    args = parser.parse_args()
-    shutil.rmtree(args.out, ignore_errors=True)
-    write(args.out)
-    golden(args.out)
-    print(f"wrote {args.out}")
+    write_golden(out, FPS, DELTAS, hashed=float_image)
 
 
 if __name__ == "__main__":
-    main()
+    main(__doc__, "images", write, golden)
