@@ -380,3 +380,11 @@ def task_strings(table: pa.Table, where: str) -> dict[int, str]:
     if "task_index" not in table.column_names or not names:
         raise ShardFormatError(f"{where}: columns {table.column_names}; expected 'task_index' and 'task'")
     return dict(zip(table["task_index"].to_pylist(), table[names[0]].to_pylist(), strict=True))
+
+
+def is_depth_map(feature: dict[str, Any]) -> bool:
+    """LeRobot's marker: ``is_depth_map`` in the feature's ``info`` (or the legacy ``video.*`` keys)."""
+    info, video_info = feature.get("info") or {}, feature.get("video_info") or {}
+    return bool(
+        info.get("is_depth_map") or info.get("video.is_depth_map") or video_info.get("video.is_depth_map")
+    )

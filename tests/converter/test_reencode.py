@@ -52,3 +52,20 @@ def test_vcodec_is_an_option_that_shapes_the_output(
     assert "PSNR vs source min" in capsys.readouterr().out
     with pytest.raises(ValueError, match="vcodec"):
         ConvertConfig(vcodec="av1")
+
+
+def test_depth_maps_are_never_reencoded(tmp_path: Path) -> None:
+    """An 8-bit re-encode would destroy a depth map's 12-bit codes: with --vcodec h264 the RGB camera
+    is re-encoded and the depth camera stays a stream copy (LeRobot-written tests/data/depth)."""
+    plain = tmp_path / "copy"
+    convert(str(DATA / "depth"), str(plain), ConvertConfig())
+    dest = tmp_path / "h264"
+    result = convert(str(DATA / "depth"), str(dest), ConvertConfig(vcodec="h264"))
+    assert list(result.manifest.psnr_db) == ["observation.images.rgb"]
+    copied, reencoded = read_samples(plain), read_samples(dest)
+    for episode_index, sample in reencoded.items():
+        cameras = fmt.EpisodeMeta.from_json(sample[fmt.META_SUFFIX], "test").cameras
+        assert cameras["observation.images.rgb"].codec == "h264"
+        assert cameras["observation.images.depth"].codec == "hevc"
+        depth = fmt.video_suffix("observation.images.depth")
+        assert sample[depth] == copied[episode_index][depth]

@@ -177,7 +177,9 @@ class _SampleBuilder:
                 num_frames=episode.length,
                 where=where,
             )
-            if self.video.vcodec != "copy":
+            # Depth maps keep their lossless 12-bit codes: an 8-bit re-encode would destroy them (and the
+            # reader decodes depth with PyAV on the CPU, never with NVDEC).
+            if self.video.vcodec != "copy" and not fmt.is_depth_map(self.source.features[camera_key]):
                 segment = self._reencode(segment, camera_key, where)
             sample[fmt.video_suffix(camera_key)] = segment.data
             cameras[camera_key] = segment.info

@@ -17,7 +17,7 @@ from torch.utils.data import IterableDataset, get_worker_info
 
 from .. import format as fmt
 from .. import storage
-from .depth import MM_PER_METRE, DepthQuantization, is_depth_map
+from .depth import MM_PER_METRE, DepthQuantization
 from .episodes import Episode, EpisodeSource
 from .frames import DecoderCache, import_decoder_in_background
 from .items import ItemSpec, build_item
@@ -136,7 +136,7 @@ class DatasetMeta:
     @property
     def depth_keys(self) -> list[str]:
         """Depth-map features (``is_depth_map`` in the feature's ``info``), as LeRobot's."""
-        return [key for key, feature in self.features.items() if is_depth_map(feature)]
+        return [key for key, feature in self.features.items() if fmt.is_depth_map(feature)]
 
     @property
     def names(self) -> dict[str, Any]:
@@ -515,7 +515,8 @@ def _depth_stats_in_millimetres(stats: dict[str, Any], features: Mapping[str, An
     """Depth frames are returned in millimetres; stats recorded in metres are scaled to match, in place
     (LeRobot's ``rescale_depth_stats("mm")``: every statistic but ``count``)."""
     for key, feature in features.items():
-        if is_depth_map(feature) and (feature.get("info") or {}).get("depth_unit") == "m" and key in stats:
+        in_metres = (feature.get("info") or {}).get("depth_unit") == "m"
+        if fmt.is_depth_map(feature) and in_metres and key in stats:
             stats[key] = {
                 stat: value if stat == "count" else value * MM_PER_METRE for stat, value in stats[key].items()
             }

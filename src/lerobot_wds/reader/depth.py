@@ -24,14 +24,6 @@ MM_PER_METRE = 1000.0
 UINT16_MAX = 65535.0
 
 
-def is_depth_map(feature: dict[str, Any]) -> bool:
-    """LeRobot's marker: ``is_depth_map`` in the feature's ``info`` (or the legacy ``video.*`` keys)."""
-    info, video_info = feature.get("info") or {}, feature.get("video_info") or {}
-    return bool(
-        info.get("is_depth_map") or info.get("video.is_depth_map") or video_info.get("video.is_depth_map")
-    )
-
-
 @dataclass(frozen=True, slots=True)
 class DepthQuantization:
     """How a depth feature was quantized (``video.depth_min`` ... in its ``info``; LeRobot's defaults)."""
