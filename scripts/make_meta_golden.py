@@ -1,4 +1,4 @@
-"""Write tests/data/<name>/meta_golden.json: what LeRobot's ``LeRobotDatasetMetadata`` says of a fixture.
+"""Write tests/data/<name>/meta_golden.json: what ``LeRobotDataset(...).meta`` says of a fixture.
 
     /tmp/lerobot-venv/bin/python scripts/make_meta_golden.py [--names tiny multi h264 images]
 
@@ -33,9 +33,10 @@ def array_json(value: Any) -> Any:
 
 def record(root: Path) -> dict[str, Any]:
     import torchvision_shim  # noqa: F401  (the lerobot venv's CPU torchvision stand-in)
-    from lerobot.datasets.lerobot_dataset import LeRobotDatasetMetadata
+    from lerobot.datasets.lerobot_dataset import LeRobotDataset
 
-    meta = LeRobotDatasetMetadata(f"local/{root.name}", root=root)
+    # the dataset's meta, as lerobot-train passes it to policies (depth stats rescaled to mm)
+    meta = LeRobotDataset(f"local/{root.name}", root=root).meta
     out = {name: getattr(meta, name) for name in ATTRIBUTES}
     out["shapes"] = {key: list(shape) for key, shape in out["shapes"].items()}
     out["stats"] = array_json(meta.stats)

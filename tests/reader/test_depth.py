@@ -1,5 +1,6 @@
-"""Depth maps stored as video (LeRobot 0.6.1: 12-bit HEVC gray12le, dequantized to millimetres): LeRobot's
-items, exactly.
+"""Depth maps (LeRobot 0.6.1 ``is_depth_map``): stored as video (12-bit HEVC gray12le, dequantized to
+millimetres) or in the rows (16-bit PNG in mm, float TIFF in metres, converted to mm): LeRobot's items,
+exactly.
 
 ``tests/data/depth`` was written by LeRobot 0.6.1's LeRobotDataset writer (scripts/make_depth_fixture.py),
 with ``golden.jsonl.gz`` from its map-style dataset; values describe themselves: depth (y, x) =
@@ -12,8 +13,6 @@ import gc
 import gzip
 import hashlib
 import json
-import shutil
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -25,6 +24,7 @@ from torch.utils.data import DataLoader
 from lerobot_wds import ConvertConfig, ShardedLeRobotDataset, convert
 
 RGB, DEPTH = "observation.images.rgb", "observation.images.depth"
+DEPTH_MM, DEPTH_M = "observation.images.depth_png", "observation.images.depth_metres"  # in the rows
 
 
 @pytest.fixture(scope="module")
@@ -84,10 +84,11 @@ def test_a_shuffled_epoch_streams_lerobots_items(
     for batch in loader:
         for row, index in enumerate(batch["index"].tolist()):
             want = by_index[index]
-            got_depth = batch[DEPTH][row]
-            assert got_depth.dtype == torch.float32
-            assert got_depth.flatten().tolist() == want[DEPTH]["values"], f"index {index}"
-            assert batch[f"{DEPTH}_is_pad"][row].tolist() == want[f"{DEPTH}_is_pad"]["values"]
+            for key in (DEPTH, DEPTH_MM, DEPTH_M):  # float32 mm, not flipped
+                assert batch[key].dtype == torch.float32
+                assert batch[key][row].flatten().tolist() == want[key]["values"], f"index {index} {key}"
+            for key in (DEPTH, DEPTH_M):
+                assert batch[f"{key}_is_pad"][row].tolist() == want[f"{key}_is_pad"]["values"]
             unflipped = batch[RGB][row].flip(-1).contiguous().numpy()
             assert hashlib.sha256(unflipped).hexdigest() == want[RGB]["sha256"], f"index {index}"
             seen.append(index)
@@ -106,32 +107,16 @@ def test_depth_is_millimetres_near_what_was_recorded(depth: str) -> None:
     assert item[RGB].dtype == torch.uint8
 
 
-def test_depth_map_images_are_refused(tmp_path: Path) -> None:
-    """Depth maps stored in the rows (LeRobot converts their unit, skips transforms) are not read yet."""
-    root = tmp_path / "images"  # no fixture has a depth image: the images fixture's camera marked as one
-    shutil.copytree(DATA / "images", root)
-    info = json.loads((root / "meta/info.json").read_text())
-    info["features"]["observation.image"].setdefault("info", {})["is_depth_map"] = True
-    (root / "meta/info.json").write_text(json.dumps(info))
-    convert(str(root), str(tmp_path / "converted"), ConvertConfig())
-    with pytest.raises(NotImplementedError, match=r"depth-map image features \['observation\.image'\]"):
-        ShardedLeRobotDataset(str(tmp_path / "converted"))
-
-
-def test_stats_recorded_in_metres_are_given_in_millimetres(tmp_path: Path) -> None:
-    """Frames come in millimetres, so do the stats policies normalise with (as LeRobotDataset's meta)."""
-    root = tmp_path / "depth"
-    shutil.copytree(DATA / "depth", root)
-    info = json.loads((root / "meta/info.json").read_text())
-    info["features"][DEPTH]["info"]["depth_unit"] = "m"
-    (root / "meta/info.json").write_text(json.dumps(info))
-    convert(str(root), str(tmp_path / "converted"), ConvertConfig())
-    recorded = json.loads((root / "meta/stats.json").read_text())
-    stats = ShardedLeRobotDataset(str(tmp_path / "converted")).meta.stats
-    for stat, value in recorded[DEPTH].items():
+def test_stats_recorded_in_metres_are_given_in_millimetres(depth: str) -> None:
+    """Depth comes in millimetres, so do the stats policies normalise with (as LeRobotDataset's meta):
+    the fixture's float depth images were recorded in metres."""
+    recorded = json.loads((DATA / "depth/meta/stats.json").read_text())
+    stats = ShardedLeRobotDataset(depth).meta.stats
+    for stat, value in recorded[DEPTH_M].items():
         factor = 1 if stat == "count" else 1000
-        np.testing.assert_array_equal(stats[DEPTH][stat], np.asarray(value) * factor, err_msg=stat)
-    np.testing.assert_array_equal(stats[RGB]["mean"], np.asarray(recorded[RGB]["mean"]))
+        np.testing.assert_array_equal(stats[DEPTH_M][stat], np.asarray(value) * factor, err_msg=stat)
+    for key in (DEPTH, DEPTH_MM, RGB):  # recorded in mm (or no unit): as recorded
+        np.testing.assert_array_equal(stats[key]["mean"], np.asarray(recorded[key]["mean"]), err_msg=key)
 
 
 def _collect(_worker_id: int) -> None:

@@ -239,15 +239,10 @@ class ShardedLeRobotDataset(IterableDataset[dict[str, Any]]):
         self.manifest = fmt.read_manifest(url, self.config.storage_options)
         self.meta = _read_meta(url, self.config.storage_options)
         self.entries = _select(self.manifest, self.config.episodes, url)
-        depth_images = [key for key in self.meta.depth_keys if key not in self.meta.video_keys]
-        if depth_images:
-            raise NotImplementedError(
-                f"{url}: depth-map image features {depth_images} (is_depth_map, stored in the rows) are not "
-                "read yet (LeRobot converts their unit and skips image_transforms for them); expected depth "
-                "maps stored as video"
-            )
         if delta_timestamps is not None:
             check_delta_timestamps(delta_timestamps, self.fps, tolerance_s, self.features)
+        depth_videos = [key for key in self.meta.depth_keys if key in self.meta.video_keys]
+        depth_images = [key for key in self.meta.depth_keys if key in self.meta.image_keys]
         self.spec = ItemSpec(
             camera_keys=self.camera_keys,
             deltas=delta_indices(delta_timestamps or {}, self.fps),
@@ -256,7 +251,8 @@ class ShardedLeRobotDataset(IterableDataset[dict[str, Any]]):
             channels_last=channels_last,
             image_transforms=image_transforms,
             image_keys=frozenset(k for k, f in self.features.items() if f.get("dtype") == "image"),
-            depth={key: DepthQuantization.of(self.meta.features[key]) for key in self.meta.depth_keys},
+            depth={key: DepthQuantization.of(self.meta.features[key]) for key in depth_videos},
+            depth_images={key: _to_millimetres(self.meta.features[key]) for key in depth_images},
         )
         # In shared memory: DataLoader workers (persistent ones too) hold a copy of this object made when
         # they started, and must still see set_epoch() calls made afterwards in the training process.
@@ -511,12 +507,16 @@ def _stats_as_arrays(stats: Any) -> Any:
     return np.atleast_1d(np.asarray(stats))
 
 
+def _to_millimetres(feature: Mapping[str, Any]) -> float:
+    """The factor from a depth map's recorded unit to millimetres (LeRobot's ``depth_unit``; none: as is)."""
+    return MM_PER_METRE if (feature.get("info") or {}).get("depth_unit") == "m" else 1.0
+
+
 def _depth_stats_in_millimetres(stats: dict[str, Any], features: Mapping[str, Any]) -> None:
     """Depth frames are returned in millimetres; stats recorded in metres are scaled to match, in place
     (LeRobot's ``rescale_depth_stats("mm")``: every statistic but ``count``)."""
     for key, feature in features.items():
-        in_metres = (feature.get("info") or {}).get("depth_unit") == "m"
-        if fmt.is_depth_map(feature) and in_metres and key in stats:
+        if fmt.is_depth_map(feature) and _to_millimetres(feature) != 1.0 and key in stats:
             stats[key] = {
                 stat: value if stat == "count" else value * MM_PER_METRE for stat, value in stats[key].items()
             }

@@ -33,6 +33,8 @@ class ItemSpec:
     image_keys: frozenset[str] = frozenset()  # image features stored in the rows (PNG/JPEG bytes)
     # depth maps stored as video: float32 millimetres, never transformed nor uint8 (LeRobot 0.6.1)
     depth: Mapping[str, DepthQuantization] = field(default_factory=dict)
+    # depth maps stored in the rows: key -> factor to millimetres (1.0 when recorded in mm or unknown)
+    depth_images: Mapping[str, float] = field(default_factory=dict)
 
 
 @dataclass(slots=True)
@@ -147,7 +149,8 @@ _UINT16_MODES = ("I;16", "I;16B", "I;16L", "I;16N")
 def _stored_image(episode: Episode, frame_index: int, key: str, spec: ItemSpec) -> torch.Tensor:
     """An image feature stored in the rows (``{"bytes", "path"}``) as LeRobot returns it: torchvision's
     ``ToTensor`` of the decoded PIL image (float32 (C, H, W) in [0, 1] for 8-bit images, uint8 with
-    ``return_uint8``), 16-bit depth as float32 (1, H, W); then ``image_transforms``, as for videos."""
+    ``return_uint8``), 16-bit and float depth as float32 (1, H, W), in millimetres and never transformed;
+    other images then go through ``image_transforms``, as videos do."""
     from PIL import Image
 
     cell = episode.columns[key][frame_index]
@@ -170,6 +173,9 @@ def _stored_image(episode: Episode, frame_index: int, key: str, spec: ItemSpec) 
     frames = torch.from_numpy(np.ascontiguousarray(array.transpose(2, 0, 1)))
     if frames.dtype == torch.uint8 and not spec.return_uint8:
         frames = _to_unit_float(frames)
+    if key in spec.depth_images:  # LeRobot: in millimetres, never transformed
+        factor = spec.depth_images[key]
+        return frames if factor == 1.0 else frames * factor
     return spec.image_transforms(frames) if spec.image_transforms is not None else frames
 
 
