@@ -250,7 +250,7 @@ class ShardedLeRobotDataset(IterableDataset[dict[str, Any]]):
             return_uint8=return_uint8,
             channels_last=channels_last,
             image_transforms=image_transforms,
-            image_keys=frozenset(k for k, f in self.features.items() if f.get("dtype") == "image"),
+            image_keys=frozenset(self.meta.image_keys),
             depth={key: DepthQuantization.of(self.meta.features[key]) for key in depth_videos},
             depth_images={key: _to_millimetres(self.meta.features[key]) for key in depth_images},
         )
