@@ -112,7 +112,7 @@ def test_ranks_yield_equal_counts_and_cover_the_dataset(converted: dict[str, str
     assert len({len(p) for p in parts}) == 1  # the DDP contract: same samples on every rank
     everything = [i for part in parts for i in part]
     assert set(everything) == set(range(1852))
-    repeated = sum(d.stream(d.worker_info()).pool.num_samples for d in datasets) - 1852
+    repeated = sum(d.stream(d.worker_info()).num_samples for d in datasets) - 1852
     assert len(everything) - 1852 == repeated < 120  # repeats pad the smaller ranks, counted exactly
 
 

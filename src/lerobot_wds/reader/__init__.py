@@ -1,6 +1,8 @@
-"""Reader: stream converted shards as LeRobot-exact items (plan -> episodes -> pool -> windows -> decode)."""
+"""Reader: stream converted shards as LeRobot-exact items (see pipeline.py for the stages)."""
 
-from .dataset import DatasetMeta, ReaderConfig, ShardedLeRobotDataset
+from .config import ReaderConfig
+from .dataset import ShardedLeRobotDataset
+from .meta import DatasetMeta
 from .order import WorkerInfo
 
 __all__ = ["DatasetMeta", "ReaderConfig", "ShardedLeRobotDataset", "WorkerInfo"]

@@ -14,6 +14,7 @@ from webdataset.tariterators import tar_file_iterator
 
 from .. import format as fmt
 from .. import storage
+from .telemetry import Counters
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,9 +69,9 @@ def _to_numpy(column: pa.ChunkedArray) -> np.ndarray:
 class EpisodeSource:
     """Fetches episodes by the manifest's byte offsets: one ranged read per run of adjacent episodes.
 
-    Stateless apart from a cache of shard sizes and counters: which episode comes next is the pool's
-    business, so a restored reader re-fetches exactly the episodes it still needs by offset. Safe to call
-    from several threads (the prefetcher's).
+    Stateless apart from a cache of shard sizes and counters: which episode comes next is the
+    schedule's business, so a restored reader re-fetches exactly the episodes it still needs by offset.
+    Safe to call from several threads (the read-ahead's).
     """
 
     def __init__(
@@ -79,17 +80,15 @@ class EpisodeSource:
         camera_keys: list[str],
         storage_options: storage.StorageOptions | None = None,
         retry: storage.RetryPolicy | None = None,
+        counters: Counters | None = None,
     ) -> None:
         self.root = root
         self.camera_keys = camera_keys
         self.storage_options = storage_options
         self.retry = retry
+        self.counters = counters or Counters()  # fetch_s, episodes, requests
         self._shard_sizes: dict[str, int] = {}
-        self._lock = threading.Lock()
         self._size_lock = threading.Lock()
-        self.fetch_s = 0.0  # seconds spent reading and parsing, summed over threads, in this process
-        self.fetched = 0  # episodes
-        self.requests = 0  # ranged reads
 
     def fetch(self, entry: fmt.EpisodeEntry) -> Episode:
         return self.fetch_run([entry])[0]
@@ -115,10 +114,7 @@ class EpisodeSource:
             offset = entry.offset_bytes - start
             members = _members(blob[offset : offset + entry.size_bytes], entry, where)
             episodes.append(parse_episode(members, entry, self.camera_keys, where))
-        with self._lock:
-            self.fetch_s += time.perf_counter() - started
-            self.fetched += len(entries)
-            self.requests += 1
+        self.counters.add(fetch_s=time.perf_counter() - started, episodes=len(entries), requests=1)
         return episodes
 
     def _shard_size(self, url: str) -> int:

@@ -17,6 +17,7 @@ from . import arena
 from .depth import DepthQuantization
 from .episodes import Episode
 from .frames import DecoderCache
+from .telemetry import Counters
 from .windows import window_indices
 
 
@@ -24,7 +25,7 @@ from .windows import window_indices
 class ItemSpec:
     """What every item holds: the window offsets per key and how camera frames are returned."""
 
-    camera_keys: list[str]  # video features, decoded from the episode's mp4 segments
+    video_keys: list[str]  # video features, decoded from the episode's mp4 segments
     deltas: Mapping[str, np.ndarray]  # key -> offsets in frames (LeRobot's delta_indices)
     tasks: Mapping[int, str]  # task_index -> task string
     return_uint8: bool = False
@@ -37,30 +38,22 @@ class ItemSpec:
     depth_images: Mapping[str, float] = field(default_factory=dict)
 
 
-@dataclass(slots=True)
-class TimingStats:
-    """Seconds spent decoding video frames (and items built) in this process."""
-
-    decode_s: float = 0.0
-    items: int = 0
-
-
 def build_item(
     episode: Episode,
     frame_index: int,
     spec: ItemSpec,
     decoders: DecoderCache,
-    timing: TimingStats | None = None,
+    counters: Counters | None = None,
 ) -> dict[str, Any]:
     """Every feature at ``frame_index`` (windows + ``{key}_is_pad`` for keys in ``spec.deltas``), ``task``."""
     item = _tabular(episode, frame_index, spec)
     started = time.perf_counter()
-    for key in spec.camera_keys:
+    for key in spec.video_keys:
         indices, is_pad = _camera_indices(episode, frame_index, key, spec)
         if is_pad is not None:
             item[f"{key}_is_pad"] = torch.from_numpy(is_pad)
         item[key] = _camera_frames(episode, indices, key, spec, decoders)
-    _count(timing, started, 1)
+    _count(counters, started, 1)
     item["task"] = spec.tasks[int(item["task_index"])]
     return item
 
@@ -69,7 +62,7 @@ def build_batch(
     samples: Sequence[tuple[Episode, int]],
     spec: ItemSpec,
     decoders: DecoderCache,
-    timing: TimingStats | None = None,
+    counters: Counters | None = None,
 ) -> dict[str, Any]:
     """``default_collate([build_item(...) for each sample])``, with camera frames decoded straight into
     the batch tensors: each frame is written once instead of being converted, then copied by the
@@ -79,7 +72,7 @@ def build_batch(
     started = time.perf_counter()
     windows: dict[str, list[np.ndarray]] = {}
     pads: dict[str, np.ndarray] = {}
-    for key in spec.camera_keys:
+    for key in spec.video_keys:
         pairs = [_camera_indices(episode, frame_index, key, spec) for episode, frame_index in samples]
         windows[key] = [indices for indices, _ in pairs]
         if key in spec.deltas:
@@ -119,7 +112,7 @@ def build_batch(
         for row in range(1, len(samples)):
             _camera_frames(samples[row][0], windows[key][row], key, spec, decoders, out=frames[row])
         batch[key] = frames
-    _count(timing, started, len(samples))
+    _count(counters, started, len(samples))
     batch["task"] = [spec.tasks[int(i)] for i in batch["task_index"]]
     return arena.deliver(batch, lease)
 
@@ -179,10 +172,10 @@ def _stored_image(episode: Episode, frame_index: int, key: str, spec: ItemSpec) 
     return spec.image_transforms(frames) if spec.image_transforms is not None else frames
 
 
-def _count(timing: TimingStats | None, started: float, items: int) -> None:
-    if timing is not None:
-        timing.decode_s += time.perf_counter() - started
-        timing.items += items
+def _count(counters: Counters | None, started: float, items: int) -> None:
+    if counters is not None:
+        counters.decode_s += time.perf_counter() - started
+        counters.items += items
 
 
 def _values(array: np.ndarray) -> Any:

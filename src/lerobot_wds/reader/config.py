@@ -1,0 +1,100 @@
+"""ReaderConfig: the options of ``ShardedLeRobotDataset``, validated once, with the ``fast`` preset."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal, get_args
+
+import torch
+
+from .. import storage
+
+FrameOrder = Literal["shuffled", "forward"]
+Preset = Literal["lerobot", "fast"]
+
+# What a preset sets, unless the option is given explicitly.
+# "lerobot": LeRobot's items (LeRobotDataset[i]: frames shuffled, float32 (C, H, W) in [0, 1]).
+# "fast": each frame decoded once per epoch (episodes read forward, the pick among them still random),
+#   uint8 frames for normalisation on the GPU (as lerobot-train), laid out as decoded (channels_last).
+PRESETS: dict[str, dict[str, Any]] = {
+    "lerobot": {"frame_order": "shuffled", "return_uint8": False, "channels_last": False},
+    "fast": {"frame_order": "forward", "return_uint8": True, "channels_last": True},
+}
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ReaderConfig:
+    """Options of :class:`ShardedLeRobotDataset` (names follow LeRobot's datasets); see its docstring."""
+
+    delta_timestamps: Mapping[str, Sequence[float]] | None = None
+    episodes: Sequence[int] | None = None  # None: every episode in the manifest (stored as a sorted tuple)
+    seed: int = 0
+    shuffle: bool = True
+    # 64 episodes: ~29 distinct episodes per batch of 32 on a 200-episode dataset, like map-style
+    # LeRobot; memory grows with it (encoded bytes only, see README).
+    episode_pool_size: int = 64
+    frame_shuffle_buffer_size: int | None = None  # optional cap on the pool, in frames
+    preset: Preset = "lerobot"
+    # None: the preset's value. "shuffled": an episode's frames leave the pool in random order;
+    # "forward": in increasing order (each frame decoded once per epoch; the pick among episodes is random).
+    frame_order: FrameOrder | None = None
+    return_uint8: bool | None = None  # None: the preset's value. uint8 frames, for normalisation on the GPU
+    # None: the preset's value. Frames keep their (..., C, H, W) shape and values but are laid out
+    # H, W, C in memory (torch's channels_last), as decoded: copying a frame is a memcpy, not a transpose.
+    channels_last: bool | None = None
+    tolerance_s: float = 1e-4  # LeRobot's default
+    image_transforms: Callable[[torch.Tensor], torch.Tensor] | None = None
+    rank: int | None = None  # None: torch.distributed, else RANK/WORLD_SIZE, else 0
+    world_size: int | None = None
+    video_decoder_cache_size: int | None = None  # None: pool size x cameras (one per episode and camera)
+    video_decode_device: str = "cpu"
+    # Batches built by the dataset (use DataLoader(batch_size=None)): frames are decoded straight into the
+    # batch tensors, one copy less than default_collate (scripts/bench_read.py).
+    batch_size: int | None = None
+    drop_last: bool = False  # with batch_size: drop a reader's last, smaller batch
+    # Read-ahead per reader process: bytes of read-but-unclaimed episodes held, and reads in flight.
+    # 64 MiB covers 20 ms of request latency at 100+ MB/s (scripts/bench_remote.py); 0 reads on demand.
+    prefetch_bytes: int = 64 << 20
+    prefetch_threads: int = 4
+    storage_options: Mapping[str, Any] | None = field(default=None, repr=False)
+    retry: storage.RetryPolicy | None = None  # None: storage.RetryPolicy()
+
+    def __post_init__(self) -> None:
+        _check_choice("preset", self.preset, Preset)
+        for name, value in PRESETS[self.preset].items():
+            if getattr(self, name) is None:
+                object.__setattr__(self, name, value)
+        _check_choice("frame_order", self.frame_order, FrameOrder)
+        if self.episodes is not None:
+            object.__setattr__(self, "episodes", tuple(sorted(set(self.episodes))))
+        object.__setattr__(self, "storage_options", dict(self.storage_options or {}))
+        object.__setattr__(self, "retry", self.retry or storage.RetryPolicy())
+        _at_least(1, episode_pool_size=self.episode_pool_size, prefetch_threads=self.prefetch_threads)
+        _at_least(0, prefetch_bytes=self.prefetch_bytes)
+        _at_least(1, **{name: getattr(self, name) for name in _OPTIONAL_COUNTS})
+        device = torch.device(self.video_decode_device)  # raises on a malformed device string
+        if device.type == "cuda" and not torch.cuda.is_available():
+            raise ValueError(
+                f"video_decode_device: got {self.video_decode_device!r}, but torch sees no CUDA device; "
+                "expected 'cpu' on this machine"
+            )
+        if (self.rank is None) != (self.world_size is None):
+            raise ValueError(
+                f"rank, world_size: got {self.rank!r}, {self.world_size!r}; expected both or neither"
+            )
+
+
+_OPTIONAL_COUNTS = ("frame_shuffle_buffer_size", "batch_size", "video_decoder_cache_size")
+
+
+def _check_choice(name: str, value: object, choices: Any) -> None:
+    if value not in get_args(choices):
+        raise ValueError(f"{name}: got {value!r}; expected one of {', '.join(map(repr, get_args(choices)))}")
+
+
+def _at_least(minimum: int, **values: int | None) -> None:
+    for name, value in values.items():
+        if value is not None and value < minimum:
+            none = " or None" if name in _OPTIONAL_COUNTS else ""
+            raise ValueError(f"{name}: got {value}; expected >= {minimum}{none}")

@@ -1,0 +1,113 @@
+"""LeRobot's metadata as copied beside the shards, read as LeRobot's ``LeRobotDatasetMetadata`` reads it."""
+
+from __future__ import annotations
+
+import io
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pyarrow.parquet as pq
+
+from .. import format as fmt
+from .. import storage
+from .depth import MM_PER_METRE
+
+
+@dataclass(frozen=True, slots=True)
+class DatasetMeta:
+    """LeRobot's metadata, as copied beside the shards, with the attributes of LeRobot's
+    ``LeRobotDatasetMetadata`` that policies and their processors read (``features``, ``stats`` as
+    numpy arrays, ``fps``, ``camera_keys``, ...): ``make_policy(cfg, ds_meta=dataset.meta)`` works.
+    Like LeRobot's, it describes the whole source dataset, also when only some episodes are read."""
+
+    info: dict[str, Any]
+    stats: dict[str, Any]  # feature -> statistic -> np.ndarray (at least 1-d), as LeRobot loads them
+    tasks: dict[int, str]  # task_index -> task
+
+    @property
+    def fps(self) -> int:
+        return int(self.info["fps"])
+
+    @property
+    def features(self) -> dict[str, dict[str, Any]]:
+        return dict(self.info["features"])
+
+    @property
+    def robot_type(self) -> str | None:
+        return self.info.get("robot_type")
+
+    @property
+    def image_keys(self) -> list[str]:
+        return [key for key, feature in self.features.items() if feature["dtype"] == "image"]
+
+    @property
+    def video_keys(self) -> list[str]:
+        return [key for key, feature in self.features.items() if feature["dtype"] == "video"]
+
+    @property
+    def camera_keys(self) -> list[str]:
+        return [key for key, feature in self.features.items() if feature["dtype"] in ("video", "image")]
+
+    @property
+    def depth_keys(self) -> list[str]:
+        """Depth-map features (``is_depth_map`` in the feature's ``info``), as LeRobot's."""
+        return [key for key, feature in self.features.items() if fmt.is_depth_map(feature)]
+
+    @property
+    def names(self) -> dict[str, Any]:
+        return {key: feature["names"] for key, feature in self.features.items()}
+
+    @property
+    def shapes(self) -> dict[str, tuple[int, ...]]:
+        return {key: tuple(feature["shape"]) for key, feature in self.features.items()}
+
+    @property
+    def total_episodes(self) -> int:
+        return int(self.info["total_episodes"])
+
+    @property
+    def total_frames(self) -> int:
+        return int(self.info["total_frames"])
+
+    @property
+    def total_tasks(self) -> int:
+        return int(self.info["total_tasks"])
+
+
+def read_meta(url: str, storage_options: Mapping[str, Any] | None) -> DatasetMeta:
+    """LeRobot's meta files beside the shards, read in one concurrent batch (stats.json is optional)."""
+    info_url, stats_url, tasks_url = (storage.join(url, name) for name in fmt.META_FILES)
+    blobs = storage.read_many([info_url, stats_url, tasks_url], storage_options)
+    for required in (info_url, tasks_url):
+        if blobs[required] is None:
+            raise FileNotFoundError(f"{required}: missing; expected LeRobot's meta files beside the shards")
+    info = json.loads(blobs[info_url] or b"")
+    stats = _stats_as_arrays(json.loads(blobs[stats_url] or b"{}"))
+    _depth_stats_in_millimetres(stats, info["features"])
+    table = pq.read_table(io.BytesIO(blobs[tasks_url] or b""))
+    return DatasetMeta(info=info, stats=stats, tasks=fmt.task_strings(table, tasks_url))
+
+
+def _stats_as_arrays(stats: Any) -> Any:
+    """stats.json's lists as numpy arrays of at least one dimension, as LeRobot's ``load_stats``."""
+    if isinstance(stats, dict):
+        return {key: _stats_as_arrays(value) for key, value in stats.items()}
+    return np.atleast_1d(np.asarray(stats))
+
+
+def to_millimetres(feature: Mapping[str, Any]) -> float:
+    """The factor from a depth map's recorded unit to millimetres (LeRobot's ``depth_unit``; none: as is)."""
+    return MM_PER_METRE if (feature.get("info") or {}).get("depth_unit") == "m" else 1.0
+
+
+def _depth_stats_in_millimetres(stats: dict[str, Any], features: Mapping[str, Any]) -> None:
+    """Depth frames are returned in millimetres; stats recorded in metres are scaled to match, in place
+    (LeRobot's ``rescale_depth_stats("mm")``: every statistic but ``count``)."""
+    for key, feature in features.items():
+        if fmt.is_depth_map(feature) and to_millimetres(feature) != 1.0 and key in stats:
+            stats[key] = {
+                stat: value if stat == "count" else value * MM_PER_METRE for stat, value in stats[key].items()
+            }

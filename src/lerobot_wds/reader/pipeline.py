@@ -1,0 +1,184 @@
+"""The reader's data path, assembled in one place.
+
+    plan_slot           which episodes this reader streams, and how many samples (order.py)
+    DrawSchedule        which frame of which episode comes next: pure, state = draws (schedule.py)
+    EpisodeReadAhead    the episodes those draws need, read ahead along the schedule (readahead.py)
+    ItemStream          the LeRobot item of each draw (windows.py, items.py), frames decoded last
+      or BatchStream    ... or batches of them, frames decoded straight into the batch (frames.py)
+
+Every stage takes the one before it; no stage reaches past its neighbour. A restore skips draws in the
+schedule (no I/O) and builds the rest anew.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from ..format import EpisodeEntry
+from .config import ReaderConfig
+from .episodes import EpisodeSource
+from .frames import DecoderCache, import_decoder_in_background
+from .items import ItemSpec, build_batch, build_item
+from .order import WorkerInfo, plan_slot, stream_seed
+from .readahead import EpisodeDraw, EpisodeReadAhead
+from .schedule import DrawSchedule
+from .telemetry import CounterBoard, Counters
+
+logger = logging.getLogger(__name__)
+
+# Counters reach the board every this many items (and after every batch, and at the end).
+PUBLISH_EVERY_ITEMS = 16
+
+
+@dataclass(frozen=True, slots=True)
+class Reading:
+    """What a reader needs besides its identity: where the data is and how items look."""
+
+    url: str
+    entries: list[EpisodeEntry]  # the selected episodes, in manifest order
+    spec: ItemSpec
+    config: ReaderConfig
+    board: CounterBoard
+
+
+def build_pipeline(reading: Reading, who: WorkerInfo, epoch: int, draws: int = 0) -> ReaderStream:
+    """The items (or batches) reader ``who`` yields in ``epoch``, from its ``draws``-th draw on."""
+    config = reading.config
+    plan = plan_slot(reading.entries, who, seed=config.seed, epoch=epoch, shuffle=config.shuffle)
+    if plan.num_repeated:
+        logger.info("%s: %s repeats %d samples so that every rank yields %d",
+                    reading.url, who, plan.num_repeated, plan.num_samples)  # fmt: skip
+    schedule = DrawSchedule(
+        plan,
+        seed=stream_seed(config.seed, epoch, who.slot),
+        pool_size=config.episode_pool_size,
+        max_pool_frames=config.frame_shuffle_buffer_size,
+        shuffle=config.shuffle,
+        forward=config.frame_order == "forward",
+    )
+    schedule.skip(draws)
+    counters = Counters()
+    source = EpisodeSource(
+        reading.url, reading.spec.video_keys, config.storage_options, config.retry, counters
+    )
+    episodes = EpisodeReadAhead(
+        schedule, source, counters, budget_bytes=config.prefetch_bytes, num_threads=config.prefetch_threads
+    )
+    if reading.spec.video_keys:
+        import_decoder_in_background()  # overlaps the first reads
+    num_cameras = max(len(reading.spec.video_keys), 1)
+    decoders = DecoderCache(
+        config.video_decoder_cache_size or config.episode_pool_size * num_cameras,
+        config.video_decode_device,
+        keep_last_window=config.frame_order == "forward",
+        depth_keys=frozenset(reading.spec.depth),
+    )
+    stage = (
+        ItemStream(episodes, reading.spec, decoders, counters)
+        if config.batch_size is None
+        else BatchStream(episodes, reading.spec, decoders, counters, config.batch_size, config.drop_last)
+    )
+    return ReaderStream(who, epoch, stage, episodes, decoders, reading.board)
+
+
+class ItemStream(Iterator[dict[str, Any]]):
+    """Each draw's item (frames decoded last); an episode's decoders go with its last draw."""
+
+    def __init__(
+        self, draws: Iterator[EpisodeDraw], spec: ItemSpec, decoders: DecoderCache, counters: Counters
+    ) -> None:
+        self.draws = draws
+        self.spec = spec
+        self.decoders = decoders
+        self.counters = counters
+
+    def __next__(self) -> dict[str, Any]:
+        draw = next(self.draws)
+        item = build_item(draw.episode, draw.frame_index, self.spec, self.decoders, self.counters)
+        if draw.last:
+            self.decoders.release(draw.episode.entry.episode_index)
+        return item
+
+
+class BatchStream(ItemStream):
+    """Batches of ``batch_size`` draws, equal to ``default_collate`` of their items (a reader's last
+    batch is smaller unless ``drop_last``)."""
+
+    def __init__(
+        self,
+        draws: Iterator[EpisodeDraw],
+        spec: ItemSpec,
+        decoders: DecoderCache,
+        counters: Counters,
+        batch_size: int,
+        drop_last: bool,
+    ) -> None:
+        super().__init__(draws, spec, decoders, counters)
+        self.batch_size = batch_size
+        self.drop_last = drop_last
+
+    def __next__(self) -> dict[str, Any]:
+        draws = list(itertools.islice(self.draws, self.batch_size))
+        if not draws or (self.drop_last and len(draws) < self.batch_size):
+            raise StopIteration
+        samples = [(d.episode, d.frame_index) for d in draws]
+        batch = build_batch(samples, self.spec, self.decoders, self.counters)
+        for draw in draws:
+            if draw.last:
+                self.decoders.release(draw.episode.entry.episode_index)
+        return batch
+
+
+class ReaderStream(Iterator[dict[str, Any]]):
+    """One reader's iteration: the last stage's output, its state (draws handed out) and its counters."""
+
+    def __init__(
+        self,
+        who: WorkerInfo,
+        epoch: int,
+        stage: ItemStream,
+        episodes: EpisodeReadAhead,
+        decoders: DecoderCache,
+        board: CounterBoard,
+    ) -> None:
+        self.who = who
+        self.epoch = epoch
+        self.stage = stage
+        self.episodes = episodes
+        self.decoders = decoders
+        self.counters = stage.counters
+        self.board = board
+        board.publish(who.worker, self.counters)  # zeroes this reader's row
+        self._published_items = 0
+
+    @property
+    def draws(self) -> int:
+        """Draws handed out so far: the reader's state."""
+        return self.episodes.draws
+
+    @property
+    def num_samples(self) -> int:
+        return self.episodes.schedule.num_samples
+
+    def __next__(self) -> dict[str, Any]:
+        try:
+            out = next(self.stage)
+        except StopIteration:
+            self.close()
+            raise
+        if self.counters.items - self._published_items >= PUBLISH_EVERY_ITEMS:
+            self.publish()
+        return out
+
+    def publish(self) -> None:
+        self._published_items = self.counters.items
+        self.board.publish(self.who.worker, self.counters)
+
+    def close(self) -> None:
+        """Publish the last counters and stop reading ahead (the epoch ended, or a new iteration began)."""
+        self.publish()
+        self.episodes.close()

@@ -1,0 +1,181 @@
+"""DrawSchedule: which frame of which episode a reader yields next. Pure: no bytes, no I/O.
+
+A reader's draws are a function of its :class:`~.order.SlotPlan`, a seed and the number of draws so far.
+The schedule knows nothing of bytes or decoders: it says which episode each draw needs and when an
+episode's last frame was drawn, and the stages after it (read-ahead, decode) act on that.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+from ..format import EpisodeEntry
+from .order import SlotPlan
+
+
+@dataclass(frozen=True, slots=True)
+class Draw:
+    """One frame to emit.
+
+    ``admission`` numbers the episode's entries into the pool this epoch (0, 1, ...): padding may admit
+    an episode a second time, so it, not ``episode_index``, names the bytes this draw needs.
+    ``last``: the admission's last draw (its bytes and decoders can go after it).
+    """
+
+    admission: int
+    entry: EpisodeEntry
+    frame_index: int
+    last: bool
+
+
+@dataclass(slots=True)
+class _Slot:
+    admission: int
+    entry: EpisodeEntry
+    frames: list[int]  # this episode's frames, in the order they will be drawn
+    drawn: int = 0
+    remaining: int = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.remaining = len(self.frames)
+
+
+class EpisodeShuffle(Iterator[Draw]):
+    """A pool of up to ``pool_size`` episodes (and at most ``max_pool_frames`` frames, if set).
+
+    Each draw is uniform over every frame not yet drawn from the pool: pick an episode with
+    probability proportional to its remaining frames, then its next frame in a per-episode random
+    permutation (``forward=True``: in increasing order, so each decoder only moves forward and
+    overlapping windows reuse decoded frames; batches still mix as many episodes). An episode leaves
+    the pool once all its frames were drawn, and the next entry takes its place. With ``shuffle=False``
+    the pool holds one episode and frames come in order.
+    """
+
+    def __init__(
+        self,
+        entries: list[EpisodeEntry],
+        *,
+        pool_size: int,
+        max_pool_frames: int | None,
+        seed: int,
+        shuffle: bool,
+        forward: bool,
+        first_admission: int = 0,
+    ) -> None:
+        self.entries = entries
+        self.pool_size = pool_size if shuffle else 1
+        self.max_pool_frames = max_pool_frames
+        self.shuffle = shuffle
+        self.forward = forward
+        self.first_admission = first_admission
+        self._rng = random.Random(seed)
+        self._slots: list[_Slot] = []
+        self._next_entry = 0
+        self.draws = 0
+
+    def __next__(self) -> Draw:
+        self._fill()
+        if not self._slots:
+            raise StopIteration
+        slot = self._pick()
+        frame_index = slot.frames[slot.drawn]
+        slot.drawn += 1
+        slot.remaining -= 1
+        self.draws += 1
+        if slot.remaining == 0:
+            self._slots.remove(slot)
+        return Draw(slot.admission, slot.entry, frame_index, last=slot.remaining == 0)
+
+    def _pool_frames(self) -> int:
+        return sum(s.remaining for s in self._slots)
+
+    def _fill(self) -> None:
+        while self._next_entry < len(self.entries) and len(self._slots) < self.pool_size:
+            if (
+                self._slots
+                and self.max_pool_frames is not None
+                and self._pool_frames() >= self.max_pool_frames
+            ):
+                return
+            entry = self.entries[self._next_entry]
+            admission = self.first_admission + self._next_entry
+            self._next_entry += 1
+            frames = list(range(entry.num_frames))
+            if self.shuffle and not self.forward:
+                self._rng.shuffle(frames)
+            self._slots.append(_Slot(admission, entry, frames))
+
+    def _pick(self) -> _Slot:
+        if not self.shuffle:
+            return self._slots[0]
+        target = self._rng.randrange(self._pool_frames())
+        for slot in self._slots:
+            if target < slot.remaining:
+                return slot
+            target -= slot.remaining
+        raise AssertionError("unreachable: target is below the pool's frame count")
+
+
+class DrawSchedule(Iterator[Draw]):
+    """A reader's draws for one epoch: its pool, then repeats of its first draws up to the plan's
+    ``num_samples`` (equal counts per rank, as ``DistributedSampler`` pads).
+
+    The repeats come from a second pool over the plan's ``pad_entries`` with the same seed, so they are
+    the reader's own first draws again. The state is one integer, :attr:`draws`; :meth:`skip` replays
+    draws without a byte of I/O, so a restored reader fetches only the episodes it still needs.
+    """
+
+    def __init__(
+        self,
+        plan: SlotPlan,
+        *,
+        seed: int,
+        pool_size: int,
+        max_pool_frames: int | None,
+        shuffle: bool,
+        forward: bool,
+    ) -> None:
+        self.plan = plan
+        self.seed = seed
+        self.pool_size = pool_size
+        self.max_pool_frames = max_pool_frames
+        self.shuffle = shuffle
+        self.forward = forward
+        self.main = self._pool(plan.entries, first_admission=0)
+        self.main_frames = sum(e.num_frames for e in plan.entries)
+        self.pad: EpisodeShuffle | None = None
+
+    def _pool(self, entries: list[EpisodeEntry], first_admission: int) -> EpisodeShuffle:
+        return EpisodeShuffle(
+            entries,
+            pool_size=self.pool_size,
+            max_pool_frames=self.max_pool_frames,
+            seed=self.seed,
+            shuffle=self.shuffle,
+            forward=self.forward,
+            first_admission=first_admission,
+        )
+
+    @property
+    def num_samples(self) -> int:
+        return self.plan.num_samples
+
+    @property
+    def draws(self) -> int:
+        return self.main.draws + (self.pad.draws if self.pad is not None else 0)
+
+    def __next__(self) -> Draw:
+        if self.draws >= self.plan.num_samples:
+            raise StopIteration
+        if self.pad is None and self.main.draws < self.main_frames:
+            return next(self.main)
+        if self.pad is None:
+            self.pad = self._pool(self.plan.pad_entries, first_admission=len(self.plan.entries))
+        return next(self.pad)
+
+    def skip(self, num_draws: int) -> None:
+        """Advance by ``num_draws`` draws (a restore); raises StopIteration if there are fewer left."""
+        for _ in range(num_draws):
+            next(self)
