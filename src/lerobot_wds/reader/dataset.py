@@ -14,15 +14,14 @@ from torch.utils.data import IterableDataset, get_worker_info
 from .. import format as fmt
 from .. import storage
 from .config import FrameOrder, Preset, ReaderConfig
-from .depth import DepthQuantization
 from .episodes import EpisodeSource
 from .frames import DecoderCache
-from .items import ItemSpec, build_item
-from .meta import read_meta, to_millimetres
-from .order import WorkerInfo, distributed_rank_and_world
+from .items import build_item, item_spec
+from .meta import read_meta
+from .order import WorkerInfo, distributed_rank_and_world, select_episodes
 from .pipeline import ReaderStream, Reading, build_pipeline
 from .telemetry import CounterBoard
-from .windows import check_delta_timestamps, delta_indices
+from .windows import check_delta_timestamps
 
 
 class ShardedLeRobotDataset(IterableDataset[dict[str, Any]]):
@@ -88,10 +87,10 @@ class ShardedLeRobotDataset(IterableDataset[dict[str, Any]]):
         self.config = config = ReaderConfig(**options)
         self.manifest = fmt.read_manifest(url, config.storage_options)
         self.meta = read_meta(url, config.storage_options)
-        self.entries = _select(self.manifest, config.episodes, url)
+        self.entries = select_episodes(self.manifest, config.episodes, url)
         if delta_timestamps is not None:
             check_delta_timestamps(delta_timestamps, self.fps, tolerance_s, self.features)
-        self.spec = _item_spec(self, config)
+        self.spec = item_spec(self.meta, self.video_keys, self.fps, config)
         # In shared memory: DataLoader workers (persistent ones too) hold a copy of this object made when
         # they started, and must still see set_epoch() calls made afterwards in the training process.
         self._epoch = torch.zeros((), dtype=torch.int64).share_memory_()
@@ -249,30 +248,3 @@ class ShardedLeRobotDataset(IterableDataset[dict[str, Any]]):
                 "another number of ranks or workers is not supported (it could not keep every frame once)"
             )
         return int(state["draws"])
-
-
-def _select(manifest: fmt.Manifest, episodes: Sequence[int] | None, url: str) -> list[fmt.EpisodeEntry]:
-    if episodes is None:
-        return list(manifest.episodes)
-    by_index = {e.episode_index: e for e in manifest.episodes}
-    missing = sorted(set(episodes) - set(by_index))
-    if missing:
-        raise ValueError(f"{url}: episodes {missing[:10]} are not in the manifest; it has {len(by_index)}")
-    return [by_index[i] for i in sorted(set(episodes))]
-
-
-def _item_spec(dataset: ShardedLeRobotDataset, config: ReaderConfig) -> ItemSpec:
-    meta = dataset.meta
-    depth_videos = [key for key in meta.depth_keys if key in meta.video_keys]
-    depth_images = [key for key in meta.depth_keys if key in meta.image_keys]
-    return ItemSpec(
-        video_keys=dataset.video_keys,
-        deltas=delta_indices(config.delta_timestamps or {}, dataset.fps),
-        tasks=meta.tasks,
-        return_uint8=bool(config.return_uint8),
-        channels_last=bool(config.channels_last),
-        image_transforms=config.image_transforms,
-        image_keys=frozenset(meta.image_keys),
-        depth={key: DepthQuantization.of(meta.features[key]) for key in depth_videos},
-        depth_images={key: to_millimetres(meta.features[key]) for key in depth_images},
-    )

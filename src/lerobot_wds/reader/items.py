@@ -14,11 +14,13 @@ from torch.utils.data import default_collate
 
 from ..format import ShardFormatError
 from . import arena
+from .config import ReaderConfig
 from .depth import DepthQuantization
 from .episodes import Episode
 from .frames import DecoderCache
+from .meta import DatasetMeta, to_millimetres
 from .telemetry import Counters
-from .windows import window_indices
+from .windows import delta_indices, window_indices
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -36,6 +38,23 @@ class ItemSpec:
     depth: Mapping[str, DepthQuantization] = field(default_factory=dict)
     # depth maps stored in the rows: key -> factor to millimetres (1.0 when recorded in mm or unknown)
     depth_images: Mapping[str, float] = field(default_factory=dict)
+
+
+def item_spec(meta: DatasetMeta, video_keys: list[str], fps: int, config: ReaderConfig) -> ItemSpec:
+    """What a dataset's items hold, from its metadata and the reader's options."""
+    depth_videos = [key for key in meta.depth_keys if key in meta.video_keys]
+    depth_images = [key for key in meta.depth_keys if key in meta.image_keys]
+    return ItemSpec(
+        video_keys=video_keys,
+        deltas=delta_indices(config.delta_timestamps or {}, fps),
+        tasks=meta.tasks,
+        return_uint8=bool(config.return_uint8),
+        channels_last=bool(config.channels_last),
+        image_transforms=config.image_transforms,
+        image_keys=frozenset(meta.image_keys),
+        depth={key: DepthQuantization.of(meta.features[key]) for key in depth_videos},
+        depth_images={key: to_millimetres(meta.features[key]) for key in depth_images},
+    )
 
 
 def build_item(
