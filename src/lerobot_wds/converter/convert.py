@@ -13,12 +13,12 @@ from typing import Any
 
 from .. import format as fmt
 from .. import storage
+from .executor import WORK_DIR, ConvertProgress, index_url, run_shard_tasks
 from .hub import HubTarget, hub_target, publish_to_hub
 from .plan import ShardPlan, estimate_source_bytes, plan_shards
 from .reencode import VCODECS
 from .shards import VideoOptions, WrittenShard
 from .source import LeRobotSource, open_source
-from .tasks import WORK_DIR, ConvertProgress, index_url, run_shard_tasks
 
 logger = logging.getLogger(__name__)
 

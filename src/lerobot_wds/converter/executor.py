@@ -1,4 +1,4 @@
-"""Shard tasks: datatrove runs one task per planned shard, each writing and publishing its shard."""
+"""datatrove, kept in one place: one task per planned shard (write + publish), its executor and progress."""
 
 from __future__ import annotations
 
