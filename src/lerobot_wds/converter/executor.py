@@ -28,10 +28,10 @@ WORK_DIR = "_lerobot_wds_work"  # beside the shards until the manifest is writte
 class ConvertProgress:
     """Cumulative progress, reported about twice a second."""
 
-    episodes: int
-    frames: int
+    num_episodes: int  # episodes written so far
+    num_frames: int  # their frames
     bytes_written: int
-    total_episodes: int
+    total_episodes: int  # episodes this conversion writes
 
 
 def index_url(dest: str, plan: ShardPlan) -> str:
@@ -167,15 +167,20 @@ def _report_progress(
 ) -> None:
     while True:
         stopping = stop.wait(0.5)
-        episodes = frames = size = 0
+        num_episodes = num_frames = size = 0
         for log in progress_dir.glob("task-*.log"):
             for line in log.read_text().splitlines():
-                parts = line.split()
+                parts = line.split()  # "<episode_index> <num_frames> <bytes>", one line per episode
                 if len(parts) == 3:
-                    episodes, frames, size = episodes + 1, frames + int(parts[1]), size + int(parts[2])
+                    num_episodes += 1
+                    num_frames += int(parts[1])
+                    size += int(parts[2])
         on_progress(
             ConvertProgress(
-                episodes=episodes, frames=frames, bytes_written=size, total_episodes=total_episodes
+                num_episodes=num_episodes,
+                num_frames=num_frames,
+                bytes_written=size,
+                total_episodes=total_episodes,
             )
         )
         if stopping:
