@@ -85,7 +85,7 @@ def _run_convert(args: argparse.Namespace) -> int:
 
         def on_progress(progress: ConvertProgress) -> None:
             bar.total = progress.total_episodes
-            bar.n = progress.episodes
+            bar.n = progress.num_episodes
             seconds = max(bar.format_dict["elapsed"], 1e-9)
             bar.set_postfix_str(f"{progress.bytes_written / 1e6 / seconds:.1f} MB/s", refresh=False)
             bar.refresh()

@@ -111,9 +111,11 @@ def decode_rows(data: bytes, where: str) -> pa.Table:
 
 
 # ----------------------------------------------------------------------------- JSON validation
+# Shared with the conversion's work folder (converter/workdir.py), the other schema on disk.
 
 
-def _field(obj: dict[str, Any], name: str, kind: type | tuple[type, ...], where: str) -> Any:
+def json_field(obj: dict[str, Any], name: str, kind: type | tuple[type, ...], where: str) -> Any:
+    """``obj[name]`` if ``obj`` is a JSON object with a ``kind`` there; else :class:`ShardFormatError`."""
     if not isinstance(obj, dict):
         raise ShardFormatError(f"{where}: expected a JSON object; got {type(obj).__name__}")
     if name not in obj:
@@ -128,17 +130,19 @@ def _field(obj: dict[str, Any], name: str, kind: type | tuple[type, ...], where:
 def _optional_float(obj: dict[str, Any], name: str, where: str) -> float | None:
     if obj.get(name) is None:
         return None
-    return float(_field(obj, name, (int, float), where))
+    return float(json_field(obj, name, (int, float), where))
 
 
-def _loads(data: bytes | str, where: str) -> Any:
+def json_loads(data: bytes | str, where: str) -> Any:
+    """Parsed JSON; a :class:`ShardFormatError` naming ``where`` if it is not JSON."""
     try:
         return json.loads(data)
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise ShardFormatError(f"{where}: not valid JSON; {exc}") from exc
 
 
-def _dumps(obj: Any) -> bytes:
+def json_dumps(obj: Any) -> bytes:
+    """Compact JSON with sorted keys: the same object always gives the same bytes."""
     return json.dumps(obj, sort_keys=True, separators=(",", ":")).encode()
 
 
@@ -160,17 +164,17 @@ class CameraSegment:
 
     @classmethod
     def from_json(cls, obj: dict[str, Any], where: str) -> CameraSegment:
-        time_base = _field(obj, "time_base", list, where)
+        time_base = json_field(obj, "time_base", list, where)
         if len(time_base) != 2 or not all(isinstance(v, int) and v > 0 for v in time_base):
             raise ShardFormatError(f"{where}: time_base {time_base!r}; expected [num, den] > 0")
         return cls(
-            codec=_field(obj, "codec", str, where),
+            codec=json_field(obj, "codec", str, where),
             time_base=(time_base[0], time_base[1]),
-            first_pts=_field(obj, "first_pts", int, where),
-            num_frames=_field(obj, "num_frames", int, where),
-            from_timestamp=float(_field(obj, "from_timestamp", (int, float), where)),
-            to_timestamp=float(_field(obj, "to_timestamp", (int, float), where)),
-            source_file=_field(obj, "source_file", str, where),
+            first_pts=json_field(obj, "first_pts", int, where),
+            num_frames=json_field(obj, "num_frames", int, where),
+            from_timestamp=float(json_field(obj, "from_timestamp", (int, float), where)),
+            to_timestamp=float(json_field(obj, "to_timestamp", (int, float), where)),
+            source_file=json_field(obj, "source_file", str, where),
             psnr_db=_optional_float(obj, "psnr_db", where),
         )
 
@@ -189,17 +193,17 @@ class EpisodeMeta:
         obj = asdict(self)
         for camera in obj["cameras"].values():
             camera["time_base"] = list(camera["time_base"])
-        return _dumps(obj)
+        return json_dumps(obj)
 
     @classmethod
     def from_json(cls, data: bytes | str, where: str) -> EpisodeMeta:
-        obj = _loads(data, where)
-        cameras = _field(obj, "cameras", dict, where)
+        obj = json_loads(data, where)
+        cameras = json_field(obj, "cameras", dict, where)
         return cls(
-            episode_index=_field(obj, "episode_index", int, where),
-            num_frames=_field(obj, "num_frames", int, where),
-            tasks=list(_field(obj, "tasks", list, where)),
-            task_indices=list(_field(obj, "task_indices", list, where)),
+            episode_index=json_field(obj, "episode_index", int, where),
+            num_frames=json_field(obj, "num_frames", int, where),
+            tasks=list(json_field(obj, "tasks", list, where)),
+            task_indices=list(json_field(obj, "task_indices", list, where)),
             cameras={k: CameraSegment.from_json(v, f"{where}: camera {k!r}") for k, v in cameras.items()},
         )
 
@@ -228,6 +232,19 @@ class ShardEntry:
     episodes: tuple[int, ...]  # episode indices, in tar order
     num_frames: int
 
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self) | {"episodes": list(self.episodes)}
+
+    @classmethod
+    def from_dict(cls, obj: dict[str, Any], where: str) -> ShardEntry:
+        return cls(
+            path=json_field(obj, "path", str, where),
+            size_bytes=json_field(obj, "size_bytes", int, where),
+            sha256=json_field(obj, "sha256", str, where),
+            episodes=tuple(json_field(obj, "episodes", list, where)),
+            num_frames=json_field(obj, "num_frames", int, where),
+        )
+
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class SourceInfo:
@@ -236,6 +253,14 @@ class SourceInfo:
     location: str  # local path or Hub repo id
     revision: str | None  # Hub revision (commit sha when known); None for a local folder
     codebase_version: str  # LeRobot's, from info.json
+
+    @classmethod
+    def from_dict(cls, obj: dict[str, Any], where: str) -> SourceInfo:
+        return cls(
+            location=json_field(obj, "location", str, where),
+            revision=obj.get("revision"),
+            codebase_version=json_field(obj, "codebase_version", str, where),
+        )
 
 
 _EPISODE_COLUMNS = (
@@ -296,51 +321,38 @@ class Manifest:
             "options": self.options,
             "psnr_db": self.psnr_db,
             "totals": {"episodes": self.num_episodes, "frames": self.num_frames, "bytes": self.total_bytes},
-            "shards": [asdict(s) | {"episodes": list(s.episodes)} for s in self.shards],
+            "shards": [s.to_dict() for s in self.shards],
             "episodes": columns,
         }
-        return _dumps(obj)  # compact: a 130k-episode manifest stays a few MB
+        return json_dumps(obj)  # compact: a 130k-episode manifest stays a few MB
 
     @classmethod
     def from_json(cls, data: bytes | str, where: str) -> Manifest:
-        obj = _loads(data, where)
-        version = _field(obj, "format_version", int, where)
+        obj = json_loads(data, where)
+        version = json_field(obj, "format_version", int, where)
         if version != FORMAT_VERSION:
             raise ShardFormatError(
                 f"{where}: format_version {version}; expected {FORMAT_VERSION}; "
                 "convert the dataset again or install the lerobot-wds release that wrote it"
             )
-        source = _field(obj, "source", dict, where)
-        shards = [_shard_from_json(s, f"{where}: shards[{i}]") for i, s in enumerate(obj.get("shards", []))]
+        shards = [
+            ShardEntry.from_dict(s, f"{where}: shards[{i}]") for i, s in enumerate(obj.get("shards", []))
+        ]
         return cls(
             format_version=version,
-            source=SourceInfo(
-                location=_field(source, "location", str, where),
-                revision=source.get("revision"),
-                codebase_version=_field(source, "codebase_version", str, where),
-            ),
-            fps=_field(obj, "fps", int, where),
-            features=_field(obj, "features", dict, where),
-            camera_keys=list(_field(obj, "camera_keys", list, where)),
-            options=_field(obj, "options", dict, where),
+            source=SourceInfo.from_dict(json_field(obj, "source", dict, where), where),
+            fps=json_field(obj, "fps", int, where),
+            features=json_field(obj, "features", dict, where),
+            camera_keys=list(json_field(obj, "camera_keys", list, where)),
+            options=json_field(obj, "options", dict, where),
             psnr_db=dict(obj.get("psnr_db") or {}),
             shards=shards,
-            episodes=_episodes_from_json(_field(obj, "episodes", dict, where), shards, where),
+            episodes=_episodes_from_json(json_field(obj, "episodes", dict, where), shards, where),
         )
 
 
-def _shard_from_json(obj: dict[str, Any], where: str) -> ShardEntry:
-    return ShardEntry(
-        path=_field(obj, "path", str, where),
-        size_bytes=_field(obj, "size_bytes", int, where),
-        sha256=_field(obj, "sha256", str, where),
-        episodes=tuple(_field(obj, "episodes", list, where)),
-        num_frames=_field(obj, "num_frames", int, where),
-    )
-
-
 def _episodes_from_json(columns: dict[str, Any], shards: list[ShardEntry], where: str) -> list[EpisodeEntry]:
-    values = [_field(columns, name, list, f"{where}: episodes") for name in _EPISODE_COLUMNS]
+    values = [json_field(columns, name, list, f"{where}: episodes") for name in _EPISODE_COLUMNS]
     if len({len(v) for v in values}) > 1:
         raise ShardFormatError(f"{where}: episodes columns have different lengths")
     entries = []

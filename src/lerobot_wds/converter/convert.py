@@ -2,23 +2,23 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import shutil
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from .. import format as fmt
 from .. import storage
+from .executor import ConvertProgress, completion_url, run_shard_tasks
 from .hub import HubTarget, hub_target, publish_to_hub
 from .plan import ShardPlan, estimate_source_bytes, plan_shards
 from .reencode import VCODECS
-from .shards import VideoOptions, WrittenShard
+from .shards import VideoOptions
 from .source import LeRobotSource, open_source
-from .tasks import WORK_DIR, ConvertProgress, index_url, run_shard_tasks
+from .workdir import WorkPlan, WrittenShard, read_index, read_plan, work_url, write_plan
 
 logger = logging.getLogger(__name__)
 
@@ -119,7 +119,7 @@ def convert(
     episodes = lerobot.select(config.episodes)
     estimates = {ep.episode_index: estimate_source_bytes(lerobot, ep) for ep in episodes}
     plans = plan_shards(episodes, estimates, target_bytes=round(config.shard_size_mb * 1e6))
-    identity = _identity(lerobot, config, plans)
+    work_plan = _work_plan(lerobot, config, plans)
     existing = _existing_manifest(dest, opts)
     if existing is not None:
         _check_same(dest, existing.source, existing.options, lerobot, config)
@@ -131,11 +131,11 @@ def convert(
             source_bytes=sum(estimates.values()),
             shards_skipped=len(existing.shards),
         )
-    skipped = _prepare_work_dir(dest, identity, plans, opts)
+    skipped = _prepare_work_dir(dest, work_plan, opts)
     run_shard_tasks(
         lerobot, dest, plans, config.video_options(), opts, config.workers, on_progress, len(episodes)
     )
-    written = [_read_index(dest, plan, opts) for plan in plans]
+    written = [read_index(dest, plan.shard_index, opts) for plan in plans]
     manifest = _manifest(lerobot, config, written)
     _publish(lerobot, dest, manifest, opts)
     return ConvertResult(
@@ -169,13 +169,13 @@ def _convert_to_hub(
 # --------------------------------------------------------------------------- destination state
 
 
-def _identity(lerobot: LeRobotSource, config: ConvertConfig, plans: list[ShardPlan]) -> dict[str, Any]:
-    return {
-        "format_version": fmt.FORMAT_VERSION,
-        "source": asdict(_source_info(lerobot)),
-        "options": config.shaping_options(),
-        "shards": [p.to_json() for p in plans],
-    }
+def _work_plan(lerobot: LeRobotSource, config: ConvertConfig, plans: list[ShardPlan]) -> WorkPlan:
+    return WorkPlan(
+        format_version=fmt.FORMAT_VERSION,
+        source=_source_info(lerobot),
+        options=config.shaping_options(),
+        shards=tuple(plans),
+    )
 
 
 def _source_info(lerobot: LeRobotSource) -> fmt.SourceInfo:
@@ -206,56 +206,45 @@ def _check_same(
         )
 
 
-def _prepare_work_dir(
-    dest: str, identity: dict[str, Any], plans: list[ShardPlan], opts: Mapping[str, Any]
-) -> int:
+def _prepare_work_dir(dest: str, plan: WorkPlan, opts: Mapping[str, Any]) -> int:
     """Record the plan (or check it against an interrupted run's); return how many shards are kept."""
-    plan_url = storage.join(dest, WORK_DIR, "plan.json")
-    if storage.exists(plan_url, opts):
-        previous = json.loads(storage.read_bytes(plan_url, opts))
-        if previous != identity and {k: v for k, v in previous.items() if k != "shards"} == {
-            k: v for k, v in identity.items() if k != "shards"
-        }:
-            raise ValueError(
-                f"{dest}: the source's files changed since the interrupted conversion began (its shard plan "
-                "differs); pass --overwrite to start over"
-            )
-        if previous != identity:
-            raise ValueError(
-                f"{dest}: an interrupted conversion of {previous['source']['location']} with options "
-                f"{previous['options']} is in progress; got {identity['source']['location']} with "
-                f"{identity['options']}; rerun that command to finish it, or pass --overwrite"
-            )
-    else:
-        storage.write_bytes(json.dumps(identity, sort_keys=True).encode(), plan_url, opts)
-    return sum(_keep_finished(dest, plan, opts) for plan in plans)
+    previous = read_plan(dest, opts)
+    if previous is None:
+        write_plan(dest, plan, opts)
+    elif previous != plan and replace(previous, shards=plan.shards) == plan:
+        raise ValueError(
+            f"{dest}: the source's files changed since the interrupted conversion began (its shard plan "
+            "differs); pass --overwrite to start over"
+        )
+    elif previous != plan:
+        raise ValueError(
+            f"{dest}: an interrupted conversion of {previous.source.location} with options "
+            f"{previous.options} is in progress; got {plan.source.location} with "
+            f"{plan.options}; rerun that command to finish it, or pass --overwrite"
+        )
+    return sum(_keep_finished(dest, shard, opts) for shard in plan.shards)
 
 
 def _keep_finished(dest: str, plan: ShardPlan, opts: Mapping[str, Any]) -> bool:
     """A shard marked complete is kept if its bytes still match its recorded checksum."""
-    marker = storage.join(dest, WORK_DIR, "datatrove", "completions", f"{plan.shard_index:05d}")
+    marker = completion_url(dest, plan.shard_index)
     if not storage.exists(marker, opts):
         return False
     try:
-        written = _read_index(dest, plan, opts)
+        written = read_index(dest, plan.shard_index, opts)
         shard_url = storage.join(dest, plan.path)
         if storage.sha256_file(shard_url, opts) == written.shard.sha256:
             return True
-    except (FileNotFoundError, ValueError, KeyError):
+    except (FileNotFoundError, ValueError):  # a missing or malformed index (ShardFormatError) too
         pass
     logger.warning("%s: %s failed its checksum check; converting it again", dest, plan.path)
     storage.remove(marker, opts)
     return False
 
 
-def _read_index(dest: str, plan: ShardPlan, opts: Mapping[str, Any]) -> WrittenShard:
-    url = index_url(dest, plan)
-    return WrittenShard.from_json(storage.read_bytes(url, opts), url)
-
-
 def _clear_destination(dest: str, opts: Mapping[str, Any]) -> None:
-    for name in (fmt.MANIFEST_NAME, fmt.SHARD_DIR, "meta", WORK_DIR):
-        storage.remove(storage.join(dest, name), opts, recursive=True)
+    for url in (*(storage.join(dest, n) for n in (fmt.MANIFEST_NAME, fmt.SHARD_DIR, "meta")), work_url(dest)):
+        storage.remove(url, opts, recursive=True)
 
 
 # -------------------------------------------------------------------------------------- publish
@@ -292,4 +281,4 @@ def _publish(lerobot: LeRobotSource, dest: str, manifest: fmt.Manifest, opts: Ma
         else:
             logger.warning("%s: no %s to copy", lerobot.location, name)
     storage.write_bytes(manifest.to_json(), storage.join(dest, fmt.MANIFEST_NAME), opts)
-    storage.remove(storage.join(dest, WORK_DIR), opts, recursive=True)
+    storage.remove(work_url(dest), opts, recursive=True)

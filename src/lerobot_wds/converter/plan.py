@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 from ..format import shard_path
 from .source import LeRobotSource, SourceEpisode, source_file_size
@@ -14,9 +13,6 @@ class ShardPlan:
     shard_index: int
     path: str  # relative to the dataset root
     episodes: tuple[int, ...]
-
-    def to_json(self) -> dict[str, Any]:
-        return {"shard_index": self.shard_index, "path": self.path, "episodes": list(self.episodes)}
 
 
 def estimate_source_bytes(source: LeRobotSource, episode: SourceEpisode) -> int:

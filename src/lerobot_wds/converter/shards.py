@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-import json
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -22,44 +21,10 @@ from .plan import ShardPlan
 from .reencode import reencode
 from .segment import Segment, SegmentCutter
 from .source import LeRobotSource, SourceEpisode
+from .workdir import WrittenShard
 
 # Called after each episode with (episode_index, num_frames, shard-member bytes).
 EpisodeCallback = Callable[[int, int, int], None]
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class WrittenShard:
-    """A finished local shard and the index entries that the manifest needs."""
-
-    shard: fmt.ShardEntry
-    episodes: list[fmt.EpisodeEntry]
-    psnr_db: dict[str, list[float]]  # per camera, one value per episode; empty for stream copies
-
-    def to_json(self) -> bytes:
-        return json.dumps(
-            {
-                "shard": {**_entry_dict(self.shard), "episodes": list(self.shard.episodes)},
-                "episodes": [{**_entry_dict(e), "task_indices": list(e.task_indices)} for e in self.episodes],
-                "psnr_db": self.psnr_db,
-            },
-            sort_keys=True,
-        ).encode()
-
-    @classmethod
-    def from_json(cls, data: bytes, where: str) -> WrittenShard:
-        obj = json.loads(data)
-        shard = obj["shard"]
-        return cls(
-            shard=fmt.ShardEntry(**{**shard, "episodes": tuple(shard["episodes"])}),
-            episodes=[
-                fmt.EpisodeEntry(**{**e, "task_indices": tuple(e["task_indices"])}) for e in obj["episodes"]
-            ],
-            psnr_db=obj["psnr_db"],
-        )
-
-
-def _entry_dict(entry: Any) -> dict[str, Any]:
-    return {name: getattr(entry, name) for name in entry.__slots__}
 
 
 class _RowReader:

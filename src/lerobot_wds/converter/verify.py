@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import io
-import tarfile
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -14,6 +13,7 @@ import av
 
 from .. import format as fmt
 from .. import storage
+from ..sample import TarSample, check_members, entry_problems, iter_samples, parse_sample
 
 
 @dataclass(slots=True)
@@ -71,76 +71,78 @@ def _verify_shard(
     storage_options: Mapping[str, Any] | None,
     report: VerifyReport,
 ) -> None:
-    shard_url = storage.join(url, shard.path)
-    fs, path = storage.url_to_fs(shard_url, storage_options)
+    """Stream the shard once, sample by sample: its sha256 is hashed on the way, one sample held at a time."""
+    fs, path = storage.url_to_fs(storage.join(url, shard.path), storage_options)
     if not fs.exists(path):
         report.problems.append(f"{shard.path}: missing")
         return
-    samples: dict[str, dict[str, bytes]] = {}
-    offsets: dict[str, int] = {}
+    expected_keys = {fmt.episode_key(i): i for i in shard.episodes}
+    found: dict[str, list[str]] = {}  # sample key -> its problems
+    unknown: set[str] = set()
+    broken: list[str] = []
     with fs.open(path, "rb") as raw:
         reader = _HashingReader(raw)
         try:
-            with tarfile.open(fileobj=reader, mode="r|") as tar:
-                for member in tar:
-                    key, suffix = fmt.split_member_name(member.name)
-                    offsets.setdefault(key, member.offset)
-                    extracted = tar.extractfile(member)
-                    samples.setdefault(key, {})[suffix] = extracted.read() if extracted else b""
-        except (tarfile.TarError, fmt.ShardFormatError, EOFError) as exc:
-            report.problems.append(f"{shard.path}: broken tar ({exc})")
+            for sample in iter_samples(reader, shard.path):
+                if sample.key not in expected_keys:
+                    unknown.add(sample.key)
+                elif sample.key in found:
+                    found[sample.key].append(f"{shard.path}: sample {sample.key!r} appears twice")
+                else:
+                    found[sample.key] = _sample_problems(
+                        shard.path, sample, expected_keys[sample.key], manifest, entries, report
+                    )
+        except fmt.ShardFormatError as exc:
+            broken.append(str(exc))
         reader.drain()
+    report.problems.extend(broken)
     if reader.size != shard.size_bytes:
         report.problems.append(f"{shard.path}: {reader.size} bytes; manifest says {shard.size_bytes}")
-    if reader.digest.hexdigest() != shard.sha256:
-        report.problems.append(
-            f"{shard.path}: sha256 {reader.digest.hexdigest()}; manifest says {shard.sha256}"
-        )
-    expected_keys = [fmt.episode_key(i) for i in shard.episodes]
-    for key in sorted(set(samples) - set(expected_keys)):
-        report.problems.append(f"{shard.path}: sample {key!r} is not in the manifest")
-    for episode_index, key in zip(shard.episodes, expected_keys, strict=True):
-        if key not in samples:
+    sha256 = reader.digest.hexdigest()
+    if sha256 != shard.sha256:
+        report.problems.append(f"{shard.path}: sha256 {sha256}; manifest says {shard.sha256}")
+    report.problems.extend(f"{shard.path}: sample {key!r} is not in the manifest" for key in sorted(unknown))
+    for key, episode_index in expected_keys.items():
+        if key not in found:
             report.problems.append(f"{shard.path}: episode {episode_index} ({key}) missing")
             continue
-        where = f"{shard.path}: episode {episode_index}"
-        entry = entries.get(episode_index)
-        if entry is None or entry.offset_bytes != offsets[key]:
-            report.problems.append(
-                f"{where}: at byte {offsets[key]}; manifest says {entry and entry.offset_bytes}"
-            )
-        report.problems.extend(_sample_problems(where, samples[key], manifest, entry, report))
+        report.problems.extend(found[key])
         report.episodes_checked += 1
 
 
 def _sample_problems(
-    where: str,
-    members: dict[str, bytes],
+    shard_path: str,
+    sample: TarSample,
+    episode_index: int,
     manifest: fmt.Manifest,
-    entry: fmt.EpisodeEntry | None,
+    entries: dict[int, fmt.EpisodeEntry],
     report: VerifyReport,
 ) -> list[str]:
-    expected = fmt.sample_suffixes(manifest.camera_keys)
-    if sorted(members) != expected:
-        return [f"{where}: members {sorted(members)}; expected {expected}"]
+    where = f"{shard_path}: episode {episode_index}"
+    entry = entries.get(episode_index)
+    if entry is None:
+        return [f"{where}: in the shard's episode list but not in the manifest's episodes"]
     problems = []
-    num_frames = entry.num_frames if entry else -1
+    if entry.offset_bytes != sample.offset_bytes:
+        problems.append(f"{where}: at byte {sample.offset_bytes}; manifest says {entry.offset_bytes}")
     try:
-        meta = fmt.EpisodeMeta.from_json(members[fmt.META_SUFFIX], where)
-        for camera_key, segment in meta.cameras.items():
+        check_members(sample.members, manifest.camera_keys, where)
+    except fmt.ShardFormatError as exc:
+        return [*problems, str(exc)]
+    try:
+        parsed = parse_sample(sample.members, manifest.camera_keys, where)
+        problems.extend(f"{where}: {p}" for p in entry_problems(parsed, entry))
+        for camera_key, segment in parsed.meta.cameras.items():
             if segment.psnr_db is not None:
                 report.psnr_db.setdefault(camera_key, []).append(segment.psnr_db)
-        if meta.num_frames != num_frames:
-            problems.append(f"{where}: meta.json has {meta.num_frames} frames; manifest says {num_frames}")
-        rows = fmt.decode_rows(members[fmt.ROWS_SUFFIX], where)
-        if rows.num_rows != num_frames:
-            problems.append(f"{where}: {rows.num_rows} rows; manifest says {num_frames}")
     except fmt.ShardFormatError as exc:
         problems.append(str(exc))
-    for camera_key in manifest.camera_keys:
-        frames = count_video_frames(members[fmt.video_suffix(camera_key)])
-        if frames != num_frames:
-            problems.append(f"{where}: camera {camera_key!r} has {frames} frames; manifest says {num_frames}")
+    for camera_key in manifest.camera_keys:  # counted even when meta.json or the rows are broken
+        frames = count_video_frames(sample.members[fmt.video_suffix(camera_key)])
+        if frames != entry.num_frames:
+            problems.append(
+                f"{where}: camera {camera_key!r} has {frames} frames; manifest says {entry.num_frames}"
+            )
     return problems
 
 

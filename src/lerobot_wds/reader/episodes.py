@@ -2,18 +2,16 @@
 
 from __future__ import annotations
 
-import io
-import tarfile
 import threading
 import time
 from dataclasses import dataclass
 
 import numpy as np
 import pyarrow as pa
-from webdataset.tariterators import tar_file_iterator
 
 from .. import format as fmt
 from .. import storage
+from ..sample import entry_problems, parse_sample, read_sample
 from .telemetry import Counters
 
 
@@ -34,23 +32,13 @@ class Episode:
 def parse_episode(
     members: dict[str, bytes], entry: fmt.EpisodeEntry, camera_keys: list[str], where: str
 ) -> Episode:
-    """Check a sample's members against the format and turn its rows into numpy columns."""
-    expected = fmt.sample_suffixes(camera_keys)
-    if sorted(members) != expected:
-        raise fmt.ShardFormatError(
-            f"{where}: members {sorted(members)}; expected {expected} (a truncated or foreign shard?)"
-        )
-    meta = fmt.EpisodeMeta.from_json(members[fmt.META_SUFFIX], where)
-    rows = fmt.decode_rows(members[fmt.ROWS_SUFFIX], where)
-    if meta.episode_index != entry.episode_index or rows.num_rows != entry.num_frames:
-        raise fmt.ShardFormatError(
-            f"{where}: holds episode {meta.episode_index} with {rows.num_rows} rows; expected episode "
-            f"{entry.episode_index} with {entry.num_frames} (manifest)"
-        )
-    columns = {name: _to_numpy(rows.column(name)) for name in rows.column_names}
-    return Episode(
-        entry=entry, meta=meta, columns=columns, videos={k: members[fmt.video_suffix(k)] for k in camera_keys}
-    )
+    """Check a sample's members against the format and its manifest entry; rows become numpy columns."""
+    sample = parse_sample(members, camera_keys, where)
+    problems = entry_problems(sample, entry)
+    if problems:
+        raise fmt.ShardFormatError(f"{where}: {'; '.join(problems)}")
+    columns = {name: _to_numpy(sample.rows.column(name)) for name in sample.rows.column_names}
+    return Episode(entry=entry, meta=sample.meta, columns=columns, videos=sample.videos)
 
 
 def _to_numpy(column: pa.ChunkedArray) -> np.ndarray:
@@ -125,15 +113,5 @@ class EpisodeSource:
 
 
 def _members(blob: bytes | memoryview, entry: fmt.EpisodeEntry, where: str) -> dict[str, bytes]:
-    """The members of one sample's tar bytes, by suffix (webdataset's tar reader, no decoders)."""
-    key = fmt.episode_key(entry.episode_index)
-    members = {}
-    try:
-        for item in tar_file_iterator(io.BytesIO(blob)):
-            member_key, suffix = fmt.split_member_name(item["fname"])
-            if member_key != key:
-                raise fmt.ShardFormatError(f"{where}: member {item['fname']!r} belongs to another sample")
-            members[suffix] = item["data"]
-    except (tarfile.TarError, EOFError) as exc:
-        raise fmt.ShardFormatError(f"{where}: broken tar data ({exc})") from exc
-    return members
+    """The members of one sample's tar bytes, by suffix."""
+    return read_sample(blob, fmt.episode_key(entry.episode_index), where)

@@ -1,4 +1,4 @@
-"""Shard tasks: datatrove runs one task per planned shard, each writing and publishing its shard."""
+"""datatrove, kept in one place: one task per planned shard (write + publish), its executor and progress."""
 
 from __future__ import annotations
 
@@ -17,26 +17,25 @@ from datatrove.io import DataFolder
 from datatrove.pipeline.base import PipelineStep
 
 from .. import storage
+from . import workdir
 from .plan import ShardPlan
 from .shards import VideoOptions, write_shard
 from .source import LeRobotSource
-
-WORK_DIR = "_lerobot_wds_work"  # beside the shards until the manifest is written; removed after
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ConvertProgress:
     """Cumulative progress, reported about twice a second."""
 
-    episodes: int
-    frames: int
+    num_episodes: int  # episodes written so far
+    num_frames: int  # their frames
     bytes_written: int
-    total_episodes: int
+    total_episodes: int  # episodes this conversion writes
 
 
-def index_url(dest: str, plan: ShardPlan) -> str:
-    """Where a finished shard's index (episode offsets, checksum) waits until the manifest is written."""
-    return storage.join(dest, WORK_DIR, "index", f"shard-{plan.shard_index:06d}.json")
+def completion_url(dest: str, shard_index: int) -> str:
+    """datatrove's marker of a finished task (``<logging dir>/completions/<rank>``); rank = shard index."""
+    return storage.join(workdir.datatrove_url(dest), "completions", f"{shard_index:05d}")
 
 
 class ShardTask(PipelineStep):
@@ -75,7 +74,7 @@ class ShardTask(PipelineStep):
 
             written = write_shard(self.lerobot, plan, staging, on_episode, self.video)
         storage.move_file(str(staging), storage.join(self.dest, plan.path), self.opts.options)
-        storage.write_bytes(written.to_json(), index_url(self.dest, plan), self.opts.options)
+        workdir.write_index(self.dest, plan.shard_index, written, self.opts.options)
         yield from ()
 
 
@@ -99,12 +98,12 @@ def run_shard_tasks(
 ) -> None:
     """Write every planned shard (datatrove tasks; finished ones are skipped by its completion markers)."""
     # Staging sits beside a local destination (so publishing is a rename) or in a temp dir for buckets.
-    local_work = storage.join(dest, WORK_DIR, "staging") if storage.is_local(dest) else None
+    local_work = workdir.staging_url(dest) if storage.is_local(dest) else None
     if local_work is not None:
         Path(local_work).mkdir(parents=True, exist_ok=True)
     progress_dir = tempfile.mkdtemp(prefix="lerobot-wds-", dir=local_work)
     # datatrove's completion markers live beside the shards, reached with the same storage options.
-    log_fs, log_path = storage.url_to_fs(storage.join(dest, WORK_DIR, "datatrove"), storage_options)
+    log_fs, log_path = storage.url_to_fs(workdir.datatrove_url(dest), storage_options)
     executor = _QuietExecutor(
         pipeline=[ShardTask(lerobot, dest, plans, video, storage_options, progress_dir)],
         tasks=len(plans),
@@ -167,15 +166,20 @@ def _report_progress(
 ) -> None:
     while True:
         stopping = stop.wait(0.5)
-        episodes = frames = size = 0
+        num_episodes = num_frames = size = 0
         for log in progress_dir.glob("task-*.log"):
             for line in log.read_text().splitlines():
-                parts = line.split()
+                parts = line.split()  # "<episode_index> <num_frames> <bytes>", one line per episode
                 if len(parts) == 3:
-                    episodes, frames, size = episodes + 1, frames + int(parts[1]), size + int(parts[2])
+                    num_episodes += 1
+                    num_frames += int(parts[1])
+                    size += int(parts[2])
         on_progress(
             ConvertProgress(
-                episodes=episodes, frames=frames, bytes_written=size, total_episodes=total_episodes
+                num_episodes=num_episodes,
+                num_frames=num_frames,
+                bytes_written=size,
+                total_episodes=total_episodes,
             )
         )
         if stopping:

@@ -1,0 +1,199 @@
+"""The conversion's work folder: its layout and the schema of its files, read and written here only.
+
+``<dest>/_lerobot_wds_work/`` exists while a conversion runs (or after one was killed) and is removed
+once the manifest is written. It is what lets a rerun resume::
+
+    plan.json                   # what is being converted: source, shaping options, shard plan
+    index/shard-000000.json     # a finished shard's index: its entry, its episodes' entries, PSNR
+    staging/                    # local destinations only: shards being written (renamed when done)
+    datatrove/                  # datatrove's logging dir; its completion markers (see executor.py)
+
+Like ``manifest.json``, the JSON files carry a version and are validated when read: a malformed or
+foreign file raises :class:`~lerobot_wds.format.ShardFormatError` naming the file and the field.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from .. import format as fmt
+from .. import storage
+from ..format import ShardFormatError, json_dumps, json_field, json_loads
+from .plan import ShardPlan
+
+WORK_DIR = "_lerobot_wds_work"  # beside the shards until the manifest is written; removed after
+# Version of plan.json and index/*.json. A work folder of another version is refused, not resumed:
+# it only ever holds an interrupted run, and --overwrite starts that over.
+WORK_VERSION = 1
+_PLAN_NAME = "plan.json"
+
+
+def work_url(dest: str) -> str:
+    return storage.join(dest, WORK_DIR)
+
+
+def plan_url(dest: str) -> str:
+    return storage.join(dest, WORK_DIR, _PLAN_NAME)
+
+
+def index_url(dest: str, shard_index: int) -> str:
+    """Where a finished shard's index waits until the manifest is written."""
+    return storage.join(dest, WORK_DIR, "index", f"shard-{shard_index:06d}.json")
+
+
+def staging_url(dest: str) -> str:
+    """Local shards being written: beside a local destination, so that publishing one is a rename."""
+    return storage.join(dest, WORK_DIR, "staging")
+
+
+def datatrove_url(dest: str) -> str:
+    """datatrove's logging folder (its own layout; the completion markers are in executor.py)."""
+    return storage.join(dest, WORK_DIR, "datatrove")
+
+
+def _check_version(obj: Any, where: str) -> None:
+    version = json_field(obj, "work_version", int, where)
+    if version != WORK_VERSION:
+        raise ShardFormatError(
+            f"{where}: work_version {version}; expected {WORK_VERSION} (an interrupted conversion by another "
+            "lerobot-wds release); pass --overwrite to start over"
+        )
+
+
+# ------------------------------------------------------------------------------------ plan.json
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class WorkPlan:
+    """Content of ``plan.json``: what a conversion writes, so that a rerun resumes only the same one."""
+
+    format_version: int  # of the shards being written
+    source: fmt.SourceInfo
+    options: dict[str, Any]  # ConvertConfig.shaping_options()
+    shards: tuple[ShardPlan, ...]
+
+    def to_json(self) -> bytes:
+        return json_dumps(
+            {
+                "work_version": WORK_VERSION,
+                "format_version": self.format_version,
+                "source": asdict(self.source),
+                "options": self.options,
+                "shards": [
+                    {"shard_index": p.shard_index, "path": p.path, "episodes": list(p.episodes)}
+                    for p in self.shards
+                ],
+            }
+        )
+
+    @classmethod
+    def from_json(cls, data: bytes | str, where: str) -> WorkPlan:
+        obj = json_loads(data, where)
+        _check_version(obj, where)
+        version = json_field(obj, "format_version", int, where)
+        if version != fmt.FORMAT_VERSION:
+            raise ShardFormatError(
+                f"{where}: format_version {version}; expected {fmt.FORMAT_VERSION}; "
+                "pass --overwrite to start over"
+            )
+        shards = json_field(obj, "shards", list, where)
+        return cls(
+            format_version=version,
+            source=fmt.SourceInfo.from_dict(json_field(obj, "source", dict, where), f"{where}: source"),
+            options=json_field(obj, "options", dict, where),
+            shards=tuple(_shard_plan(s, f"{where}: shards[{i}]") for i, s in enumerate(shards)),
+        )
+
+
+def _shard_plan(obj: Any, where: str) -> ShardPlan:
+    return ShardPlan(
+        shard_index=json_field(obj, "shard_index", int, where),
+        path=json_field(obj, "path", str, where),
+        episodes=tuple(json_field(obj, "episodes", list, where)),
+    )
+
+
+def read_plan(dest: str, storage_options: Mapping[str, Any]) -> WorkPlan | None:
+    """The plan of an interrupted conversion into ``dest``; None if there is none."""
+    url = plan_url(dest)
+    if not storage.exists(url, storage_options):
+        return None
+    return WorkPlan.from_json(storage.read_bytes(url, storage_options), url)
+
+
+def write_plan(dest: str, plan: WorkPlan, storage_options: Mapping[str, Any]) -> None:
+    storage.write_bytes(plan.to_json(), plan_url(dest), storage_options)
+
+
+# ------------------------------------------------------------------------------- index/*.json
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class WrittenShard:
+    """Content of ``index/shard-NNNNNN.json``: a finished shard and its episodes' manifest entries."""
+
+    shard: fmt.ShardEntry
+    episodes: list[fmt.EpisodeEntry]
+    psnr_db: dict[str, list[float]]  # per camera, one value per episode; empty for stream copies
+
+    def to_json(self) -> bytes:
+        return json_dumps(
+            {
+                "work_version": WORK_VERSION,
+                "shard": self.shard.to_dict(),
+                "episodes": [_episode_dict(e) for e in self.episodes],
+                "psnr_db": self.psnr_db,
+            }
+        )
+
+    @classmethod
+    def from_json(cls, data: bytes | str, where: str) -> WrittenShard:
+        obj = json_loads(data, where)
+        _check_version(obj, where)
+        episodes = json_field(obj, "episodes", list, where)
+        psnr_db = json_field(obj, "psnr_db", dict, where)
+        for camera_key, values in psnr_db.items():
+            if not isinstance(values, list) or not all(isinstance(v, int | float) for v in values):
+                raise ShardFormatError(f"{where}: psnr_db[{camera_key!r}] is {values!r}; expected dB values")
+        return cls(
+            shard=fmt.ShardEntry.from_dict(json_field(obj, "shard", dict, where), f"{where}: shard"),
+            episodes=[_episode_entry(e, f"{where}: episodes[{i}]") for i, e in enumerate(episodes)],
+            psnr_db={k: [float(v) for v in values] for k, values in psnr_db.items()},
+        )
+
+
+def _episode_dict(entry: fmt.EpisodeEntry) -> dict[str, Any]:
+    return {
+        "episode_index": entry.episode_index,
+        "num_frames": entry.num_frames,
+        "dataset_from_index": entry.dataset_from_index,
+        "shard": entry.shard,
+        "offset_bytes": entry.offset_bytes,
+        "size_bytes": entry.size_bytes,
+        "task_indices": list(entry.task_indices),
+    }
+
+
+def _episode_entry(obj: Any, where: str) -> fmt.EpisodeEntry:
+    return fmt.EpisodeEntry(
+        episode_index=json_field(obj, "episode_index", int, where),
+        num_frames=json_field(obj, "num_frames", int, where),
+        dataset_from_index=json_field(obj, "dataset_from_index", int, where),
+        shard=json_field(obj, "shard", str, where),
+        offset_bytes=json_field(obj, "offset_bytes", int, where),
+        size_bytes=json_field(obj, "size_bytes", int, where),
+        task_indices=tuple(json_field(obj, "task_indices", list, where)),
+    )
+
+
+def read_index(dest: str, shard_index: int, storage_options: Mapping[str, Any]) -> WrittenShard:
+    url = index_url(dest, shard_index)
+    return WrittenShard.from_json(storage.read_bytes(url, storage_options), url)
+
+
+def write_index(
+    dest: str, shard_index: int, written: WrittenShard, storage_options: Mapping[str, Any]
+) -> None:
+    storage.write_bytes(written.to_json(), index_url(dest, shard_index), storage_options)
