@@ -119,7 +119,7 @@ def plot_read_dataset(read: dict[str, Any], name: str, labels: dict[str, str], p
     if not rows:
         return []
     keys = [*readers(rows), *limits(rows)]
-    fig, ax = plt.subplots(figsize=(max(7.0, 1.4 * len(keys) * len(rows)), 4.5))
+    fig, ax = plt.subplots(figsize=(min(12.0, max(7.0, 0.8 * len(keys) * len(rows))), 4.5))
     width = 0.85 / len(keys)
     for number, key in enumerate(keys):
         if key in LINES:
