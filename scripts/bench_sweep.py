@@ -4,9 +4,9 @@
 
 The workload is bench_read.py's (batch 32, first camera `[-1/fps, 0]`, other cameras at the current
 frame, 5 warm-up batches) with one knob changed at a time: the pool size at 16 action steps, then the
-action window at the library's default pool of 64 episodes. Measured for the defaults (`ours`) and
-the fast path (`ours_fast`: `frame_order="forward"`, `return_uint8=True`, `batch_size=32`,
-`channels_last=True`), with `DataLoader(num_workers=0)`.
+action window at the library's default pool of 64 episodes. Measured for bench_read.py's rows
+`defaults` and `fast` (their options are bench_read.VARIANTS: one table for both scripts), with
+`DataLoader(num_workers=0)`.
 Every point runs in a fresh child process of bench_read.py, so its peak RSS (whole process tree,
 sampled every 20 ms) belongs to that configuration alone. A pool larger than the dataset holds every
 episode (bench has 40, multi 24): `num_episodes` is in each row.
@@ -35,7 +35,7 @@ from bench_read import (
     write_results,
 )
 
-VARIANTS = ("ours", "ours_fast")
+VARIANTS = ("defaults", "fast")  # rows of bench_read.VARIANTS
 BASE_POOL_SIZE = 64  # ReaderConfig.episode_pool_size's default: held while the window varies
 BASE_ACTION_STEPS = 16  # bench_read.py's workload: held while the pool size varies
 
