@@ -116,3 +116,14 @@ def test_missing_object_fails_fast(s3_server: dict[str, Any], s3_bucket: str, pr
     with pytest.raises(FileNotFoundError):
         reader.read(10)
     assert reader.retries == 0
+
+
+@pytest.mark.parametrize("wrong", ["secret", "key"])
+def test_wrong_credentials_fail_fast(blob: tuple[str, bytes], s3_server: dict[str, Any], wrong: str) -> None:
+    """A bad secret (403 SignatureDoesNotMatch) or an unknown key (403 InvalidAccessKeyId) is not retried."""
+    url, _ = blob
+    options = {**s3_server, wrong: "not-the-right-one", "skip_instance_cache": True}
+    reader = RangeReader(url, options, retry=FAST_RETRY)
+    with pytest.raises(PermissionError):
+        reader.read(10)
+    assert reader.retries == 0

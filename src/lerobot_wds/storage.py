@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import io
 import logging
 import os
 import posixpath
 import random
+import sys
 import time
 import uuid
 from collections.abc import Callable, Mapping
@@ -123,7 +125,7 @@ def move_file(local_path: str, url: str, storage_options: StorageOptions | None 
 
 
 def write_bytes(data: bytes, url: str, storage_options: StorageOptions | None = None) -> None:
-    """Write a small object atomically (same guarantee as :func:`put_file`)."""
+    """Write a small object atomically (same guarantee as :func:`move_file`)."""
     fs, path = url_to_fs(url, storage_options)
     if isinstance(fs, LocalFileSystem):
         fs.makedirs(os.path.dirname(path), exist_ok=True)
@@ -150,8 +152,9 @@ class RetryPolicy:
     """Retries of transient read failures, with exponential backoff and full jitter.
 
     Connection resets, timeouts and 5xx/429 answers that the filesystem's own retries did not absorb
-    are retried; a read resumes at the byte where it broke. Missing objects and denied access fail at
-    once.
+    are retried (see :func:`is_transient`); the failed block is fetched again from its first byte (a
+    :func:`read_range` is one block, so the whole range). Missing objects, denied access and missing
+    credentials fail at once.
     """
 
     max_attempts: int = 8  # consecutive failures of one read before giving up
@@ -168,16 +171,105 @@ class RetryPolicy:
         return rng.uniform(0, min(self.max_backoff_s, self.initial_backoff_s * 2**attempt))
 
 
-_PERMANENT = (FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError)
+# Transient failures, by an explicit list: anything not on it fails at once, so that an error no
+# library translated (botocore's NoCredentialsError reaches the retry loop as it is) is not retried for
+# half a minute before the user sees it.
+# Request timeout, too many requests, server errors (not 501 Not Implemented, 505 HTTP Version).
+_TRANSIENT_STATUS = frozenset({408, 429, *range(500, 600)} - {501, 505})
+_TRANSIENT_S3_CODES = frozenset(
+    {"InternalError", "RequestTimeout", "ServiceUnavailable", "SlowDown", "Throttling", "ThrottlingException"}
+)
+_NETWORK_ERRNOS = frozenset(
+    {errno.ECONNRESET, errno.ECONNREFUSED, errno.ECONNABORTED, errno.EPIPE, errno.ETIMEDOUT}
+    | {errno.ENETDOWN, errno.ENETUNREACH, errno.EHOSTUNREACH}
+)
+_PERMANENT = (FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError, FileExistsError)
+# Optional libraries' errors, as (module, class names). Exceptions that subclass a transient one but
+# are not (a bad certificate, no credentials, offline mode) are listed as permanent.
+_PERMANENT_LIBRARY_ERRORS = (
+    ("aiohttp", ("ClientSSLError", "InvalidURL")),
+    ("botocore.exceptions", ("NoCredentialsError", "PartialCredentialsError", "CredentialRetrievalError")),
+    ("botocore.exceptions", ("SSLError", "NoRegionError")),
+    ("huggingface_hub.errors", ("OfflineModeIsEnabled",)),
+    ("requests.exceptions", ("SSLError",)),
+    ("urllib3.exceptions", ("SSLError",)),
+)
+_TRANSIENT_LIBRARY_ERRORS = (
+    # aiohttp (s3fs, fsspec http): resets, refusals, timeouts, a body cut short
+    ("aiohttp", ("ClientConnectionError", "ClientPayloadError")),
+    # botocore: EndpointConnectionError, ConnectTimeoutError, ReadTimeoutError, ConnectionClosedError
+    ("botocore.exceptions", ("ConnectionError", "HTTPClientError")),
+    ("urllib3.exceptions", ("TimeoutError", "ProtocolError")),  # read/connect timeouts, aborted
+    ("requests.exceptions", ("ConnectionError", "Timeout", "ChunkedEncodingError")),
+    # huggingface_hub's HTTP client: httpx, or its fork httpx2 (huggingface_hub 2.x)
+    ("httpx", ("TimeoutException", "NetworkError", "RemoteProtocolError")),
+    ("httpx2", ("TimeoutException", "NetworkError", "RemoteProtocolError")),
+    ("http.client", ("IncompleteRead",)),
+)
+
+
+def _loaded_classes(names: tuple[tuple[str, tuple[str, ...]], ...]) -> tuple[type, ...]:
+    """The named classes of the modules already imported. An exception of a library's type can only
+    exist once that library is loaded, so nothing is imported here (s3fs, aiohttp are optional)."""
+    found = []
+    for module_name, class_names in names:
+        module = sys.modules.get(module_name)
+        for class_name in class_names:
+            cls = getattr(module, class_name, None)
+            if isinstance(cls, type):
+                found.append(cls)
+    return tuple(found)
+
+
+def _http_status(exc: BaseException) -> tuple[int | None, str | None]:
+    """The HTTP status and S3 error code an HTTP error carries, as the libraries surface them."""
+    response = getattr(exc, "response", None)
+    if isinstance(response, Mapping):  # botocore ClientError: {"Error": {"Code"}, "ResponseMetadata"}
+        status = response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+        return status, response.get("Error", {}).get("Code")
+    aiohttp = sys.modules.get("aiohttp")
+    if aiohttp is not None and isinstance(exc, aiohttp.ClientResponseError):
+        return exc.status, None
+    status = getattr(response, "status_code", None)  # requests, httpx, huggingface_hub HfHubHTTPError
+    return (status, None) if isinstance(status, int) else (None, None)
+
+
+def _verdict(exc: BaseException) -> bool | None:
+    """True: transient; False: permanent; None: this exception does not say (ask its cause)."""
+    if isinstance(exc, (*_PERMANENT, *_loaded_classes(_PERMANENT_LIBRARY_ERRORS))):
+        return False
+    status, code = _http_status(exc)
+    if code in _TRANSIENT_S3_CODES:  # by code first: AWS sends ThrottlingException with status 400
+        return True
+    if status is not None:
+        return status in _TRANSIENT_STATUS
+    if code is not None:  # AccessDenied, InvalidAccessKeyId, NoSuchKey, ...
+        return False
+    if isinstance(exc, (ConnectionError, TimeoutError)):  # builtins: resets, refusals, asyncio timeouts
+        return True
+    if isinstance(exc, _loaded_classes(_TRANSIENT_LIBRARY_ERRORS)):
+        return True
+    if isinstance(exc, OSError) and exc.errno in _NETWORK_ERRNOS:
+        return True
+    return None
 
 
 def is_transient(exc: BaseException) -> bool:
-    """A failure worth retrying: network-level errors, not a missing object or denied access."""
-    if isinstance(exc, _PERMANENT):
-        return False
-    return isinstance(exc, (OSError, TimeoutError, ConnectionError, EOFError)) or type(
-        exc
-    ).__module__.startswith(("aiohttp", "botocore", "urllib3", "requests", "http.client"))
+    """A failure worth retrying: a network error, a timeout, throttling (429, S3 SlowDown) or a 5xx.
+
+    Missing objects, denied access and missing credentials fail at once, and so does anything not
+    known to be transient. An exception that does not say either way (s3fs turns S3 errors into a
+    plain ``OSError`` raised from the original) is judged by its ``__cause__``.
+    """
+    seen: BaseException | None = exc
+    for _ in range(8):  # a bounded walk: cause chains are short, and may loop
+        if seen is None:
+            return False
+        verdict = _verdict(seen)
+        if verdict is not None:
+            return verdict
+        seen = seen.__cause__
+    return False
 
 
 class RangeReader(io.RawIOBase):
