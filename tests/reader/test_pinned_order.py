@@ -12,7 +12,7 @@ import pytest
 
 from lerobot_wds.format import EpisodeEntry
 from lerobot_wds.reader.order import WorkerInfo, episode_order, plan_slot, stream_seed
-from lerobot_wds.reader.pool import EpisodeShuffle, PaddedPool
+from lerobot_wds.reader.schedule import DrawSchedule
 
 
 def reader_draws(
@@ -20,24 +20,19 @@ def reader_draws(
 ) -> list[tuple[int, int]]:
     """Every (episode_index, frame_index) that reader ``who`` yields in ``epoch``, padding included.
 
-    The one place this file touches the reader's stages: wired as ShardedLeRobotDataset.stream does,
-    with a fetch that returns the entry itself (no I/O). A refactor of the stages adapts this only.
+    The one place this file touches the reader's stages: the schedule, wired as pipeline.build_pipeline
+    does (it needs no bytes). A refactor of the stages adapts this only.
     """
     plan = plan_slot(episodes, who, seed=seed, epoch=epoch, shuffle=True)
-
-    def make_pool(entries: list[EpisodeEntry]) -> EpisodeShuffle:
-        return EpisodeShuffle(
-            entries,
-            lambda entry: entry,  # stands in for the fetched Episode: draws only need its index
-            pool_size=pool_size,
-            max_pool_frames=None,
-            seed=stream_seed(seed, epoch, who.slot),
-            shuffle=True,
-            forward=frame_order == "forward",
-        )
-
-    pool = PaddedPool(make_pool, plan.entries, plan.pad_entries, plan.num_samples)
-    return [(draw.episode.episode_index, draw.frame_index) for draw in pool]
+    schedule = DrawSchedule(
+        plan,
+        seed=stream_seed(seed, epoch, who.slot),
+        pool_size=pool_size,
+        max_pool_frames=None,
+        shuffle=True,
+        forward=frame_order == "forward",
+    )
+    return [(draw.entry.episode_index, draw.frame_index) for draw in schedule]
 
 
 LENGTHS = [7, 3, 12, 5, 9, 4, 11, 6, 8, 2]  # 67 frames; two ranks split them 34 / 33 (+1 repeat)
