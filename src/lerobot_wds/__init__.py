@@ -15,7 +15,7 @@ from .storage import RetryPolicy
 if TYPE_CHECKING:
     from .converter.convert import ConvertConfig, ConvertResult, convert
     from .converter.verify import VerifyReport, inspect_dataset, verify
-    from .reader import ReaderConfig, ShardedLeRobotDataset
+    from .reader import ReaderConfig, ShardedLeRobotDataset, collate
 
 _LAZY = {
     "ConvertConfig": ".converter",
@@ -23,6 +23,7 @@ _LAZY = {
     "ReaderConfig": ".reader",
     "ShardedLeRobotDataset": ".reader",
     "VerifyReport": ".converter",
+    "collate": ".reader",
     "convert": ".converter",
     "inspect_dataset": ".converter",
     "verify": ".converter",
@@ -38,6 +39,7 @@ __all__ = [
     "ShardFormatError",
     "ShardedLeRobotDataset",
     "VerifyReport",
+    "collate",
     "convert",
     "inspect_dataset",
     "read_manifest",

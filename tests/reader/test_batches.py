@@ -10,7 +10,7 @@ import torch
 from torch.utils.data import DataLoader
 from torchdata.stateful_dataloader import StatefulDataLoader
 
-from lerobot_wds import ShardedLeRobotDataset
+from lerobot_wds import ShardedLeRobotDataset, collate
 from lerobot_wds.reader import arena
 
 BATCH = 16
@@ -144,3 +144,30 @@ def test_buffers_still_viewed_by_the_training_process_are_never_reused(converted
             kept.append({k: v[:] if isinstance(v, torch.Tensor) else v for k, v in batch.items()})
         del batch
     assert_same_batches(kept, reference)
+
+
+@pytest.mark.parametrize("num_workers", [0, 2])
+@pytest.mark.parametrize(
+    "options", [{}, {"preset": "fast"}, {"return_uint8": True}], ids=["float32", "fast", "uint8"]
+)
+def test_collate_equals_default_collate_in_one_buffer(
+    converted: dict[str, str], num_workers: int, options: dict[str, Any]
+) -> None:
+    probe = ShardedLeRobotDataset(converted["h264"])
+    dataset = ShardedLeRobotDataset(converted["h264"], delta_timestamps=windows(probe), seed=7, **options)
+    ours = list(DataLoader(dataset, batch_size=BATCH, num_workers=num_workers, collate_fn=collate))
+    reference = list(DataLoader(dataset, batch_size=BATCH, num_workers=num_workers))
+    assert_same_batches(ours, reference)
+    for batch in ours:
+        tensors = [v for v in batch.values() if isinstance(v, torch.Tensor)]
+        assert len({t.untyped_storage().data_ptr() for t in tensors}) == 1  # one buffer per batch
+    camera = ours[0][probe.camera_keys[0]]
+    assert camera.movedim(-3, -1).is_contiguous() == (
+        options.get("preset") == "fast"
+    )  # (B, T, H, W, C) memory
+
+
+def test_collate_refuses_items_of_different_shapes() -> None:
+    items = [{"a": torch.zeros(2)}, {"a": torch.zeros(3)}]
+    with pytest.raises(ValueError, match=r"collate: 'a' has shape \(3,\) torch.float32 in one item"):
+        collate(items)

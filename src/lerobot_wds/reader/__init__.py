@@ -1,8 +1,9 @@
 """Reader: stream converted shards as LeRobot-exact items (see pipeline.py for the stages)."""
 
+from .arena import collate
 from .config import ReaderConfig
 from .dataset import ShardedLeRobotDataset
 from .meta import DatasetMeta
 from .order import WorkerInfo
 
-__all__ = ["DatasetMeta", "ReaderConfig", "ShardedLeRobotDataset", "WorkerInfo"]
+__all__ = ["DatasetMeta", "ReaderConfig", "ShardedLeRobotDataset", "WorkerInfo", "collate"]

@@ -199,3 +199,52 @@ def _lay_out(physical: torch.Tensor, slot: Slot) -> torch.Tensor:
         return physical
     lead = len(slot.shape) - 3
     return physical.permute(*range(lead), lead + 2, lead, lead + 1)
+
+
+# ----------------------------------------------------------------------- item-mode collation
+
+
+def collate(items: list[dict[str, Any]]) -> dict[str, Any]:
+    """``default_collate(items)`` with every CPU tensor of the batch a view of one buffer: pass it as
+    ``DataLoader(collate_fn=collate)`` when the DataLoader batches items. In a worker the buffer is a
+    recycled shared-memory one and the batch leaves as one file descriptor (``default_collate`` makes
+    fresh shared memory for each tensor: one fd, a socket round trip and page faults on every page).
+    A frame tensor laid out channels_last stays so. Values, shapes and dtypes equal default_collate's."""
+    from torch.utils.data import default_collate
+
+    first = items[0]
+    slots = {
+        key: Slot((len(items), *value.shape), value.dtype, _is_channels_last(value))
+        for key, value in first.items()
+        if isinstance(value, torch.Tensor) and value.device.type == "cpu" and value.dtype != torch.bfloat16
+    }
+    tensors, lease = allocate(slots)
+    batch: dict[str, Any] = {}
+    for key, value in first.items():
+        if key not in tensors:
+            batch[key] = default_collate([item[key] for item in items])
+            continue
+        values = [item[key] for item in items]
+        for other in values:
+            if other.shape != value.shape or other.dtype != value.dtype:
+                raise ValueError(
+                    f"collate: {key!r} has shape {tuple(other.shape)} {other.dtype} in one item and "
+                    f"{tuple(value.shape)} {value.dtype} in the first; expected equal (as default_collate)"
+                )
+        out = tensors[key]
+        if slots[key].channels_last:  # memory order (..., H, W, C) on both sides: memcpy per frame
+            np.stack([_hwc(other) for other in values], out=_hwc(out))
+        else:
+            np.stack([other.numpy() for other in values], out=out.numpy())
+        batch[key] = out
+    return deliver(batch, lease)
+
+
+def _is_channels_last(tensor: torch.Tensor) -> bool:
+    """Frames laid out (..., H, W, C) in memory behind a (..., C, H, W) shape (not plain contiguous)."""
+    return tensor.ndim >= 3 and not tensor.is_contiguous() and tensor.movedim(-3, -1).is_contiguous()
+
+
+def _hwc(tensor: torch.Tensor) -> np.ndarray:
+    """A channels_last tensor's memory as numpy (..., H, W, C): copying it is a memcpy."""
+    return tensor.movedim(-3, -1).numpy()
