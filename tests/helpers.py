@@ -19,6 +19,15 @@ from lerobot_wds import read_manifest
 
 DATA = Path(__file__).parent / "data"
 FIXTURES = ("tiny", "multi", "h264")
+# A real robot's recording (480x640 AV1, float32 list<float> columns as LeRobot's v2.1->v3.0 converter
+# writes them), read from ../shared beside the repository (CI has it there): 10 episodes of the public
+# LeRobot dataset YifanTian07/G1-policy-train, ported to v3.0 by LeRobot 0.6.1. 35 MB: not copied.
+REAL = Path(__file__).resolve().parents[1].parent / "shared" / "fixtures" / "g1"
+
+
+def fixture_dir(name: str) -> Path:
+    """A fixture's LeRobot v3 folder (with its golden.jsonl.gz): tests/data/NAME, or the real g1."""
+    return REAL if name == "g1" else DATA / name
 
 
 def read_frame_code(frame_hwc_or_chw: np.ndarray) -> tuple[int, int, int]:

@@ -6,12 +6,12 @@ from collections.abc import Iterator
 
 import pytest
 import torch
-from helpers import DATA, FIXTURES
+from helpers import FIXTURES, fixture_dir
 
 from lerobot_wds import ConvertConfig, convert
 
 # multi and h264 with small shards: several shards, episodes read by ranged reads across them.
-SHARD_SIZE_MB = {"tiny": 256.0, "multi": 0.4, "h264": 0.3}
+SHARD_SIZE_MB = {"tiny": 256.0, "multi": 0.4, "h264": 0.3, "g1": 12.0}
 
 
 @pytest.fixture(autouse=True)
@@ -32,7 +32,7 @@ def one_intra_op_thread() -> Iterator[None]:
 def converted(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     out = tmp_path_factory.mktemp("reader-converted")
     urls = {}
-    for name in FIXTURES:
-        convert(str(DATA / name), str(out / name), ConvertConfig(shard_size_mb=SHARD_SIZE_MB[name]))
+    for name in (*FIXTURES, "g1"):
+        convert(str(fixture_dir(name)), str(out / name), ConvertConfig(shard_size_mb=SHARD_SIZE_MB[name]))
         urls[name] = str(out / name)
     return urls

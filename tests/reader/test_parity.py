@@ -1,4 +1,5 @@
-"""Parity with LeRobot: every item of every golden file, value for value and frame for frame.
+"""Parity with LeRobot: every item of every golden file, value for value and frame for frame (on g1, a
+real recording, frames by sha256 only: its frames carry no codes).
 
 The golden files hold what LeRobot 0.6.1's map-style LeRobotDataset returned (see the fixtures README).
 """
@@ -13,13 +14,13 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
-from helpers import DATA, FIXTURES
+from helpers import FIXTURES, fixture_dir
 
 from lerobot_wds import ShardedLeRobotDataset
 
 
 def golden(name: str) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    with gzip.open(DATA / name / "golden.jsonl.gz", "rt") as f:
+    with gzip.open(fixture_dir(name) / "golden.jsonl.gz", "rt") as f:
         lines = [json.loads(line) for line in f]
     return lines[0], lines[1:]
 
@@ -52,7 +53,7 @@ def differences(ours: dict[str, Any], expected: dict[str, Any]) -> list[str]:
     return problems
 
 
-@pytest.mark.parametrize("name", FIXTURES)
+@pytest.mark.parametrize("name", [*FIXTURES, "g1"])
 def test_every_golden_item(converted: dict[str, str], name: str) -> None:
     header, items = golden(name)
     datasets = {
@@ -68,3 +69,11 @@ def test_every_golden_item(converted: dict[str, str], name: str) -> None:
             failures[(record["config"], record["index"])] = problems
     assert not failures, dict(list(failures.items())[:5])
     assert len(items) > 100
+
+
+def test_variable_size_list_columns_become_arrays_of_the_features_dtype(converted: dict[str, str]) -> None:
+    """g1's state and action are list<float> (LeRobot's v2.1->v3.0 converter): tensors, as LeRobot's."""
+    item = ShardedLeRobotDataset(converted["g1"], delta_timestamps={"action": [0.0, 1 / 30]}).item_at(7)
+    assert item["observation.state"].dtype == torch.float32
+    assert item["observation.state"].shape == (26,)
+    assert item["action"].shape == (2, 26)

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from .. import format as fmt
 from .. import storage
@@ -42,16 +43,29 @@ def parse_episode(
 
 
 def _to_numpy(column: pa.ChunkedArray) -> np.ndarray:
-    """Arrow column -> numpy with the feature's shape: fixed-size lists become a trailing axis."""
+    """Arrow column -> numpy with the feature's shape: lists of one length in every row (fixed-size, or
+    variable-size as LeRobot's v2.1->v3.0 converter writes them: ``list<float>``) become trailing axes."""
     array = column.combine_chunks()
     shape: list[int] = []
-    while pa.types.is_fixed_size_list(array.type):
-        shape.append(array.type.list_size)
+    while (length := _list_length(array)) is not None:
+        shape.append(length)
         array = array.flatten()
-    if pa.types.is_struct(array.type) or pa.types.is_list(array.type):
-        return np.array(column.to_pylist(), dtype=object)  # e.g. image structs: left to the caller
+    if pa.types.is_struct(array.type) or pa.types.is_nested(array.type) or array.null_count:
+        return np.array(column.to_pylist(), dtype=object)  # image structs, ragged lists: left to the caller
     values = array.to_numpy(zero_copy_only=False)
     return values.reshape(len(column), *shape) if shape else values
+
+
+def _list_length(array: pa.Array) -> int | None:
+    """The length every list of ``array`` has, or None (not a list array, nulls, or ragged)."""
+    if pa.types.is_fixed_size_list(array.type):
+        return int(array.type.list_size)
+    if not (pa.types.is_list(array.type) or pa.types.is_large_list(array.type)) or array.null_count:
+        return None
+    lengths = pc.list_value_length(array).to_numpy(zero_copy_only=False)
+    if len(lengths) == 0 or (lengths != lengths[0]).any():
+        return None
+    return int(lengths[0])
 
 
 class EpisodeSource:
