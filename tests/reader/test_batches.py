@@ -171,3 +171,41 @@ def test_collate_refuses_items_of_different_shapes() -> None:
     items = [{"a": torch.zeros(2)}, {"a": torch.zeros(3)}]
     with pytest.raises(ValueError, match=r"collate: 'a' has shape \(3,\) torch.float32 in one item"):
         collate(items)
+
+
+def test_process_buffers_come_back_only_when_no_view_is_left() -> None:
+    buffers = arena.ProcessBuffers(count=2)
+    first = buffers.take(1000)
+    view = first[10:20].view(torch.int16)
+    address = first.data_ptr()
+    del first
+    assert not buffers.free  # a view still holds it
+    second = buffers.take(1000)
+    assert second.data_ptr() != address
+    del view
+    assert len(buffers.free) == 1
+    assert buffers.take(800).data_ptr() == address  # used again
+    del second
+
+
+def test_batches_built_in_the_training_process_are_never_overwritten_while_viewed(
+    converted: dict[str, str],
+) -> None:
+    """num_workers=0 uses its batch buffers again: whole batches kept, and views kept, never change."""
+    dataset = recycling_dataset(converted["multi"])
+    reference = [{k: v.clone() if isinstance(v, torch.Tensor) else v for k, v in b.items()} for b in dataset]
+    kept: list[dict[str, Any]] = []
+    addresses = set()
+    for number, batch in enumerate(dataset):
+        addresses.add(batch["index"].untyped_storage().data_ptr())
+        if number % 3 == 0:
+            kept.append(batch)
+        else:
+            kept.append({k: v[:] if isinstance(v, torch.Tensor) else v for k, v in batch.items()})
+        del batch
+    assert_same_batches(kept, reference)
+    kept.clear()
+    addresses.clear()
+    for batch in dataset:  # nothing held: a handful of buffers serve the epoch
+        addresses.add(batch["index"].untyped_storage().data_ptr())
+    assert len(addresses) <= arena.RECYCLED_BUFFERS + 1
