@@ -62,6 +62,7 @@ class Variant:
     peer: str  # the LeRobot row with the same frame dtype: ratios of samples/s and peak RSS
     limit: str  # the decode limit it is compared with
     note: str = field(default="", compare=False)
+    collate: bool = False  # DataLoader(collate_fn=lerobot_wds.collate): a batch in one (recycled) buffer
 
 
 # The rows of ours, in output order. A preset replaces a row's `reader` dict in one line, e.g.
@@ -70,16 +71,23 @@ class Variant:
 VARIANTS: dict[str, Variant] = {
     "drop_in": Variant(
         "drop-in", {"return_uint8": True, "frame_order": "shuffled"}, BATCH_SIZE,
-        "lerobot_uint8", "random_window_limit", "lerobot-train's uint8 frames, LeRobot's shuffled order",
+        "lerobot_uint8", "random_window_limit",
+        "lerobot-train's uint8 frames, LeRobot's shuffled order, DataLoader(collate_fn=lerobot_wds.collate)",
+        collate=True,
     ),
     "defaults": Variant(
         "defaults", {"return_uint8": False, "frame_order": "shuffled"}, BATCH_SIZE,
-        "lerobot_float32", "random_window_limit", "LeRobot's semantics: float32 frames, shuffled order",
+        "lerobot_float32", "random_window_limit",
+        "LeRobot's semantics: float32 frames, shuffled order, DataLoader's default_collate",
+    ),
+    "defaults_collate": Variant(
+        "defaults + collate", {"return_uint8": False, "frame_order": "shuffled"}, BATCH_SIZE,
+        "lerobot_float32", "random_window_limit", "defaults with DataLoader(collate_fn=lerobot_wds.collate)",
+        collate=True,
     ),
     "fast": Variant(
-        "fast",
-        {"frame_order": "forward", "return_uint8": True, "channels_last": True, "batch_size": BATCH_SIZE},
-        None, "lerobot_uint8", "sequential_bound", "frames front to back, batches built by the dataset",
+        "fast", {"preset": "fast", "batch_size": BATCH_SIZE}, None, "lerobot_uint8", "sequential_bound",
+        "preset='fast' (forward, uint8, channels_last), batches built by the dataset",
     ),
     "forward": Variant(
         "forward", {"frame_order": "forward"}, BATCH_SIZE, "lerobot_float32", "sequential_bound"
@@ -96,7 +104,7 @@ VARIANTS: dict[str, Variant] = {
         None, "lerobot_uint8", "sequential_bound",
     ),
 }  # fmt: skip
-DEFAULT_VARIANTS = ("drop_in", "defaults", "fast")
+DEFAULT_VARIANTS = ("drop_in", "defaults", "defaults_collate", "fast")
 # LeRobot 0.6.1 rows: LeRobotDataset keyword arguments besides delta_timestamps and the video backend.
 LEROBOT = {"lerobot_float32": {"return_uint8": False}, "lerobot_uint8": {"return_uint8": True}}
 LIMITS = {
@@ -165,7 +173,7 @@ def time_batches(batches: Any, num_batches: int) -> dict[str, Any]:
 def child_ours(args: argparse.Namespace) -> dict[str, Any]:
     import torch
 
-    from lerobot_wds import ShardedLeRobotDataset
+    from lerobot_wds import ShardedLeRobotDataset, collate
 
     rss = PeakRss()
     probe = ShardedLeRobotDataset(args.url)
@@ -184,6 +192,7 @@ def child_ours(args: argparse.Namespace) -> dict[str, Any]:
         batch_size=variant.loader_batch_size,
         num_workers=args.workers,
         persistent_workers=False,
+        **({"collate_fn": collate} if variant.collate else {}),
     )
     result = time_batches(loader, args.batches)
     return result | {"peak_rss_mb": round(rss.stop() / 1e6)}
