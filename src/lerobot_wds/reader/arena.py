@@ -3,7 +3,7 @@
 One buffer: torch sends each tensor's storage from a worker to the training process as its own file
 descriptor, over a fresh authenticated Unix-socket connection. For a batch of 12 tensors that cost
 15.7 ms per batch at 1 worker, against 1.8 ms for 12 views of one storage, which pickle sends once
-(session 3, 2-core VM).
+(measured on the 2-core VM).
 
 Used again: a fresh shared-memory buffer costs its creation (shm_open, fallocate) and a page fault
 on every 4 KiB page the worker then writes: 25 of the 67 ms a worker spent on a batch of 32 uint8

@@ -19,6 +19,7 @@ from .frames import DecoderCache
 from .items import build_item, item_spec
 from .meta import read_meta
 from .order import WorkerInfo, distributed_rank_and_world, select_episodes
+from .orphans import exit_with_parent
 from .pipeline import ReaderStream, Reading, build_pipeline
 from .telemetry import CounterBoard
 from .windows import check_delta_timestamps
@@ -142,11 +143,9 @@ class ShardedLeRobotDataset(IterableDataset[dict[str, Any]]):
         self.epoch = epoch
 
     def timing_stats(self) -> dict[str, float]:
-        """Counters of the iteration under way, summed over this process's DataLoader workers (each
-        publishes every 16 items, every batch and at the end), or of this process with
-        ``num_workers=0``: seconds fetching (``fetch_s``, summed over read-ahead threads) and decoding,
-        ``episodes`` fetched, ``items`` built, ``requests`` made, and ``fetch_waits``: episodes the reader
-        had to wait for (the network was slower than decoding then; every episode without read-ahead)."""
+        """Counters of the iteration under way, summed over this process's DataLoader workers (or of this
+        process at ``num_workers=0``): ``fetch_s``, ``decode_s``, ``episodes`` fetched, ``items`` built,
+        ``requests`` made, ``fetch_waits`` (episodes waited for; all of them without read-ahead)."""
         return self._board.totals()
 
     def video_decoder_cache_stats(self) -> dict[str, int]:
@@ -167,6 +166,7 @@ class ShardedLeRobotDataset(IterableDataset[dict[str, Any]]):
         )
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
+        exit_with_parent()  # in a DataLoader worker: exit when the training process is gone
         who = self.worker_info()
         if self._stream is not None:
             self._stream.close()

@@ -200,7 +200,7 @@ def _count(counters: Counters | None, started: float, items: int) -> None:
 def _values(array: np.ndarray) -> Any:
     """Numbers as tensors; anything else (image features stored in parquet: ``{"bytes", "path"}``) as is."""
     if array.dtype == object:
-        return array.tolist()  # LeRobot would decode these to tensors: not done yet (no fixture has them)
+        return array.tolist()  # ragged or nullable lists: no LeRobot feature has a shape for them
     return torch.from_numpy(array)
 
 
@@ -255,7 +255,7 @@ def _write_frames(window: list[torch.Tensor], target: torch.Tensor) -> None:
 
     On CPU numpy does it, one pass per frame and never on another thread: torch splits a frame above
     its 32k-element grain size across its intra-op threads, and in the main process of a busy 2-core
-    machine such ops waited ~13 ms for a descheduled thread instead of taking ~15 us (py-spy, session 3:
+    machine such ops waited ~13 ms for a descheduled thread instead of taking ~15 us (py-spy:
     41% of `num_workers=0` was OpenMP threads waiting, in the stack and clone this replaced).
     """
     if target.device.type != "cpu":
