@@ -222,6 +222,8 @@ class EpisodeEntry:
     offset_bytes: int  # offset of the sample's first tar header inside the shard
     size_bytes: int  # bytes from that header to the end of the sample's last member (padded)
     task_indices: tuple[int, ...]
+    # zlib.crc32 of those bytes: checked by the reader on every fetch (None: written before it existed)
+    crc32: int | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -312,6 +314,8 @@ class Manifest:
             columns["offset_bytes"].append(e.offset_bytes)
             columns["size_bytes"].append(e.size_bytes)
             columns["task_indices"].append(list(e.task_indices))
+        if any(e.crc32 is not None for e in self.episodes):
+            columns["crc32"] = [e.crc32 for e in self.episodes]
         obj = {
             "format_version": self.format_version,
             "source": asdict(self.source),
@@ -353,10 +357,16 @@ class Manifest:
 
 def _episodes_from_json(columns: dict[str, Any], shards: list[ShardEntry], where: str) -> list[EpisodeEntry]:
     values = [json_field(columns, name, list, f"{where}: episodes") for name in _EPISODE_COLUMNS]
-    if len({len(v) for v in values}) > 1:
+    crcs = json_field(columns, "crc32", list, f"{where}: episodes") if "crc32" in columns else None
+    if len({len(v) for v in [*values, *([crcs] if crcs is not None else [])]}) > 1:
         raise ShardFormatError(f"{where}: episodes columns have different lengths")
     entries = []
-    for index, frames, first, shard, offset, size, tasks in zip(*values, strict=True):
+    for position, (index, frames, first, shard, offset, size, tasks) in enumerate(zip(*values, strict=True)):
+        crc = crcs[position] if crcs is not None else None
+        if crc is not None and (not isinstance(crc, int) or not 0 <= crc < 1 << 32):
+            raise ShardFormatError(
+                f"{where}: episode {index} has crc32 {crc!r}; expected an int in [0, 2**32)"
+            )
         if not 0 <= shard < len(shards):
             raise ShardFormatError(f"{where}: episode {index} names shard {shard}; have {len(shards)}")
         entries.append(
@@ -368,6 +378,7 @@ def _episodes_from_json(columns: dict[str, Any], shards: list[ShardEntry], where
                 offset_bytes=offset,
                 size_bytes=size,
                 task_indices=tuple(tasks),
+                crc32=crc,
             )
         )
     return entries

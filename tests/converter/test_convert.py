@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import tarfile
+import zlib
 from pathlib import Path
 
 import av
@@ -292,3 +293,10 @@ def test_depth_segments_keep_every_12_bit_value(tmp_path: Path) -> None:
         for index, (ours, theirs) in enumerate(zip(got, expected, strict=True)):
             np.testing.assert_array_equal(ours, theirs, err_msg=f"{camera_key} frame {index}")
     assert verify(str(tmp_path / "depth")).problems == []
+
+
+def test_each_episode_records_the_crc32_of_its_byte_range(tmp_path: Path) -> None:
+    result = convert(str(DATA / "multi"), str(tmp_path / "out"), ConvertConfig(shard_size_mb=0.4))
+    for entry in result.manifest.episodes:
+        shard = (tmp_path / "out" / entry.shard).read_bytes()
+        assert entry.crc32 == zlib.crc32(shard[entry.offset_bytes : entry.offset_bytes + entry.size_bytes])

@@ -37,6 +37,7 @@ def small_index() -> WrittenShard:
             offset_bytes=2048 * i,
             size_bytes=2048,
             task_indices=(i % 2, 1),
+            crc32=12345 + i,
         )
         for i in (7, 8)
     ]
@@ -62,7 +63,7 @@ def test_layout() -> None:
     assert index_url("/data/d", 12) == "/data/d/_lerobot_wds_work/index/shard-000012.json"
 
 
-@pytest.mark.parametrize("version", [None, 0, 2, "1"])
+@pytest.mark.parametrize("version", [None, 0, 1, WORK_VERSION + 1, "2"])
 def test_other_work_version_is_refused(version: object) -> None:
     for data, parse in [
         (small_plan().to_json(), WorkPlan.from_json),
@@ -127,7 +128,8 @@ def test_convert_refuses_a_work_folder_of_another_version(tmp_path: Path) -> Non
     plan = dest / "_lerobot_wds_work" / "plan.json"
     plan.parent.mkdir(parents=True)
     plan.write_text(json.dumps({"work_version": WORK_VERSION + 1}))
-    with pytest.raises(fmt.ShardFormatError, match=r"plan\.json: work_version 2; expected 1 .*--overwrite"):
+    expected = rf"plan\.json: work_version {WORK_VERSION + 1}; expected {WORK_VERSION} .*--overwrite"
+    with pytest.raises(fmt.ShardFormatError, match=expected):
         convert(str(DATA / "tiny"), str(dest), ConvertConfig(episodes=(0,)))
     result = convert(str(DATA / "tiny"), str(dest), ConvertConfig(episodes=(0,), overwrite=True))
     assert result.manifest.num_episodes == 1

@@ -50,6 +50,12 @@ def test_unknown_format_version(copy_of) -> None:
         ShardedLeRobotDataset(str(root))
 
 
+def drop_checksums(root: Path) -> None:
+    manifest = json.loads((root / "manifest.json").read_text())
+    del manifest["episodes"]["crc32"]
+    (root / "manifest.json").write_text(json.dumps(manifest))
+
+
 def test_shard_missing_a_member(copy_of) -> None:
     root = copy_of("tiny")
     shard = root / read_manifest(str(root)).shards[0].path
@@ -62,6 +68,9 @@ def test_shard_missing_a_member(copy_of) -> None:
                 member.name = "ep_000002.observation.images.xxxxx.mp4"  # same length: offsets unchanged
             tar.addfile(member, io.BytesIO(data))
     shard.write_bytes(out.getvalue())
+    with pytest.raises(ShardFormatError, match=r"episode 2 \(ep_000002\): bytes .* have crc32"):
+        next(iter(ShardedLeRobotDataset(str(root), episodes=[2])))
+    drop_checksums(root)  # as a manifest written before checksums, or rewritten with the shard
     dataset = ShardedLeRobotDataset(str(root), episodes=[2])
     with pytest.raises(
         ShardFormatError, match=r"shard-000000\.tar: episode 2 \(ep_000002\): members .*xxxxx"
@@ -97,3 +106,39 @@ def test_long_windows_beyond_both_edges(converted: dict[str, str]) -> None:
     item = dataset.item_at(0)
     assert item["action"].shape == (31, 6)
     assert item["action_is_pad"].sum() > 15
+
+
+def flip_byte_in_rows(root: Path, episode_position: int) -> tuple[int, int]:
+    """Flip one byte inside an episode's rows.arrow member, in place; (episode_index, byte offset)."""
+    manifest = read_manifest(str(root))
+    entry = manifest.episodes[episode_position]
+    shard = root / entry.shard
+    with tarfile.open(shard) as tar:
+        member = next(
+            m for m in tar if m.name.endswith(".rows.arrow") and f"{entry.episode_index:06d}" in m.name
+        )
+    position = member.offset_data + member.size // 2
+    data = bytearray(shard.read_bytes())
+    data[position] ^= 0x01
+    shard.write_bytes(bytes(data))
+    return entry.episode_index, position
+
+
+def test_a_flipped_byte_in_an_episode_is_one_clear_error(copy_of) -> None:
+    root = copy_of("multi")
+    episode_index, _ = flip_byte_in_rows(root, 5)
+    dataset = ShardedLeRobotDataset(str(root), episodes=[episode_index])
+    with pytest.raises(
+        ShardFormatError, match=rf"episode {episode_index} .* have crc32 [0-9a-f]{{8}}; manifest says"
+    ):
+        list(dataset)
+
+
+def test_manifests_without_checksums_still_read(converted: dict[str, str], copy_of) -> None:
+    root = copy_of("tiny")
+    assert all(e.crc32 is not None for e in read_manifest(str(root)).episodes)
+    drop_checksums(root)  # as written before checksums existed
+    old = ShardedLeRobotDataset(str(root), seed=3)
+    assert all(e.crc32 is None for e in old.entries)
+    expected = [int(item["index"]) for item in ShardedLeRobotDataset(converted["tiny"], seed=3)]
+    assert [int(item["index"]) for item in old] == expected

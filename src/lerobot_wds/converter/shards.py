@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import os
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -106,6 +107,7 @@ def write_shard(
                 writer.close()
     finally:
         samples.close()
+    entries = _with_crc32(local_path, entries)
     shard = fmt.ShardEntry(
         path=plan.path,
         size_bytes=os.path.getsize(local_path),
@@ -195,6 +197,16 @@ def _task_indices(source: LeRobotSource, episode: SourceEpisode) -> list[int]:
             f"{source.location}: episode {episode.episode_index} tasks {unknown} not in meta/tasks.parquet"
         )
     return [source.task_indices[t] for t in episode.tasks]
+
+
+def _with_crc32(local_path: Path, entries: list[fmt.EpisodeEntry]) -> list[fmt.EpisodeEntry]:
+    """Each episode's crc32 over its byte range of the written shard (what a reader's ranged read gets)."""
+    with open(local_path, "rb") as shard:
+        checked = []
+        for entry in entries:
+            shard.seek(entry.offset_bytes)
+            checked.append(replace(entry, crc32=zlib.crc32(shard.read(entry.size_bytes))))
+    return checked
 
 
 def _episode_entry(

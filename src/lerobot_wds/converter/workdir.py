@@ -26,7 +26,7 @@ from .plan import ShardPlan
 WORK_DIR = "_lerobot_wds_work"  # beside the shards until the manifest is written; removed after
 # Version of plan.json and index/*.json. A work folder of another version is refused, not resumed:
 # it only ever holds an interrupted run, and --overwrite starts that over.
-WORK_VERSION = 1
+WORK_VERSION = 2  # 2: episodes carry crc32
 _PLAN_NAME = "plan.json"
 
 
@@ -173,6 +173,7 @@ def _episode_dict(entry: fmt.EpisodeEntry) -> dict[str, Any]:
         "offset_bytes": entry.offset_bytes,
         "size_bytes": entry.size_bytes,
         "task_indices": list(entry.task_indices),
+        "crc32": entry.crc32,
     }
 
 
@@ -185,6 +186,7 @@ def _episode_entry(obj: Any, where: str) -> fmt.EpisodeEntry:
         offset_bytes=json_field(obj, "offset_bytes", int, where),
         size_bytes=json_field(obj, "size_bytes", int, where),
         task_indices=tuple(json_field(obj, "task_indices", list, where)),
+        crc32=json_field(obj, "crc32", int, where),
     )
 
 

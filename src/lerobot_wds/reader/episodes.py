@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
+import zlib
 from dataclasses import dataclass
 
 import numpy as np
@@ -114,7 +115,14 @@ class EpisodeSource:
                 raise ValueError(f"{url}: fetch_run got episodes of several shards; expected one")
             where = f"{url}: episode {entry.episode_index} ({fmt.episode_key(entry.episode_index)})"
             offset = entry.offset_bytes - start
-            members = _members(blob[offset : offset + entry.size_bytes], entry, where)
+            data = blob[offset : offset + entry.size_bytes]
+            if entry.crc32 is not None and (crc := zlib.crc32(data)) != entry.crc32:
+                span = f"bytes {entry.offset_bytes}..{entry.offset_bytes + entry.size_bytes}"
+                raise fmt.ShardFormatError(
+                    f"{where}: {span} have crc32 {crc:08x}; manifest says {entry.crc32:08x} "
+                    "(corrupt or rewritten shard)"
+                )
+            members = _members(data, entry, where)
             episodes.append(parse_episode(members, entry, self.camera_keys, where))
         self.counters.add(fetch_s=time.perf_counter() - started, episodes=len(entries), requests=1)
         return episodes
