@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
 import pytest
@@ -126,3 +127,76 @@ def test_format_md_example_parses() -> None:
     assert manifest.episodes[0].shard == manifest.shards[0].path
     meta = fmt.EpisodeMeta.from_json(meta_json.group(1), "FORMAT.md")
     assert list(meta.cameras) == manifest.camera_keys
+
+
+def _set(path: str, value: object) -> Any:
+    def change(obj: dict) -> None:
+        *parents, last = path.split(".")
+        target: Any = obj
+        for part in parents:
+            target = target[int(part)] if part.isdigit() else target[part]
+        target[int(last) if last.isdigit() else last] = value
+
+    return change
+
+
+# A hostile or broken manifest: each case one ShardFormatError naming what is wrong (issue 18).
+BAD_MANIFESTS = {
+    "fps zero": (
+        _set("fps", 0),
+        r"fps is 0; expected >= 1",
+    ),
+    "episode listed twice": (
+        _set("episodes.episode_index.1", 0),
+        r"episode 0: listed twice",
+    ),
+    "negative offset": (
+        _set("episodes.offset_bytes.0", -5),
+        r"episode 0: offset_bytes is -5; expected >= 0",
+    ),
+    "absurd size": (
+        _set("episodes.size_bytes.0", 10**12),
+        r"episode 0: bytes 0\.\.1000000000000; shard .* has 3072",
+    ),
+    "offset as a string": (
+        _set("episodes.offset_bytes.1", "1024"),
+        r"offset_bytes is str '1024'; expected an int",
+    ),
+    "zero frames": (
+        _set("episodes.num_frames.2", 0),
+        r"episode 7: num_frames is 0; expected >= 1",
+    ),
+    "task as float": (
+        _set("episodes.task_indices.0", [0.5]),
+        r"episode 0: task_indices is float",
+    ),
+    "crc out of range": (
+        _set("episodes.crc32", [-1, 0, 0]),
+        r"episode 0: crc32 -1; expected an int in \[0, 2\*\*32\)",
+    ),
+    "shard path escapes": (
+        _set("shards.0.path", "../../etc/passwd"),
+        r"shard path '\.\./\.\./etc/passwd'; expected a relative",
+    ),
+    "absolute shard path": (
+        _set("shards.0.path", "/etc/passwd"),
+        r"shard path '/etc/passwd'",
+    ),
+    "remote shard path": (
+        _set("shards.0.path", "s3://other/x.tar"),
+        r"shard path 's3://other/x\.tar'",
+    ),
+    "negative shard size": (
+        _set("shards.1.size_bytes", -1),
+        r"size_bytes is -1; expected >= 0",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_MANIFESTS))
+def test_hostile_manifests_are_refused_clearly(case: str) -> None:
+    change, message = BAD_MANIFESTS[case]
+    obj = json.loads(small_manifest().to_json())
+    change(obj)
+    with pytest.raises(fmt.ShardFormatError, match=message):
+        fmt.Manifest.from_json(json.dumps(obj), "m")

@@ -240,8 +240,8 @@ class ShardEntry:
     @classmethod
     def from_dict(cls, obj: dict[str, Any], where: str) -> ShardEntry:
         return cls(
-            path=json_field(obj, "path", str, where),
-            size_bytes=json_field(obj, "size_bytes", int, where),
+            path=_inside_root(json_field(obj, "path", str, where), where),
+            size_bytes=_at_least(json_field(obj, "size_bytes", int, where), 0, "size_bytes", where),
             sha256=json_field(obj, "sha256", str, where),
             episodes=tuple(json_field(obj, "episodes", list, where)),
             num_frames=json_field(obj, "num_frames", int, where),
@@ -345,7 +345,7 @@ class Manifest:
         return cls(
             format_version=version,
             source=SourceInfo.from_dict(json_field(obj, "source", dict, where), where),
-            fps=json_field(obj, "fps", int, where),
+            fps=_at_least(json_field(obj, "fps", int, where), 1, "fps", where),
             features=json_field(obj, "features", dict, where),
             camera_keys=list(json_field(obj, "camera_keys", list, where)),
             options=json_field(obj, "options", dict, where),
@@ -361,14 +361,30 @@ def _episodes_from_json(columns: dict[str, Any], shards: list[ShardEntry], where
     if len({len(v) for v in [*values, *([crcs] if crcs is not None else [])]}) > 1:
         raise ShardFormatError(f"{where}: episodes columns have different lengths")
     entries = []
-    for position, (index, frames, first, shard, offset, size, tasks) in enumerate(zip(*values, strict=True)):
+    seen: set[int] = set()
+    for position, row in enumerate(zip(*values, strict=True)):
+        numbers = zip(row[:6], _EPISODE_COLUMNS[:6], strict=True)
+        index, frames, first, shard, offset, size = (_int(value, name, where) for value, name in numbers)
+        at = f"{where}: episode {index}"
         crc = crcs[position] if crcs is not None else None
-        if crc is not None and (not isinstance(crc, int) or not 0 <= crc < 1 << 32):
-            raise ShardFormatError(
-                f"{where}: episode {index} has crc32 {crc!r}; expected an int in [0, 2**32)"
-            )
+        if crc is not None and (_int(crc, "crc32", at) < 0 or crc >= 1 << 32):
+            raise ShardFormatError(f"{at}: crc32 {crc}; expected an int in [0, 2**32)")
+        if index in seen:
+            raise ShardFormatError(f"{at}: listed twice; expected each episode once")
+        seen.add(index)
+        for name, value, minimum in [("num_frames", frames, 1), ("dataset_from_index", first, 0),
+                                     ("offset_bytes", offset, 0), ("size_bytes", size, 1)]:  # fmt: skip
+            _at_least(value, minimum, name, at)
         if not 0 <= shard < len(shards):
-            raise ShardFormatError(f"{where}: episode {index} names shard {shard}; have {len(shards)}")
+            raise ShardFormatError(f"{at} names shard {shard}; have {len(shards)}")
+        if offset + size > shards[shard].size_bytes:
+            raise ShardFormatError(
+                f"{at}: bytes {offset}..{offset + size}; shard {shards[shard].path} has "
+                f"{shards[shard].size_bytes} (manifest)"
+            )
+        tasks = row[6]
+        if not isinstance(tasks, list):
+            raise ShardFormatError(f"{at}: task_indices is {type(tasks).__name__}; expected a list")
         entries.append(
             EpisodeEntry(
                 episode_index=index,
@@ -377,11 +393,33 @@ def _episodes_from_json(columns: dict[str, Any], shards: list[ShardEntry], where
                 shard=shards[shard].path,
                 offset_bytes=offset,
                 size_bytes=size,
-                task_indices=tuple(tasks),
+                task_indices=tuple(_int(t, "task_indices", at) for t in tasks),
                 crc32=crc,
             )
         )
     return entries
+
+
+def _int(value: Any, name: str, where: str) -> int:
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise ShardFormatError(f"{where}: {name} is {type(value).__name__} {value!r}; expected an int")
+    return value
+
+
+def _at_least(value: int, minimum: int, name: str, where: str) -> int:
+    if value < minimum:
+        raise ShardFormatError(f"{where}: {name} is {value}; expected >= {minimum}")
+    return value
+
+
+def _inside_root(path: str, where: str) -> str:
+    """A shard path relative to the dataset root that stays inside it (local and remote alike)."""
+    parts = path.replace("\\", "/").split("/")
+    if not path or path.startswith("/") or "://" in path or ".." in parts or "" in parts or ":" in parts[0]:
+        raise ShardFormatError(
+            f"{where}: shard path {path!r}; expected a relative path inside the dataset root"
+        )
+    return path
 
 
 def read_manifest(url: str, storage_options: StorageOptions | None = None) -> Manifest:
