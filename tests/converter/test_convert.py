@@ -300,3 +300,14 @@ def test_each_episode_records_the_crc32_of_its_byte_range(tmp_path: Path) -> Non
     for entry in result.manifest.episodes:
         shard = (tmp_path / "out" / entry.shard).read_bytes()
         assert entry.crc32 == zlib.crc32(shard[entry.offset_bytes : entry.offset_bytes + entry.size_bytes])
+
+
+@pytest.mark.timeout(60)
+def test_verify_reports_an_endless_shard_instead_of_reading_it_forever(tmp_path: Path) -> None:
+    dest = tmp_path / "out"
+    convert(str(DATA / "tiny"), str(dest))
+    shard = dest / read_manifest(str(dest)).shards[0].path
+    shard.unlink()
+    shard.symlink_to("/dev/zero")  # a file that never ends
+    problems = verify(str(dest)).problems
+    assert any("longer than the" in p for p in problems), problems

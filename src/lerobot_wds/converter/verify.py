@@ -30,10 +30,13 @@ class VerifyReport:
 
 
 class _HashingReader(io.RawIOBase):
-    """Passes reads through while hashing them, so one sequential pass checks sha256 and structure."""
+    """Passes reads through while hashing them, so one sequential pass checks sha256 and structure.
+    Reads stop one byte past ``limit`` (the manifest's size): an endless or oversized shard is reported
+    as too long instead of read forever."""
 
-    def __init__(self, raw: IO[bytes]) -> None:
+    def __init__(self, raw: IO[bytes], limit: int) -> None:
         self.raw = raw
+        self.limit = limit
         self.digest = hashlib.sha256()
         self.size = 0
 
@@ -41,7 +44,7 @@ class _HashingReader(io.RawIOBase):
         return True
 
     def readinto(self, buffer: Any) -> int:
-        data = self.raw.read(len(buffer))
+        data = self.raw.read(min(len(buffer), self.limit + 1 - self.size))
         buffer[: len(data)] = data
         self.digest.update(data)
         self.size += len(data)
@@ -81,7 +84,7 @@ def _verify_shard(
     unknown: set[str] = set()
     broken: list[str] = []
     with fs.open(path, "rb") as raw:
-        reader = _HashingReader(raw)
+        reader = _HashingReader(raw, shard.size_bytes)
         try:
             for sample in iter_samples(reader, shard.path):
                 if sample.key not in expected_keys:
@@ -96,7 +99,9 @@ def _verify_shard(
             broken.append(str(exc))
         reader.drain()
     report.problems.extend(broken)
-    if reader.size != shard.size_bytes:
+    if reader.size > shard.size_bytes:
+        report.problems.append(f"{shard.path}: longer than the {shard.size_bytes} bytes the manifest says")
+    elif reader.size != shard.size_bytes:
         report.problems.append(f"{shard.path}: {reader.size} bytes; manifest says {shard.size_bytes}")
     sha256 = reader.digest.hexdigest()
     if sha256 != shard.sha256:
