@@ -56,7 +56,7 @@ def full_convert(folder: Path, dest: Path, workers: int, shard_size_mb: float) -
 def bench(name: str, folder: Path, repeats: int) -> dict[str, object]:
     src = source_bytes(folder)
     lerobot = open_source(str(folder))
-    assert sum(estimate_source_bytes(lerobot, e) for e in lerobot.episodes.values()) in range(
+    assert sum(estimate_source_bytes(lerobot, list(lerobot.episodes.values())).values()) in range(
         src - 10, src + 10
     )
     with tempfile.TemporaryDirectory() as tmp:

@@ -3,10 +3,11 @@
     python scripts/plot_bench.py [--results benchmarks/results] [--plots benchmarks/plots]
                                  [--markdown BENCHMARKS.md]
 
-Reads read.json (bench_read.py), sweep.json (bench_sweep.py), convert.json (bench_convert.py) and
-plan.json (bench_plan.py); a missing file skips its plots and tables with one printed line. Writes
-PNGs (matplotlib, Agg backend) to --plots and replaces everything between the two marker comments of
---markdown with the plots and tables, so that every number there comes from a results file.
+Reads read.json (bench_read.py), sweep.json (bench_sweep.py), convert.json (bench_convert.py),
+plan.json (bench_plan.py) and convert_plan.json (bench_convert_plan.py); a missing file skips its
+plots and tables with one printed line. Writes PNGs (matplotlib, Agg backend) to --plots and replaces
+everything between the two marker comments of --markdown with the plots and tables, so that every
+number there comes from a results file.
 The reading section starts with g1 (the real robot's camera): its bar plot (samples/s of every reader
 row and both decode limits, per num_workers), then one table per dataset, g1 first. read.json files
 written before g1 (rows `ours*`, `lerobot`, `decode_limit`) still render.
@@ -222,6 +223,28 @@ def plot_convert(convert: dict[str, Any], plots: Path) -> list[Path]:
     return [save(fig, plots / "convert_throughput.png")]
 
 
+def plot_convert_plan(convert_plan: dict[str, Any], plots: Path) -> list[Path]:
+    """(e) converter planning (metadata read + estimate + shard plan) time and memory against episodes."""
+    rows = convert_plan["results"]
+    episodes = [r["episodes"] for r in rows]
+    target = convert_plan["target"]
+    fig, (time_ax, rss_ax) = plt.subplots(1, 2, figsize=(10, 4))
+    time_ax.plot(episodes, [r["total_s"] for r in rows], "o-", label="total")
+    time_ax.plot(episodes, [r["metadata_read_s"] for r in rows], "s--", label="metadata read")
+    time_ax.plot(episodes, [r["estimate_and_plan_s"] for r in rows], "^--", label="estimate + shard plan")
+    time_ax.axhline(target["total_s"], color="C3", ls=":", label=f"target ({target['total_s']} s)")
+    time_ax.set(ylabel="seconds", title="Converter planning time")
+    rss_ax.plot(episodes, [r["process_peak_rss_mb"] for r in rows], "o-", label="process peak RSS")
+    rss_ax.plot(episodes, [r["rss_growth_mb"] for r in rows], "s--", label="held by source + plan")
+    rss_ax.axhline(target["process_peak_rss_mb"], color="C3", ls=":", label="target (1 GB)")
+    rss_ax.set(ylabel="MB", title="Converter planning memory")
+    for ax in (time_ax, rss_ax):
+        ax.set(xscale="log", xlabel=f"episodes ({convert_plan['layout']['cameras']} cameras)")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    return [save(fig, plots / "convert_plan.png")]
+
+
 # ----------------------------------------------------------------------------------------- tables
 
 
@@ -379,6 +402,27 @@ def plan_table(plan: dict[str, Any]) -> str:
     return table(header, [cells])
 
 
+def convert_plan_table(convert_plan: dict[str, Any]) -> str:
+    layout = convert_plan["layout"]
+    intro = (
+        f"`convert`'s planning (what `convert --dry-run` runs) on a synthetic LeRobot v3 source: "
+        f"{layout['cameras']} cameras, {layout['frames_per_episode']} frames per episode, "
+        f"{layout['episodes_per_video_file']} episodes per mp4 and {layout['episodes_per_data_file']:,} per "
+        "data file (sparse files: real sizes, no bytes), shards of "
+        f"{layout['shard_size_mb']:g} MB. Peak RSS includes the "
+        f"{convert_plan['results'][0]['rss_before_mb']} MB of Python and the converter's imports."
+    )
+    header = ["episodes", "frames", "source files", "shards", "metadata read s", "estimate + plan s"]
+    header += ["total s", "held by source + plan (MB)", "process peak RSS (MB)"]
+    rows = [
+        [f"{r['episodes']:,}", f"{r['frames']:,}", f"{r['source_files']:,}", f"{r['shards']:,}",
+         r["metadata_read_s"], r["estimate_and_plan_s"], r["total_s"], r["rss_growth_mb"],
+         r["process_peak_rss_mb"]]
+        for r in convert_plan["results"]
+    ]  # fmt: skip
+    return f"{intro}\n\n{table(header, rows)}"
+
+
 def remote_table(remote: dict[str, Any]) -> str:
     intro = (
         "S3 (SeaweedFS on 127.0.0.1) through a proxy adding a latency to every request and capping all "
@@ -451,6 +495,7 @@ def main() -> None:
     read, sweep = load(args.results, "read.json"), load(args.results, "sweep.json")
     convert, plan = load(args.results, "convert.json"), load(args.results, "plan.json")
     remote, threads = load(args.results, "remote.json"), load(args.results, "threads.json")
+    convert_plan = load(args.results, "convert_plan.json")
     labels = labels_of(read, sweep)
     md = args.markdown
     sections = [
@@ -464,6 +509,8 @@ def main() -> None:
         section("Converting", "convert.json", convert, lambda r: [
             *images(plot_convert(r, args.plots), md), convert_table(r)]),
         section("Planning at DROID's size", "plan.json", plan, lambda r: [plan_table(r)]),
+        section("Converter planning at DROID's size", "convert_plan.json", convert_plan, lambda r: [
+            *images(plot_convert_plan(r, args.plots), md), convert_plan_table(r)]),
     ]  # fmt: skip
     rewrite(md, "\n\n".join(sections))
 

@@ -10,7 +10,15 @@ from collections.abc import Sequence
 
 from tqdm import tqdm
 
-from .converter import ConvertConfig, ConvertProgress, convert, inspect_dataset, verify
+from .converter import (
+    ConversionPlan,
+    ConvertConfig,
+    ConvertProgress,
+    convert,
+    inspect_dataset,
+    plan_conversion,
+    verify,
+)
 from .converter.convert import DEFAULT_SHARD_SIZE_MB
 from .converter.reencode import VCODECS
 
@@ -62,6 +70,12 @@ def _parser() -> argparse.ArgumentParser:
         help="hf://datasets destinations: local folder converted first, then published in a few commits "
         "(default: ~/.cache/lerobot-wds/staging/<repo>)",
     )
+    conv.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="print the plan (shards, episodes, frames, estimated source bytes per shard) and write nothing",
+    )
+    conv.add_argument("--json", action="store_true", help="with --dry-run: print the plan as JSON")
 
     ver = commands.add_parser("verify", help="re-read every shard and check it against the manifest")
     ver.add_argument("url")
@@ -81,6 +95,12 @@ def _run_convert(args: argparse.Namespace) -> int:
         crf=args.crf,
         staging_dir=args.staging_dir,
     )
+    if args.dry_run:
+        plan = plan_conversion(args.source, config)
+        print(json.dumps(plan.to_dict()) if args.json else _plan_text(plan, config))
+        return 0
+    if args.json:
+        raise ValueError("--json: applies to --dry-run only; add --dry-run")
     with tqdm(unit="ep", desc="converting", dynamic_ncols=True) as bar:
 
         def on_progress(progress: ConvertProgress) -> None:
@@ -100,6 +120,37 @@ def _run_convert(args: argparse.Namespace) -> int:
         f"overhead vs source {result.overhead:+.2%}"
     )
     return 0
+
+
+def _plan_text(plan: ConversionPlan, config: ConvertConfig, head: int = 5) -> str:
+    """A table of the planned shards (the first and last ``head`` of many) and the total."""
+    header = f"{'shard':>7}  {'episodes':>8}  {'first..last':>15}  {'frames':>10}  {'est. MB':>9}"
+
+    def line(name: str, num_episodes: int, span: str, frames: int, size: int) -> str:
+        return f"{name:>7}  {num_episodes:>8,}  {span:>15}  {frames:>10,}  {size / 1e6:>9.1f}"
+
+    rows = plan.shard_rows()
+    shown = rows if len(rows) <= 2 * head + 1 else [*rows[:head], None, *rows[-head:]]
+    lines = [header]
+    for row in shown:
+        if row is None:
+            lines.append(f"{'...':>7}  ({len(rows) - 2 * head:,} more shards)")
+            continue
+        episodes = row["episodes"]
+        span = f"{episodes[0]}..{episodes[-1]}"
+        lines.append(
+            line(str(row["shard_index"]), len(episodes), span, row["num_frames"], row["estimated_bytes"])
+        )
+    lines.append(line("total", len(plan.episodes), "", plan.num_frames, plan.source_bytes))
+    tasks = len(plan.shards)
+    lines.append(
+        f"{plan.source.location}: {tasks:,} shards, {len(plan.episodes):,} episodes, "
+        f"{plan.num_frames:,} frames, "
+        f"~{plan.source_bytes / 1e6:,.1f} MB of source (shards of ~{config.shard_size_mb:g} MB); "
+        f"{tasks:,} tasks on {min(config.workers, tasks)} worker(s); "
+        "dry run: nothing written"
+    )
+    return "\n".join(lines)
 
 
 def _run_verify(args: argparse.Namespace) -> int:

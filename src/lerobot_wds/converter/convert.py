@@ -14,7 +14,7 @@ from .. import format as fmt
 from .. import storage
 from .executor import ConvertProgress, completion_url, run_shard_tasks
 from .hub import HubTarget, hub_target, publish_to_hub
-from .plan import ShardPlan, estimate_source_bytes, plan_shards
+from .plan import ConversionPlan, ShardPlan, plan_episodes
 from .reencode import VCODECS
 from .shards import VideoOptions
 from .source import LeRobotSource, open_source
@@ -71,6 +71,10 @@ class ConvertConfig:
     def video_options(self) -> VideoOptions:
         return VideoOptions(vcodec=self.vcodec, crf=self.crf)
 
+    @property
+    def shard_size_bytes(self) -> int:
+        return round(self.shard_size_mb * 1e6)
+
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ConvertResult:
@@ -115,10 +119,8 @@ def convert(
     opts = config.storage_options
     if config.overwrite:
         _clear_destination(dest, opts)
-    lerobot = open_source(source, revision=config.revision, episodes=config.episodes)
-    episodes = lerobot.select(config.episodes)
-    estimates = {ep.episode_index: estimate_source_bytes(lerobot, ep) for ep in episodes}
-    plans = plan_shards(episodes, estimates, target_bytes=round(config.shard_size_mb * 1e6))
+    plan = plan_conversion(source, config)
+    lerobot, plans = plan.source, plan.shards
     work_plan = _work_plan(lerobot, config, plans)
     existing = _existing_manifest(dest, opts)
     if existing is not None:
@@ -128,12 +130,12 @@ def convert(
             manifest=existing,
             dest=dest,
             elapsed_s=time.perf_counter() - started,
-            source_bytes=sum(estimates.values()),
+            source_bytes=plan.source_bytes,
             shards_skipped=len(existing.shards),
         )
     skipped = _prepare_work_dir(dest, work_plan, opts)
     run_shard_tasks(
-        lerobot, dest, plans, config.video_options(), opts, config.workers, on_progress, len(episodes)
+        lerobot, dest, plans, config.video_options(), opts, config.workers, on_progress, len(plan.episodes)
     )
     written = [read_index(dest, plan.shard_index, opts) for plan in plans]
     manifest = _manifest(lerobot, config, written)
@@ -142,9 +144,27 @@ def convert(
         manifest=manifest,
         dest=dest,
         elapsed_s=time.perf_counter() - started,
-        source_bytes=sum(estimates.values()),
+        source_bytes=plan.source_bytes,
         shards_skipped=skipped,
     )
+
+
+def plan_conversion(source: str, config: ConvertConfig | None = None) -> ConversionPlan:
+    """The shards :func:`convert` would write for ``source`` and ``config``; writes nothing.
+
+    ``convert`` plans with this very function, so the plan it returns is the one a conversion follows.
+    A Hub source is opened as ``convert`` opens it (its selected episodes' files are downloaded: the
+    estimate needs their sizes).
+
+    Example:
+        >>> from lerobot_wds.converter.convert import plan_conversion
+        >>> plan = plan_conversion("tests/data/multi", ConvertConfig(shard_size_mb=1))
+        >>> len(plan.shards), len(plan.episodes), plan.num_frames
+        (2, 24, 1852)
+    """
+    config = config or ConvertConfig()
+    lerobot = open_source(source, revision=config.revision, episodes=config.episodes)
+    return plan_episodes(lerobot, lerobot.select(config.episodes), target_bytes=config.shard_size_bytes)
 
 
 def _convert_to_hub(

@@ -1,8 +1,14 @@
-"""Group episodes into shards: a pure function of the source metadata and the options."""
+"""Group episodes into shards: a pure function of the source metadata, its file sizes and the options.
+
+Linear in the number of episodes: each file's duration, row count and size is found once (issue 14:
+130,000 episodes x 3 cameras are planned in seconds; benchmarks/results/convert_plan.json).
+"""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from ..format import shard_path
 from .source import LeRobotSource, SourceEpisode, source_file_size
@@ -15,24 +21,86 @@ class ShardPlan:
     episodes: tuple[int, ...]
 
 
-def estimate_source_bytes(source: LeRobotSource, episode: SourceEpisode) -> int:
-    """Source bytes an episode accounts for: its share (by duration / rows) of each file it lives in.
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ConversionPlan:
+    """What a conversion writes: the source, its selected episodes and the shards they go into.
+
+    Built by :func:`lerobot_wds.converter.convert.plan_conversion`, which ``convert`` and
+    ``lerobot-wds convert --dry-run`` both call.
+    """
+
+    source: LeRobotSource
+    episodes: list[SourceEpisode]  # the selection, in index order
+    estimated_bytes: dict[int, int]  # episode_index -> source bytes it accounts for
+    shards: list[ShardPlan]
+
+    @property
+    def num_frames(self) -> int:
+        return sum(episode.length for episode in self.episodes)
+
+    @property
+    def source_bytes(self) -> int:
+        """Source data + video bytes that the selected episodes account for (estimated by share)."""
+        return sum(self.estimated_bytes.values())
+
+    def shard_rows(self) -> list[dict[str, Any]]:
+        """One JSON-able row per shard: index, path, episodes, frames, estimated source bytes."""
+        lengths = {episode.episode_index: episode.length for episode in self.episodes}
+        return [
+            {
+                "shard_index": shard.shard_index,
+                "path": shard.path,
+                "num_episodes": len(shard.episodes),
+                "episodes": list(shard.episodes),
+                "num_frames": sum(lengths[e] for e in shard.episodes),
+                "estimated_bytes": sum(self.estimated_bytes[e] for e in shard.episodes),
+            }
+            for shard in self.shards
+        ]
+
+    def to_dict(self) -> dict[str, Any]:
+        """The plan as JSON-able values (``lerobot-wds convert --dry-run --json``)."""
+        return {
+            "source": self.source.location,
+            "revision": self.source.revision,
+            "num_shards": len(self.shards),
+            "num_episodes": len(self.episodes),
+            "num_frames": self.num_frames,
+            "estimated_bytes": self.source_bytes,
+            "shards": self.shard_rows(),
+        }
+
+
+def estimate_source_bytes(source: LeRobotSource, episodes: Sequence[SourceEpisode]) -> dict[int, int]:
+    """Source bytes each episode accounts for: its share (by duration / rows) of each file it lives in.
 
     Needs only file sizes and metadata, so planning opens no video; summed over all episodes it is
-    exactly the size of the source's data and video files.
+    exactly the size of the source's data and video files. Each file's duration, rows and size is
+    looked up once (``LeRobotSource.video_durations_s``, ``data_file_rows``, one ``stat``).
     """
-    total = 0.0
-    for span in episode.videos.values():
-        duration = source.video_duration_s(span.file)
-        share = (span.to_timestamp - span.from_timestamp) / duration if duration > 0 else 0.0
-        total += source_file_size(source, span.file) * share
-    rows = source.data_file_frames(episode.data_file)
-    total += source_file_size(source, episode.data_file) * episode.length / max(rows, 1)
-    return round(total)
+    durations = source.video_durations_s
+    rows = source.data_file_rows
+    sizes: dict[str, int] = {}
+
+    def size(relative: str) -> int:
+        if relative not in sizes:
+            sizes[relative] = source_file_size(source, relative)
+        return sizes[relative]
+
+    estimates = {}
+    for episode in episodes:
+        total = 0.0  # the same float operations, in the same order, as the first planner: equal plans
+        for span in episode.videos.values():
+            duration = durations[span.file]
+            share = (span.to_timestamp - span.from_timestamp) / duration if duration > 0 else 0.0
+            total += size(span.file) * share
+        total += size(episode.data_file) * episode.length / max(rows[episode.data_file], 1)
+        estimates[episode.episode_index] = round(total)
+    return estimates
 
 
 def plan_shards(
-    episodes: list[SourceEpisode], estimated_bytes: dict[int, int], target_bytes: int
+    episodes: Sequence[SourceEpisode], estimated_bytes: dict[int, int], target_bytes: int
 ) -> list[ShardPlan]:
     """Consecutive episodes (index order, so each source file is read front to back) into shards.
 
@@ -49,3 +117,16 @@ def plan_shards(
         groups[-1].append(episode.episode_index)
         size += episode_bytes
     return [ShardPlan(shard_index=i, path=shard_path(i), episodes=tuple(g)) for i, g in enumerate(groups)]
+
+
+def plan_episodes(
+    source: LeRobotSource, episodes: Sequence[SourceEpisode], target_bytes: int
+) -> ConversionPlan:
+    """Estimate the selected episodes' bytes and group them into shards of about ``target_bytes``."""
+    estimates = estimate_source_bytes(source, episodes)
+    return ConversionPlan(
+        source=source,
+        episodes=list(episodes),
+        estimated_bytes=estimates,
+        shards=plan_shards(episodes, estimates, target_bytes),
+    )
