@@ -1,5 +1,6 @@
 """The examples: train_accelerate.py on CPU with 2 processes (trains, checkpoints, resumes exactly);
-train_lerobot_policy.py with LeRobot itself, when a LeRobot venv is given (LEROBOT_VENV)."""
+train_mixture.py (a mixture of two converted datasets, loss per source); train_lerobot_policy.py with
+LeRobot itself, when a LeRobot venv is given (LEROBOT_VENV)."""
 
 from __future__ import annotations
 
@@ -67,3 +68,25 @@ def test_lerobot_act_policy_trains_on_the_stream(tmp_path: Path) -> None:
     assert len(losses) == 12
     assert all(math.isfinite(loss) for loss in losses)
     assert lines[-1]["mean_loss_last_quarter"] < lines[-1]["mean_loss_first_quarter"] / 2
+
+
+def test_train_mixture_logs_the_loss_per_source() -> None:
+    """Converts its two demo datasets, trains 3 steps at 2 workers, one loss per source in the log."""
+    command = [
+        sys.executable,
+        str(ROOT / "examples/train_mixture.py"),
+        "--steps",
+        "3",
+        "--weights",
+        "0.7",
+        "0.3",
+    ]
+    environment = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
+    completed = subprocess.run(
+        command, capture_output=True, text=True, timeout=300, env=environment, check=False
+    )
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    lines = [json.loads(line) for line in completed.stdout.splitlines()]
+    assert [line["step"] for line in lines] == [1, 2, 3]
+    assert all(math.isfinite(line["loss"]) for line in lines)
+    assert {name for line in lines for name in line["loss_by_source"]} == {"multi-a", "multi-b"}

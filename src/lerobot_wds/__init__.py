@@ -15,11 +15,12 @@ from .storage import RetryPolicy
 if TYPE_CHECKING:
     from .converter.convert import ConvertConfig, ConvertResult, convert
     from .converter.verify import VerifyReport, inspect_dataset, verify
-    from .reader import ReaderConfig, ShardedLeRobotDataset, collate
+    from .reader import MixedDataset, ReaderConfig, ShardedLeRobotDataset, collate
 
 _LAZY = {
     "ConvertConfig": ".converter",
     "ConvertResult": ".converter",
+    "MixedDataset": ".reader",
     "ReaderConfig": ".reader",
     "ShardedLeRobotDataset": ".reader",
     "VerifyReport": ".converter",
@@ -34,6 +35,7 @@ __all__ = [
     "ConvertConfig",
     "ConvertResult",
     "Manifest",
+    "MixedDataset",
     "ReaderConfig",
     "RetryPolicy",
     "ShardFormatError",

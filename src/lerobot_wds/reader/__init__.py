@@ -4,6 +4,16 @@ from .arena import collate
 from .config import ReaderConfig
 from .dataset import ShardedLeRobotDataset
 from .meta import DatasetMeta
+from .mixmeta import MixtureMeta
+from .mixture import MixedDataset
 from .order import WorkerInfo
 
-__all__ = ["DatasetMeta", "ReaderConfig", "ShardedLeRobotDataset", "WorkerInfo", "collate"]
+__all__ = [
+    "DatasetMeta",
+    "MixedDataset",
+    "MixtureMeta",
+    "ReaderConfig",
+    "ShardedLeRobotDataset",
+    "WorkerInfo",
+    "collate",
+]

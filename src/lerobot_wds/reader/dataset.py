@@ -20,7 +20,7 @@ from .items import build_item, item_spec
 from .meta import read_meta
 from .order import WorkerInfo, distributed_rank_and_world, select_episodes
 from .orphans import exit_with_parent
-from .pipeline import ReaderStream, Reading, build_pipeline
+from .pipeline import ReaderStream, Reading, build_pipeline, reader_plan
 from .telemetry import CounterBoard
 from .windows import check_delta_timestamps
 
@@ -173,10 +173,16 @@ class ShardedLeRobotDataset(IterableDataset[dict[str, Any]]):
         self._stream = self.stream(who, draws=self._restored_draws(who))
         return self._stream
 
-    def stream(self, who: WorkerInfo, draws: int = 0) -> ReaderStream:
-        """The items (or batches) that reader ``who`` yields this epoch, from its ``draws``-th draw on."""
+    def stream(self, who: WorkerInfo, draws: int = 0, epoch: int | None = None) -> ReaderStream:
+        """The items (or batches) that reader ``who`` yields in ``epoch`` (default: the current one), from
+        its ``draws``-th draw on. A mixture streams each source through this, with an epoch per lap."""
         reading = Reading(self.url, self.entries, self.spec, self.config, self._board)
-        return build_pipeline(reading, who, self.epoch, draws)
+        return build_pipeline(reading, who, self.epoch if epoch is None else epoch, draws)
+
+    def samples_per_reader(self, who: WorkerInfo, epoch: int | None = None) -> int:
+        """How many items (draws) :meth:`stream` yields for reader ``who`` in ``epoch`` (pure, no I/O); the
+        same for worker ``w`` of every rank (the DDP padding)."""
+        return reader_plan(self.entries, self.config, who, self.epoch if epoch is None else epoch).num_samples
 
     def item_at(self, index: int) -> dict[str, Any]:
         """Random access to the item for LeRobot's global ``index`` (for checks; fetches its episode)."""

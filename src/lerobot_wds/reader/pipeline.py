@@ -23,7 +23,7 @@ from .config import ReaderConfig
 from .episodes import EpisodeSource
 from .frames import DecoderCache, import_decoder_in_background
 from .items import ItemSpec, build_batch, build_item
-from .order import WorkerInfo, plan_slot, stream_seed
+from .order import SlotPlan, WorkerInfo, plan_slot, stream_seed
 from .readahead import EpisodeDraw, EpisodeReadAhead
 from .schedule import DrawSchedule
 from .telemetry import CounterBoard, Counters
@@ -48,7 +48,7 @@ class Reading:
 def build_pipeline(reading: Reading, who: WorkerInfo, epoch: int, draws: int = 0) -> ReaderStream:
     """The items (or batches) reader ``who`` yields in ``epoch``, from its ``draws``-th draw on."""
     config = reading.config
-    plan = plan_slot(reading.entries, who, seed=config.seed, epoch=epoch, shuffle=config.shuffle)
+    plan = reader_plan(reading.entries, config, who, epoch)
     if plan.num_repeated:
         logger.info("%s: %s repeats %d samples so that every rank yields %d",
                     reading.url, who, plan.num_repeated, plan.num_samples)  # fmt: skip
@@ -83,6 +83,11 @@ def build_pipeline(reading: Reading, who: WorkerInfo, epoch: int, draws: int = 0
         else BatchStream(episodes, reading.spec, decoders, counters, config.batch_size, config.drop_last)
     )
     return ReaderStream(who, epoch, stage, episodes, decoders, reading.board)
+
+
+def reader_plan(entries: list[EpisodeEntry], config: ReaderConfig, who: WorkerInfo, epoch: int) -> SlotPlan:
+    """The episodes reader ``who`` streams in ``epoch`` and its number of samples (pure, no I/O)."""
+    return plan_slot(entries, who, seed=config.seed, epoch=epoch, shuffle=config.shuffle)
 
 
 class ItemStream(Iterator[dict[str, Any]]):
