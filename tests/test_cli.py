@@ -19,7 +19,9 @@ def test_convert_verify_inspect(tmp_path: Path, capsys: pytest.CaptureFixture[st
     assert "5 episodes" in summary
     assert "overhead vs source" in summary
     assert main(["verify", str(dest)]) == 0
-    assert "5 episodes checked: OK" in capsys.readouterr().out
+    summary = capsys.readouterr().out
+    assert "5 episodes checked in" in summary
+    assert summary.endswith("MB/s): OK\n")
     assert main(["inspect", str(dest), "--json"]) == 0
     info = json.loads(capsys.readouterr().out)
     assert info["episodes"] == 5
@@ -91,3 +93,30 @@ def test_convert_dry_run_prints_the_plan_and_writes_nothing(
     assert main(["convert", str(DATA / "multi"), str(dest), "--json"]) == 2
     assert "--json: applies to --dry-run only" in capsys.readouterr().err
     assert not dest.exists()
+
+
+def test_progress_and_summaries_or_quiet(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Bars with rates on stderr and a summary on stdout; --quiet leaves only problems (and the exit code).
+    Two workers: datatrove's pool, whose stats summary must not reach the user's terminal either."""
+    dest = tmp_path / "out"
+    assert main(["convert", str(DATA / "tiny"), str(dest), "--workers", "2", "--shard-size-mb", "0.1"]) == 0
+    out, err = capsys.readouterr()
+    assert "6 episodes" in out
+    assert "converting: 100%" in err
+    assert "frames/s" in err
+    assert "Stats" not in err  # datatrove's loguru summary
+    assert main(["verify", str(dest)]) == 0
+    out, err = capsys.readouterr()
+    assert "episodes checked in" in out
+    assert "MB/s): OK" in out
+    assert "verifying: 100%" in err
+    quiet = tmp_path / "quiet"
+    assert main(["-q", "convert", str(DATA / "tiny"), str(quiet), "--workers", "2"]) == 0
+    assert main(["--quiet", "verify", str(quiet)]) == 0
+    assert capsys.readouterr() == ("", "")
+    shard = quiet / "shards" / "shard-000000.tar"
+    shard.write_bytes(shard.read_bytes()[:-20000])
+    assert main(["--quiet", "verify", str(quiet)]) == 1
+    out, err = capsys.readouterr()
+    assert "sha256" in out
+    assert err == ""

@@ -6,6 +6,7 @@ import argparse
 import json
 import logging
 import sys
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -40,6 +41,9 @@ def _episodes(text: str) -> tuple[int, ...]:
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="lerobot-wds", description=__doc__)
     parser.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
+    parser.add_argument(
+        "-q", "--quiet", action="store_true", help="no progress bars nor summaries: only problems and errors"
+    )
     commands = parser.add_subparsers(dest="command", required=True)
 
     conv = commands.add_parser("convert", help="convert a LeRobot v3 dataset into episode tar shards")
@@ -111,16 +115,23 @@ def _run_convert(args: argparse.Namespace) -> int:
         return 0
     if args.json:
         raise ValueError("--json: applies to --dry-run only; add --dry-run")
-    with tqdm(unit="ep", desc="converting", dynamic_ncols=True) as bar:
+    if args.quiet:  # a Hub destination's uploads show huggingface_hub's own bars
+        from huggingface_hub.utils import disable_progress_bars
+
+        disable_progress_bars()
+    with tqdm(unit="ep", desc="converting", dynamic_ncols=True, disable=args.quiet) as bar:
 
         def on_progress(progress: ConvertProgress) -> None:
             bar.total = progress.total_episodes
             bar.n = progress.num_episodes
             seconds = max(bar.format_dict["elapsed"], 1e-9)
-            bar.set_postfix_str(f"{progress.bytes_written / 1e6 / seconds:.1f} MB/s", refresh=False)
+            frames_per_s, mb_per_s = progress.num_frames / seconds, progress.bytes_written / 1e6 / seconds
+            bar.set_postfix_str(f"{frames_per_s:,.0f} frames/s, {mb_per_s:.1f} MB/s", refresh=False)
             bar.refresh()
 
         result = convert(args.source, args.dest, config, on_progress=on_progress)
+    if args.quiet:
+        return 0
     manifest = result.manifest
     print(
         f"{result.dest}: {manifest.num_episodes} episodes, {manifest.num_frames} frames, "
@@ -164,14 +175,30 @@ def _plan_text(plan: ConversionPlan, config: ConvertConfig, head: int = 5) -> st
 
 
 def _run_verify(args: argparse.Namespace) -> int:
-    report = verify(args.url)
+    started = time.perf_counter()
+    bar = tqdm(
+        desc="verifying", unit="B", unit_scale=True, unit_divisor=1000, dynamic_ncols=True, disable=args.quiet
+    )
+
+    def on_progress(checked_bytes: int, total_bytes: int) -> None:
+        bar.total = total_bytes
+        bar.update(checked_bytes - bar.n)
+
+    with bar:
+        report = verify(args.url, on_progress=on_progress)
+    elapsed_s = time.perf_counter() - started
     for problem in report.problems:
         print(problem)
+    if args.quiet:
+        return 0 if report.ok else 1
     for camera_key, values in sorted(report.psnr_db.items()):
         mean = sum(values) / len(values)
         print(f"{camera_key}: re-encoded, PSNR vs source min {min(values):.2f} dB, mean {mean:.2f} dB")
     status = "OK" if report.ok else f"{len(report.problems)} problem(s)"
-    print(f"{args.url}: {report.shards_checked} shards, {report.episodes_checked} episodes checked: {status}")
+    print(
+        f"{args.url}: {report.shards_checked} shards, {report.episodes_checked} episodes checked in "
+        f"{elapsed_s:.1f} s ({bar.n / 1e6 / max(elapsed_s, 1e-9):.1f} MB/s): {status}"
+    )
     return 0 if report.ok else 1
 
 
@@ -217,6 +244,8 @@ def _run_preview(args: argparse.Namespace) -> int:
     preview = preview_episode(args.url, args.episode, num_frames=args.frames)
     out = Path(args.out or f"episode_{args.episode}.png")
     out.write_bytes(preview.png)
+    if args.quiet:
+        return 0
     plots = ", ".join(preview.plots) or "none"
     print(f"{out}: {preview.width}x{preview.height} px, {len(preview.tiles)} frames; plots: {plots}")
     return 0

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import io
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import IO, Any
 
@@ -56,14 +56,28 @@ class _HashingReader(io.RawIOBase):
             pass
 
 
-def verify(url: str, storage_options: Mapping[str, Any] | None = None) -> VerifyReport:
-    """Re-read every shard: checksum, tar structure, member sets, offsets, frame and row counts."""
+def verify(
+    url: str,
+    storage_options: Mapping[str, Any] | None = None,
+    on_progress: Callable[[int, int], None] | None = None,
+) -> VerifyReport:
+    """Re-read every shard: checksum, tar structure, member sets, offsets, frame and row counts.
+
+    ``on_progress(bytes_checked, total_bytes)`` is called before the first shard and after each one
+    (sizes as the manifest lists them).
+    """
     manifest = fmt.read_manifest(url, storage_options)
     report = VerifyReport(url=url)
     entries = {e.episode_index: e for e in manifest.episodes}
+    checked_bytes = 0
+    if on_progress is not None:
+        on_progress(checked_bytes, manifest.total_bytes)
     for shard in manifest.shards:
         _verify_shard(url, manifest, shard, entries, storage_options, report)
         report.shards_checked += 1
+        checked_bytes += shard.size_bytes
+        if on_progress is not None:
+            on_progress(checked_bytes, manifest.total_bytes)
     return report
 
 
