@@ -64,6 +64,17 @@ def test_inspect_names_depth_maps_and_their_codec(tmp_path: Path, capsys: pytest
     assert "observation.images.depth hevc 32x24 depth" in " ".join(capsys.readouterr().out.split())
 
 
+def test_inspect_gives_the_codec_of_a_re_encode(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    dest = tmp_path / "out"
+    assert main(["-q", "convert", str(DATA / "tiny"), str(dest), "--vcodec", "h264"]) == 0
+    assert main(["inspect", str(dest), "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["cameras"]["observation.images.front"]["codec"] == "h264"  # info.json still says av1
+    assert set(info["psnr_db_vs_source"]["observation.images.front"]) == {"min", "mean"}
+    assert main(["inspect", str(dest)]) == 0
+    assert "PSNR vs source: observation.images.front min" in capsys.readouterr().out
+
+
 def test_errors_are_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["inspect", str(tmp_path)]) == 2
     assert "no manifest.json" in capsys.readouterr().err
