@@ -17,7 +17,7 @@ from lerobot_wds import ConvertConfig, convert
 from lerobot_wds import format as fmt
 from lerobot_wds._torchcodec import video_decoder_class
 from lerobot_wds.cli import main
-from lerobot_wds.preview import EpisodePreview, dimension_names, preview_episode
+from lerobot_wds.preview import EpisodePreview, _shown, dimension_names, preview_episode
 
 
 @pytest.fixture(scope="module")
@@ -107,6 +107,19 @@ def test_dimension_names() -> None:
     assert dimension_names("a", {"motors": ["x", "y"]}, 2) == ["x", "y"]
     assert dimension_names("a", None, 2) == ["a[0]", "a[1]"]
     assert dimension_names("a", ["x"], 2) == ["a[0]", "a[1]"]  # a mismatch is not guessed at
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("/data/x", "/data/x"),
+        ("s3://bucket/x", "s3://bucket/x"),
+        ("hf://datasets/me/x@main/v1", "hf://datasets/me/x@main/v1"),
+        ("https://user:secret@host:8443/a?token=abc", "https://host:8443/a"),  # no credentials in the PNG
+    ],
+)
+def test_the_url_in_the_image_carries_no_credentials(url: str, shown: str) -> None:
+    assert _shown(url) == shown
 
 
 def test_cli_writes_the_png(multi: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -16,6 +16,7 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit, urlunsplit
 
 import numpy as np
 
@@ -104,7 +105,7 @@ def preview_episode(
     series = _series(episode, meta)
     title = " | ".join(episode.meta.tasks) or "(no task)"
     facts = (
-        f"{url}  ·  episode {episode_index}  ·  {episode.num_frames} frames at {meta.fps} fps "
+        f"{_shown(url)}  ·  episode {episode_index}  ·  {episode.num_frames} frames at {meta.fps} fps "
         f"({episode.num_frames / meta.fps:.1f} s)"
     )
     figure, tiles = _draw(title, facts, strips, indices, timestamps, series)
@@ -119,6 +120,14 @@ def preview_episode(
         plots={key: names for key, (_, names) in series.items()},
         title=title,
     )
+
+
+def _shown(url: str) -> str:
+    """The URL as printed in the image: without user info or query (where tokens could sit)."""
+    parts = urlsplit(url)
+    if not parts.scheme or len(parts.scheme) == 1:  # a local path (or a Windows drive letter)
+        return url
+    return urlunsplit((parts.scheme, parts.netloc.rpartition("@")[2], parts.path, "", ""))
 
 
 def _require_matplotlib() -> None:
