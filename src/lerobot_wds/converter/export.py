@@ -1,0 +1,406 @@
+"""``export``: converted shards -> a LeRobot v3 dataset (the way back), by stream copy.
+
+Episodes are read one at a time with a ranged read each (crc32-checked against the manifest), then
+written as LeRobot 0.6's writer lays a dataset out:
+
+- ``data/chunk-XXX/file-YYY.parquet``: the rows, one row group per episode; a new file when the next
+  episode would take the current one past ``data_files_size_in_mb`` (LeRobot's rule, estimated from
+  the bytes per frame written so far, exactly as its ``_save_episode_data``).
+- ``videos/<camera>/chunk-XXX/file-YYY.mp4``: the segments concatenated by stream copy
+  (:mod:`.concat`), one file per source file the segments came from (``meta.json``'s ``source_file``),
+  renumbered in order: a whole dataset written by LeRobot gets its own layout back, and
+  ``from_timestamp``/``to_timestamp`` are the same float sums LeRobot's writer records.
+- ``meta/episodes/chunk-000/file-000.parquet`` (episode table), ``meta/info.json`` (the source's,
+  with totals and splits for what was exported), ``meta/stats.json`` and ``meta/tasks.parquet`` (the
+  source's, copied as the converter copied them).
+
+A conversion of some episodes only (``--episodes``) is exported with episodes renumbered 0..N-1 and
+``index`` made contiguous, because LeRobot addresses its episode table by position.
+Files are staged in a local folder and published at the end, ``meta/info.json`` last.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import tempfile
+import time
+import zlib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from .. import format as fmt
+from .. import storage
+from ..sample import EpisodeSample, entry_problems, parse_sample, read_sample
+from .concat import ConcatenatedVideo
+
+logger = logging.getLogger(__name__)
+
+INFO_PATH = "meta/info.json"
+EPISODES_PATH = "meta/episodes/chunk-000/file-000.parquet"
+# LeRobot 0.6's defaults (lerobot.datasets.utils), for an info.json that does not name them.
+DEFAULT_CHUNKS_SIZE = 1000
+DEFAULT_DATA_FILES_SIZE_MB = 100.0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ExportConfig:
+    """Options of :func:`export`."""
+
+    overwrite: bool = False  # replace a LeRobot dataset already at the destination
+    # for the destination's and the source's fsspec filesystems; repr=False keeps credentials out of logs
+    storage_options: Mapping[str, Any] = field(default_factory=dict, repr=False)
+    source_storage_options: Mapping[str, Any] = field(default_factory=dict, repr=False)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ExportProgress:
+    """Cumulative progress, reported after each episode."""
+
+    num_episodes: int
+    num_frames: int
+    bytes_read: int  # shard bytes read so far
+    total_episodes: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ExportResult:
+    dest: str
+    num_episodes: int
+    num_frames: int
+    bytes_written: int
+    elapsed_s: float
+    renumbered: bool  # episodes renumbered 0..N-1 (a conversion of some episodes only)
+
+
+def export(
+    url: str,
+    dest: str,
+    config: ExportConfig | None = None,
+    *,
+    on_progress: Callable[[ExportProgress], None] | None = None,
+) -> ExportResult:
+    """Write a LeRobot v3 dataset at ``dest`` from the converted shards at ``url``.
+
+    Args:
+        url: a converted dataset (local folder or fsspec URL).
+        dest: a local folder or any fsspec URL; LeRobot's ``LeRobotDataset(repo_id, root=dest)`` loads it.
+        config: see :class:`ExportConfig`.
+        on_progress: called after each episode with cumulative :class:`ExportProgress`.
+
+    Example:
+        >>> from lerobot_wds.converter.export import export
+        >>> export("/tmp/tiny-wds", "/tmp/tiny-lerobot").num_episodes
+        6
+    """
+    config = config or ExportConfig()
+    started = time.perf_counter()
+    manifest = fmt.read_manifest(url, config.source_storage_options)
+    meta = _read_meta_files(url, config.source_storage_options)
+    info = fmt.json_loads(meta[INFO_PATH], storage.join(url, INFO_PATH))
+    _check_destination(dest, config)
+    renumber = _needs_renumbering(manifest)
+    parent = Path(dest).expanduser().resolve().parent if storage.is_local(dest) else None
+    if parent is not None:
+        parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=".lerobot-wds-export-", dir=parent))
+    try:
+        writer = _DatasetWriter(staging, info, manifest.camera_keys)
+        try:
+            _write_episodes(url, manifest, writer, renumber, config, on_progress)
+        finally:
+            writer.close()
+        _write_meta(staging, info, meta, writer, manifest)
+        bytes_written = _publish(staging, dest, config)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return ExportResult(
+        dest=dest,
+        num_episodes=manifest.num_episodes,
+        num_frames=manifest.num_frames,
+        bytes_written=bytes_written,
+        elapsed_s=time.perf_counter() - started,
+        renumbered=renumber,
+    )
+
+
+def _read_meta_files(url: str, opts: Mapping[str, Any]) -> dict[str, bytes]:
+    meta = {}
+    for name in fmt.META_FILES:
+        try:
+            meta[name] = storage.read_bytes(storage.join(url, name), opts)
+        except FileNotFoundError as exc:
+            exc.add_note(f"{url}: the converter copies {name} beside the shards; export needs it")
+            raise
+    return meta
+
+
+def _check_destination(dest: str, config: ExportConfig) -> None:
+    if storage.exists(storage.join(dest, INFO_PATH), config.storage_options):
+        if not config.overwrite:
+            raise ValueError(
+                f"{dest}: already holds a LeRobot dataset ({INFO_PATH}); "
+                "choose another destination or pass --overwrite"
+            )
+        for name in ("meta", "data", "videos"):
+            storage.remove(storage.join(dest, name), config.storage_options, recursive=True)
+
+
+def _needs_renumbering(manifest: fmt.Manifest) -> bool:
+    """True unless the episodes are 0..N-1 with contiguous ``index`` from 0, as LeRobot addresses them."""
+    expected_from = 0
+    for position, entry in enumerate(manifest.episodes):
+        if entry.episode_index != position or entry.dataset_from_index != expected_from:
+            return True
+        expected_from += entry.num_frames
+    return False
+
+
+def _write_episodes(
+    url: str,
+    manifest: fmt.Manifest,
+    writer: _DatasetWriter,
+    renumber: bool,
+    config: ExportConfig,
+    on_progress: Callable[[ExportProgress], None] | None,
+) -> None:
+    num_frames = bytes_read = 0
+    for position, entry in enumerate(manifest.episodes):
+        sample = _read_episode(url, manifest, entry, config.source_storage_options)
+        rows = _renumbered(sample.rows, position, num_frames) if renumber else sample.rows
+        writer.add(sample, rows, episode_index=position, dataset_from_index=num_frames)
+        num_frames += entry.num_frames
+        bytes_read += entry.size_bytes
+        if on_progress is not None:
+            on_progress(
+                ExportProgress(
+                    num_episodes=position + 1,
+                    num_frames=num_frames,
+                    bytes_read=bytes_read,
+                    total_episodes=manifest.num_episodes,
+                )
+            )
+
+
+def _read_episode(
+    url: str, manifest: fmt.Manifest, entry: fmt.EpisodeEntry, opts: Mapping[str, Any]
+) -> EpisodeSample:
+    """One episode's sample by a ranged read, checked like the reader checks it (crc32, members, counts)."""
+    shard_url = storage.join(url, entry.shard)
+    where = f"{shard_url}: episode {entry.episode_index} ({fmt.episode_key(entry.episode_index)})"
+    end = entry.offset_bytes + entry.size_bytes
+    data = storage.read_range(shard_url, opts, start=entry.offset_bytes, end=end)
+    if entry.crc32 is not None and (crc := zlib.crc32(data)) != entry.crc32:
+        raise fmt.ShardFormatError(
+            f"{where}: bytes {entry.offset_bytes}..{end} have crc32 {crc:08x}; manifest says "
+            f"{entry.crc32:08x} (corrupt or rewritten shard)"
+        )
+    members = read_sample(data, fmt.episode_key(entry.episode_index), where)
+    sample = parse_sample(members, manifest.camera_keys, where)
+    problems = entry_problems(sample, entry)
+    if problems:
+        raise fmt.ShardFormatError(f"{where}: {'; '.join(problems)}")
+    return sample
+
+
+def _renumbered(rows: pa.Table, episode_index: int, dataset_from_index: int) -> pa.Table:
+    """Rows with ``episode_index`` and ``index`` as LeRobot expects them after renumbering."""
+    values = {
+        "episode_index": [episode_index] * rows.num_rows,
+        "index": list(range(dataset_from_index, dataset_from_index + rows.num_rows)),
+    }
+    for name, column in values.items():
+        if name in rows.column_names:
+            position = rows.column_names.index(name)
+            field_ = rows.schema.field(name)
+            rows = rows.set_column(position, field_, pa.array(column, type=field_.type))
+    return rows
+
+
+class _DatasetWriter:
+    """Data parquet files, concatenated videos and the episode table, written into a staging folder."""
+
+    def __init__(self, root: Path, info: dict[str, Any], camera_keys: list[str]) -> None:
+        self.root = root
+        self.info = info
+        self.camera_keys = camera_keys
+        self.chunks_size = int(info.get("chunks_size", DEFAULT_CHUNKS_SIZE))
+        self.data_files_size_mb = float(info.get("data_files_size_in_mb", DEFAULT_DATA_FILES_SIZE_MB))
+        self._data: _DataFile | None = None
+        self._videos: dict[str, tuple[str, ConcatenatedVideo, tuple[int, int]]] = {}
+        self.episodes: dict[str, list[Any]] = {}  # the episode table, column-wise
+        self.video_codecs: dict[str, str] = {}
+
+    def add(
+        self, sample: EpisodeSample, rows: pa.Table, *, episode_index: int, dataset_from_index: int
+    ) -> None:
+        data_chunk, data_file = self._write_rows(rows)
+        record: dict[str, Any] = {
+            "episode_index": episode_index,
+            "tasks": list(sample.meta.tasks),
+            "length": rows.num_rows,
+            "data/chunk_index": data_chunk,
+            "data/file_index": data_file,
+            "dataset_from_index": dataset_from_index,
+            "dataset_to_index": dataset_from_index + rows.num_rows,
+        }
+        for camera_key in self.camera_keys:
+            segment = sample.meta.cameras[camera_key]
+            where = f"episode {sample.meta.episode_index} camera {camera_key!r}"
+            (chunk_index, file_index), video = self._video(camera_key, segment.source_file)
+            from_timestamp, to_timestamp = video.append(sample.videos[camera_key], where)
+            self.video_codecs[camera_key] = segment.codec
+            record |= {
+                f"videos/{camera_key}/chunk_index": chunk_index,
+                f"videos/{camera_key}/file_index": file_index,
+                f"videos/{camera_key}/from_timestamp": from_timestamp,
+                f"videos/{camera_key}/to_timestamp": to_timestamp,
+            }
+        for name, value in record.items():
+            self.episodes.setdefault(name, []).append(value)
+
+    def _write_rows(self, rows: pa.Table) -> tuple[int, int]:
+        data = self._data
+        if data is None or data.is_full_with(rows.num_rows, self.data_files_size_mb):
+            indices = (0, 0) if data is None else _next_indices(data.indices, self.chunks_size)
+            if data is not None:
+                data.close()
+            path = self.root / self.info["data_path"].format(chunk_index=indices[0], file_index=indices[1])
+            data = self._data = _DataFile(path, indices, rows.schema)
+        data.write(rows)
+        return data.indices
+
+    def _video(self, camera_key: str, source_file: str) -> tuple[tuple[int, int], ConcatenatedVideo]:
+        """The open output of ``camera_key`` for segments from ``source_file`` (a new file on a change)."""
+        current = self._videos.get(camera_key)
+        if current is not None and current[0] == source_file:
+            return current[2], current[1]
+        if current is not None:
+            current[1].close()
+            indices = _next_indices(current[2], self.chunks_size)
+        else:
+            indices = (0, 0)
+        relative = self.info["video_path"].format(
+            video_key=camera_key, chunk_index=indices[0], file_index=indices[1]
+        )
+        path = self.root / relative
+        path.parent.mkdir(parents=True, exist_ok=True)
+        video = ConcatenatedVideo(path)
+        self._videos[camera_key] = (source_file, video, indices)
+        return indices, video
+
+    def close(self) -> None:
+        if self._data is not None:
+            self._data.close()
+        for _, video, _ in self._videos.values():
+            video.close()
+
+
+def _next_indices(indices: tuple[int, int], chunks_size: int) -> tuple[int, int]:
+    """LeRobot's ``update_chunk_file_indices``: the next file, in the next chunk after ``chunks_size``."""
+    chunk_index, file_index = indices
+    return (chunk_index + 1, 0) if file_index == chunks_size - 1 else (chunk_index, file_index + 1)
+
+
+class _DataFile:
+    """One data parquet file: snappy with dictionaries, one row group per episode (LeRobot's writer)."""
+
+    def __init__(self, path: Path, indices: tuple[int, int], schema: pa.Schema) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        self.indices = indices
+        self.num_frames = 0
+        self._writer = pq.ParquetWriter(path, schema=schema, compression="snappy", use_dictionary=True)
+
+    def write(self, rows: pa.Table) -> None:
+        self._writer.write_table(rows, row_group_size=max(rows.num_rows, 1))
+        self.num_frames += rows.num_rows
+
+    def is_full_with(self, num_frames: int, limit_mb: float) -> bool:
+        """LeRobot's rollover test: size so far plus this episode at the bytes per frame so far."""
+        size_mb = self.path.stat().st_size / (1024**2)
+        per_frame_mb = size_mb / self.num_frames if self.num_frames > 0 else 0.0
+        return size_mb + per_frame_mb * num_frames >= limit_mb
+
+    def close(self) -> None:
+        self._writer.close()
+
+
+# ------------------------------------------------------------------------------------------- meta
+
+
+def _write_meta(
+    root: Path, info: dict[str, Any], meta: dict[str, bytes], writer: _DatasetWriter, manifest: fmt.Manifest
+) -> None:
+    tasks = pq.read_table(pa.BufferReader(meta["meta/tasks.parquet"]))
+    episodes = _episode_table(writer.episodes, writer.camera_keys)
+    episodes = episodes.append_column(
+        "meta/episodes/chunk_index", pa.array([0] * episodes.num_rows, pa.int64())
+    )
+    episodes = episodes.append_column(
+        "meta/episodes/file_index", pa.array([0] * episodes.num_rows, pa.int64())
+    )
+    (root / EPISODES_PATH).parent.mkdir(parents=True, exist_ok=True)
+    pq.write_table(episodes, root / EPISODES_PATH)
+    for name in ("meta/stats.json", "meta/tasks.parquet"):
+        (root / name).write_bytes(meta[name])
+    info = dict(info)
+    info["features"] = _with_codecs(info["features"], writer.video_codecs)
+    info |= {
+        "total_episodes": manifest.num_episodes,
+        "total_frames": manifest.num_frames,
+        "total_tasks": tasks.num_rows,
+        "splits": {"train": f"0:{manifest.num_episodes}"},
+    }
+    (root / INFO_PATH).write_text(json.dumps(info, indent=4))
+
+
+def _episode_table(columns: dict[str, list[Any]], camera_keys: list[str]) -> pa.Table:
+    """The episode table in LeRobot's column order and types (int64 indices, float64 timestamps)."""
+    types: dict[str, pa.DataType] = {
+        "episode_index": pa.int64(),
+        "tasks": pa.list_(pa.string()),
+        "length": pa.int64(),
+        "data/chunk_index": pa.int64(),
+        "data/file_index": pa.int64(),
+        "dataset_from_index": pa.int64(),
+        "dataset_to_index": pa.int64(),
+    }
+    for key in camera_keys:
+        types |= {
+            f"videos/{key}/chunk_index": pa.int64(),
+            f"videos/{key}/file_index": pa.int64(),
+            f"videos/{key}/from_timestamp": pa.float64(),
+            f"videos/{key}/to_timestamp": pa.float64(),
+        }
+    return pa.table({name: pa.array(columns.get(name, []), type=kind) for name, kind in types.items()})
+
+
+def _with_codecs(features: dict[str, Any], codecs: dict[str, str]) -> dict[str, Any]:
+    """Features whose ``info["video.codec"]`` names the exported codec (shards re-encoded with
+    ``--vcodec`` hold h264/hevc where the source had av1)."""
+    features = dict(features)
+    for key, codec in codecs.items():
+        info = features[key].get("info")
+        if isinstance(info, dict) and info.get("video.codec") not in (None, codec):
+            features[key] = features[key] | {"info": info | {"video.codec": codec}}
+    return features
+
+
+def _publish(staging: Path, dest: str, config: ExportConfig) -> int:
+    """Move every staged file to ``dest`` (``meta/info.json`` last); return the bytes published."""
+    files = sorted(p for p in staging.rglob("*") if p.is_file())
+    files.sort(key=lambda p: p.relative_to(staging).as_posix() == INFO_PATH)
+    total = 0
+    for path in files:
+        total += path.stat().st_size
+        storage.move_file(
+            str(path), storage.join(dest, path.relative_to(staging).as_posix()), config.storage_options
+        )
+    return total
