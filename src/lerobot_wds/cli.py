@@ -1,4 +1,4 @@
-"""``lerobot-wds convert|verify|inspect``: thin wrappers that map flags to a config and call one function."""
+"""``lerobot-wds convert|verify|inspect|export``: thin wrappers mapping flags to a config and one call."""
 
 from __future__ import annotations
 
@@ -14,7 +14,10 @@ from .converter import (
     ConversionPlan,
     ConvertConfig,
     ConvertProgress,
+    ExportConfig,
+    ExportProgress,
     convert,
+    export,
     inspect_dataset,
     plan_conversion,
     verify,
@@ -81,6 +84,14 @@ def _parser() -> argparse.ArgumentParser:
     ver.add_argument("url")
     ins = commands.add_parser("inspect", help="print a summary of a converted dataset")
     ins.add_argument("url")
+
+    exp = commands.add_parser(
+        "export", help="write a LeRobot v3 dataset back from converted shards (videos by stream copy)"
+    )
+    exp.add_argument("url", help="converted dataset: local folder or fsspec URL")
+    exp.add_argument("dest", help="destination folder or fsspec URL of the LeRobot v3 dataset")
+    exp.add_argument("--overwrite", action="store_true", help="replace a LeRobot dataset already at dest")
+    exp.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     return parser
 
 
@@ -165,6 +176,26 @@ def _run_verify(args: argparse.Namespace) -> int:
     return 0 if report.ok else 1
 
 
+def _run_export(args: argparse.Namespace) -> int:
+    with tqdm(unit="ep", desc="exporting", dynamic_ncols=True, disable=args.quiet) as bar:
+
+        def on_progress(progress: ExportProgress) -> None:
+            bar.total = progress.total_episodes
+            bar.n = progress.num_episodes
+            seconds = max(bar.format_dict["elapsed"], 1e-9)
+            bar.set_postfix_str(f"{progress.bytes_read / 1e6 / seconds:.1f} MB/s", refresh=False)
+            bar.refresh()
+
+        result = export(args.url, args.dest, ExportConfig(overwrite=args.overwrite), on_progress=on_progress)
+    if not args.quiet:
+        renumbered = "; episodes renumbered 0..N-1" if result.renumbered else ""
+        print(
+            f"{result.dest}: LeRobot v3 dataset, {result.num_episodes} episodes, {result.num_frames} frames, "
+            f"{result.bytes_written / 1e6:.1f} MB in {result.elapsed_s:.1f} s{renumbered}"
+        )
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     logging.basicConfig(
@@ -175,6 +206,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _run_convert(args)
         if args.command == "verify":
             return _run_verify(args)
+        if args.command == "export":
+            return _run_export(args)
         print(json.dumps(inspect_dataset(args.url), indent=2))
         return 0
     except (ValueError, FileNotFoundError) as exc:
