@@ -37,12 +37,12 @@ def round_trip(name: str, tmp_path: Path) -> tuple[Path, Path, Path]:
     return first, exported, second
 
 
-@pytest.mark.parametrize("name", ["tiny", "multi", "h264", "depth", "images"])
+@pytest.mark.parametrize("name", ["tiny", "multi", "h264", "depth", "images", "g1"])
 def test_round_trip_gives_byte_identical_shards(name: str, tmp_path: Path) -> None:
     """The manifests differ only in ``source`` (where each conversion read from: decided, and kept)."""
     first, _, second = round_trip(name, tmp_path)
     before, after = read_manifest(str(first)), read_manifest(str(second))
-    assert len(before.shards) == len(after.shards) >= (2 if name in ("multi", "h264") else 1)
+    assert len(before.shards) == len(after.shards) >= (2 if name in ("multi", "h264", "g1") else 1)
     for shard in before.shards:
         assert (first / shard.path).read_bytes() == (second / shard.path).read_bytes(), shard.path
     assert after.source.location == str(tmp_path / "exported")
@@ -64,7 +64,7 @@ def packets(path: Path) -> tuple[list[tuple[Any, ...]], int | None]:
 def episode_table(root: Path) -> pa.Table:
     tables = [pq.read_table(path) for path in sorted(root.glob("meta/episodes/*/*.parquet"))]
     table = pa.concat_tables(tables)
-    return table.select([c for c in table.column_names if not c.startswith(("stats/", "meta/episodes/"))])
+    return table.select([c for c in table.column_names if not c.startswith("meta/episodes/")])
 
 
 @pytest.mark.parametrize("name", ["multi", "h264", "depth"])
@@ -135,11 +135,24 @@ def test_a_conversion_of_some_episodes_is_renumbered(tmp_path: Path) -> None:
     assert {round(a[1]) for a in rows["action"].to_pylist()} == {3, 7}
     assert episodes["videos/observation.images.front/from_timestamp"].to_pylist()[0] == 0.0
     info = json.loads((exported / "meta/info.json").read_text())
-    assert (info["total_episodes"], info["total_frames"], info["splits"]) == (
-        2,
-        sum(lengths),
-        {"train": "0:2"},
-    )
+    assert (info["total_episodes"], info["total_frames"]) == (2, sum(lengths))
+    assert info["splits"] == {"train": "0:2"}
+    source_stats = episode_table(DATA / "multi").take([3, 7])
+    stats = [c for c in source_stats.column_names if c.startswith("stats/")]
+    assert len(stats) > 50
+    assert episodes.select(stats).equals(source_stats.select(stats))
+
+
+def test_shards_without_the_episode_table_export_without_stats(tmp_path: Path) -> None:
+    """Conversions before session 6 have no meta/episodes beside the shards: no stats/* columns then."""
+    shards, exported = tmp_path / "shards", tmp_path / "exported"
+    convert(str(DATA / "tiny"), str(shards))
+    for path in shards.glob("meta/episodes/*/*.parquet"):
+        path.unlink()
+    export(str(shards), str(exported))
+    columns = episode_table(exported).column_names
+    assert "videos/observation.images.front/to_timestamp" in columns
+    assert not [c for c in columns if c.startswith("stats/")]
 
 
 def test_refuses_an_existing_dataset_and_a_corrupt_episode(tmp_path: Path) -> None:

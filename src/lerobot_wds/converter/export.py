@@ -10,9 +10,11 @@ written as LeRobot 0.6's writer lays a dataset out:
   (:mod:`.concat`), one file per source file the segments came from (``meta.json``'s ``source_file``),
   renumbered in order: a whole dataset written by LeRobot gets its own layout back, and
   ``from_timestamp``/``to_timestamp`` are the same float sums LeRobot's writer records.
-- ``meta/episodes/chunk-000/file-000.parquet`` (episode table), ``meta/info.json`` (the source's,
-  with totals and splits for what was exported), ``meta/stats.json`` and ``meta/tasks.parquet`` (the
-  source's, copied as the converter copied them).
+- ``meta/episodes/chunk-000/file-000.parquet``: the episode table, with each episode's ``stats/*``
+  columns taken from the source's episode table that the converter copies beside the shards (since
+  session 6; a dataset converted before has none, and LeRobot's loader does not need them).
+- ``meta/info.json`` (the source's, with totals and splits for what was exported), ``meta/stats.json``
+  and ``meta/tasks.parquet`` (the source's, copied as the converter copied them).
 
 A conversion of some episodes only (``--episodes``) is exported with episodes renumbered 0..N-1 and
 ``index`` made contiguous, because LeRobot addresses its episode table by position.
@@ -23,6 +25,7 @@ from __future__ import annotations
 
 import json
 import logging
+import posixpath
 import shutil
 import tempfile
 import time
@@ -116,7 +119,8 @@ def export(
             _write_episodes(url, manifest, writer, renumber, config, on_progress)
         finally:
             writer.close()
-        _write_meta(staging, info, meta, writer, manifest)
+        stats = _episode_stats(url, manifest, config.source_storage_options)
+        _write_meta(staging, info, meta, writer, manifest, stats)
         bytes_written = _publish(staging, dest, config)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
@@ -139,6 +143,31 @@ def _read_meta_files(url: str, opts: Mapping[str, Any]) -> dict[str, bytes]:
             exc.add_note(f"{url}: the converter copies {name} beside the shards; export needs it")
             raise
     return meta
+
+
+def _episode_stats(url: str, manifest: fmt.Manifest, opts: Mapping[str, Any]) -> pa.Table | None:
+    """The ``stats/*`` columns of the exported episodes, in export order, from the source's episode
+    table beside the shards; None (logged) when it is not there."""
+    fs, root = storage.url_to_fs(url, opts)
+    files = sorted(fs.glob(posixpath.join(root, fmt.EPISODES_META_GLOB)))
+    tables = []
+    for path in files:
+        table = pq.read_table(pa.BufferReader(fs.cat_file(path)))
+        tables.append(
+            table.select([c for c in table.column_names if c == "episode_index" or c.startswith("stats/")])
+        )
+    table = pa.concat_tables(tables, promote_options="default") if tables else None
+    if table is None or table.num_columns == 1:
+        logger.warning("%s: no per-episode stats beside the shards; the export's episode table has none", url)
+        return None
+    rows = {index: row for row, index in enumerate(table["episode_index"].to_pylist())}
+    missing = [e.episode_index for e in manifest.episodes if e.episode_index not in rows]
+    if missing:
+        raise fmt.ShardFormatError(
+            f"{url}: {fmt.EPISODES_META_GLOB} lacks episodes {missing[:10]}; expected every converted episode"
+        )
+    taken = table.take(pa.array([rows[e.episode_index] for e in manifest.episodes], pa.int64()))
+    return taken.drop_columns(["episode_index"])
 
 
 def _check_destination(dest: str, config: ExportConfig) -> None:
@@ -336,10 +365,18 @@ class _DataFile:
 
 
 def _write_meta(
-    root: Path, info: dict[str, Any], meta: dict[str, bytes], writer: _DatasetWriter, manifest: fmt.Manifest
+    root: Path,
+    info: dict[str, Any],
+    meta: dict[str, bytes],
+    writer: _DatasetWriter,
+    manifest: fmt.Manifest,
+    stats: pa.Table | None,
 ) -> None:
     tasks = pq.read_table(pa.BufferReader(meta["meta/tasks.parquet"]))
     episodes = _episode_table(writer.episodes, writer.camera_keys)
+    if stats is not None:
+        for name in stats.column_names:
+            episodes = episodes.append_column(stats.schema.field(name), stats[name])
     episodes = episodes.append_column(
         "meta/episodes/chunk_index", pa.array([0] * episodes.num_rows, pa.int64())
     )
