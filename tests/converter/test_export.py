@@ -224,3 +224,22 @@ def test_lerobot_loads_the_export_with_the_golden_items(name: str, tmp_path: Pat
     assert report["failures"] == []
     assert report["checked"] > 20
     assert report["num_frames"] == read_manifest(str(shards)).num_frames
+
+
+def test_a_re_encoded_conversion_exports_its_codec_and_frames(tmp_path: Path) -> None:
+    """Shards re-encoded to h264 (``--vcodec``): info.json names h264, and a re-conversion of the export
+    decodes to the very frames of the re-encoded shards."""
+    shards, exported, again = tmp_path / "shards", tmp_path / "exported", tmp_path / "again"
+    convert(str(DATA / "tiny"), str(shards), ConvertConfig(vcodec="h264"))
+    export(str(shards), str(exported))
+    info = json.loads((exported / "meta/info.json").read_text())
+    assert info["features"]["observation.images.front"]["info"]["video.codec"] == "h264"
+    convert(str(exported), str(again))
+    deltas = {"observation.images.front": [-1 / 30, 0.0]}
+    first = ShardedLeRobotDataset(str(shards), delta_timestamps=deltas)
+    second = ShardedLeRobotDataset(str(again), delta_timestamps=deltas)
+    for index in range(0, first.num_frames, 5):
+        np.testing.assert_array_equal(
+            second.item_at(index)["observation.images.front"].numpy(),
+            first.item_at(index)["observation.images.front"].numpy(),
+        )
