@@ -109,7 +109,8 @@ def export(
     info = fmt.json_loads(meta[INFO_PATH], storage.join(url, INFO_PATH))
     _check_destination(dest, config)
     renumber = _needs_renumbering(manifest)
-    parent = Path(dest).expanduser().resolve().parent if storage.is_local(dest) else None
+    # a local DEST is staged beside it (publishing is then a rename); a remote one in the temp folder
+    parent = Path(dest).expanduser().resolve().parent if "://" not in dest else None
     if parent is not None:
         parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=".lerobot-wds-export-", dir=parent))
