@@ -178,7 +178,7 @@ def test_refuses_an_existing_dataset_and_a_corrupt_episode(tmp_path: Path) -> No
 def test_cli_export_quiet_and_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     shards, exported = tmp_path / "shards", tmp_path / "exported"
     convert(str(DATA / "tiny"), str(shards))
-    assert main(["export", str(shards), str(exported), "--quiet"]) == 0
+    assert main(["--quiet", "export", str(shards), str(exported)]) == 0
     captured = capsys.readouterr()
     assert (captured.out, captured.err) == ("", "")
     assert main(["export", str(shards), str(exported)]) == 2
