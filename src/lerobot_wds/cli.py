@@ -1,4 +1,4 @@
-"""``lerobot-wds convert|verify|inspect|preview``: thin wrappers mapping flags to a config and one call."""
+"""``lerobot-wds convert|verify|inspect|preview|export``: thin wrappers: flags to a config, one call."""
 
 from __future__ import annotations
 
@@ -17,7 +17,10 @@ from .converter import (
     ConversionPlan,
     ConvertConfig,
     ConvertProgress,
+    ExportConfig,
+    ExportProgress,
     convert,
+    export,
     inspect_dataset,
     plan_conversion,
     verify,
@@ -95,6 +98,12 @@ def _parser() -> argparse.ArgumentParser:
     pre.add_argument("--episode", type=int, required=True, help="episode_index of the episode to show")
     pre.add_argument("--out", help="PNG to write (default: episode_<N>.png in the current folder)")
     pre.add_argument("--frames", type=int, default=8, help="frames per camera strip (default: %(default)s)")
+    exp = commands.add_parser(
+        "export", help="write a LeRobot v3 dataset back from converted shards (videos by stream copy)"
+    )
+    exp.add_argument("url", help="converted dataset: local folder or fsspec URL")
+    exp.add_argument("dest", help="destination folder or fsspec URL of the LeRobot v3 dataset")
+    exp.add_argument("--overwrite", action="store_true", help="replace a LeRobot dataset already at dest")
     return parser
 
 
@@ -202,6 +211,28 @@ def _run_verify(args: argparse.Namespace) -> int:
     return 0 if report.ok else 1
 
 
+def _run_export(args: argparse.Namespace) -> int:
+    with tqdm(unit="ep", desc="exporting", dynamic_ncols=True, disable=args.quiet) as bar:
+
+        def on_progress(progress: ExportProgress) -> None:
+            bar.total = progress.total_episodes
+            bar.n = progress.num_episodes
+            seconds = max(bar.format_dict["elapsed"], 1e-9)
+            frames_per_s, mb_per_s = progress.num_frames / seconds, progress.bytes_read / 1e6 / seconds
+            bar.set_postfix_str(f"{frames_per_s:,.0f} frames/s, {mb_per_s:.1f} MB/s", refresh=False)
+            bar.refresh()
+
+        result = export(args.url, args.dest, ExportConfig(overwrite=args.overwrite), on_progress=on_progress)
+    if args.quiet:
+        return 0
+    renumbered = "; episodes renumbered 0..N-1" if result.renumbered else ""
+    print(
+        f"{result.dest}: LeRobot v3 dataset, {result.num_episodes} episodes, {result.num_frames} frames, "
+        f"{result.bytes_written / 1e6:.1f} MB in {result.elapsed_s:.1f} s{renumbered}"
+    )
+    return 0
+
+
 def _run_inspect(args: argparse.Namespace) -> int:
     info = inspect_dataset(args.url)
     print(json.dumps(info, indent=2) if args.json else _inspect_text(info))
@@ -263,6 +294,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _run_verify(args)
         if args.command == "inspect":
             return _run_inspect(args)
+        if args.command == "export":
+            return _run_export(args)
         return _run_preview(args)
     except (ValueError, FileNotFoundError, ModuleNotFoundError) as exc:
         print(f"lerobot-wds {args.command}: error: {exc}", file=sys.stderr)

@@ -300,5 +300,8 @@ def _publish(lerobot: LeRobotSource, dest: str, manifest: fmt.Manifest, opts: Ma
             storage.write_bytes(path.read_bytes(), storage.join(dest, name), opts)
         else:
             logger.warning("%s: no %s to copy", lerobot.location, name)
+    for path in sorted(lerobot.root.glob(fmt.EPISODES_META_GLOB)):  # per-episode stats, for `export`
+        relative = path.relative_to(lerobot.root).as_posix()
+        storage.write_bytes(path.read_bytes(), storage.join(dest, relative), opts)
     storage.write_bytes(manifest.to_json(), storage.join(dest, fmt.MANIFEST_NAME), opts)
     storage.remove(work_url(dest), opts, recursive=True)
