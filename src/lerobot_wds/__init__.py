@@ -15,11 +15,12 @@ from .storage import RetryPolicy
 if TYPE_CHECKING:
     from .converter.convert import ConvertConfig, ConvertResult, convert
     from .converter.verify import VerifyReport, inspect_dataset, verify
-    from .reader import MixedDataset, ReaderConfig, ShardedLeRobotDataset, collate
+    from .reader import EpisodeInfo, MixedDataset, ReaderConfig, ShardedLeRobotDataset, collate
 
 _LAZY = {
     "ConvertConfig": ".converter",
     "ConvertResult": ".converter",
+    "EpisodeInfo": ".reader",
     "MixedDataset": ".reader",
     "ReaderConfig": ".reader",
     "ShardedLeRobotDataset": ".reader",
@@ -34,6 +35,7 @@ __all__ = [
     "FORMAT_VERSION",
     "ConvertConfig",
     "ConvertResult",
+    "EpisodeInfo",
     "Manifest",
     "MixedDataset",
     "ReaderConfig",
