@@ -3,13 +3,19 @@ deterministic train/val split; on converted fixtures (multi: 24 episodes, task_i
 
 from __future__ import annotations
 
+import json
 import pickle
+import shutil
+from pathlib import Path
 from typing import Any
 
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
+from helpers import fixture_dir
 from torch.utils.data import DataLoader
 
-from lerobot_wds import EpisodeInfo, MixedDataset, ReaderConfig, ShardedLeRobotDataset
+from lerobot_wds import ConvertConfig, EpisodeInfo, MixedDataset, ReaderConfig, ShardedLeRobotDataset, convert
 from lerobot_wds.reader.selection import val_fraction_of
 
 DRAWER = "open the top drawer"  # multi's task 2: episodes 2, 6, 10, ...
@@ -140,3 +146,30 @@ def test_each_source_of_a_mixture_has_its_own_split(converted: dict[str, str]) -
     assert {e for source, e in seen if source == 0} <= {0, 1, 5, 9, 18, 20, 21, 22}
     assert {e for source, e in seen if source == 1} <= {2, 3}
     assert {source for source, _ in seen} == {0, 1}
+
+
+def test_a_sources_own_episode_columns_reach_the_filter(tmp_path: Path) -> None:
+    """A success flag (and an operator) added to tiny's meta/episodes parquet: the converter keeps the
+    scalar columns in the manifest's episodes.fields, and episode_filter selects on them."""
+    source = tmp_path / "tiny"
+    shutil.copytree(fixture_dir("tiny"), source)
+    (path,) = sorted(source.glob("meta/episodes/*/*.parquet"))
+    table = pq.read_table(path)
+    num_episodes = table.num_rows
+    success = [index % 3 != 1 for index in table.column("episode_index").to_pylist()]
+    table = table.append_column("success", pa.array(success))
+    table = table.append_column("operator", pa.array(["ana", None, "bo", "ana", "bo", None][:num_episodes]))
+    table = table.append_column("notes", pa.array([["nested"]] * num_episodes))  # not a scalar: not kept
+    pq.write_table(table, path)
+    out = str(tmp_path / "converted")
+    convert(str(source), out, ConvertConfig())
+    columns = json.loads((Path(out) / "manifest.json").read_bytes())["episodes"]
+    assert columns["fields"] == {"operator": ["ana", None, "bo", "ana", "bo", None], "success": success}
+    assert chosen(out, episode_filter=succeeded) == [0, 2, 3, 5]
+    assert chosen(out, episode_filter=lambda e: e.fields.get("operator") == "bo") == [2, 4]
+    assert chosen(out, episodes=[1]) == [1]  # an episode without an operator: the key is absent
+    assert ShardedLeRobotDataset(out, episodes=[1]).entries[0].fields == (("success", False),)
+
+
+def succeeded(info: EpisodeInfo) -> bool:
+    return bool(info.fields.get("success"))

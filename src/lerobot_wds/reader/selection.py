@@ -13,10 +13,10 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
-from ..format import EpisodeEntry, Manifest
+from ..format import EpisodeEntry, EpisodeValue, Manifest
 
 Split = Literal["train", "val"]
 TaskSelection = str | Sequence[str] | Callable[[str], bool]
@@ -35,6 +35,9 @@ class EpisodeInfo:
     tasks: tuple[str, ...]  # task strings, in the order of ``task_indices``
     task_indices: tuple[int, ...]
     dataset_from_index: int  # LeRobot's global ``index`` of the episode's first frame
+    # the source's own per-episode columns (meta/episodes beyond LeRobot's, e.g. {"success": True});
+    # a field is absent where the episode's value was null
+    fields: Mapping[str, EpisodeValue] = field(default_factory=dict)
 
 
 def split_name(manifest: Manifest) -> str:
@@ -121,6 +124,7 @@ def _info(entry: EpisodeEntry, tasks_by_index: Mapping[int, str]) -> EpisodeInfo
         tasks=tuple(tasks_by_index.get(t, "") for t in entry.task_indices),
         task_indices=entry.task_indices,
         dataset_from_index=entry.dataset_from_index,
+        fields=dict(entry.fields),
     )
 
 
