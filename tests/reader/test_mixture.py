@@ -228,6 +228,8 @@ def test_dropping_a_key_resolves_a_shape_mismatch(converted: dict[str, str]) -> 
     batch = next(iter(DataLoader(both, batch_size=16, collate_fn=lerobot_wds.collate)))
     assert WRIST not in batch
     assert batch["observation.images.front"].shape == (16, 3, 96, 128)
+    with pytest.raises(TypeError, match=r"drop: got \['action', 'action'\]; expected one list of keys per"):
+        MixedDataset([windowed, single], [1, 1], drop=["action", "action"])
     with pytest.raises(ValueError, match=r"drop of source 'b': keys \['nope'\] are not its features"):
         MixedDataset([windowed, single], [1, 1], names=["a", "b"], drop=[[], ["nope"]])
     with pytest.raises(ValueError, match=r"drop of source 'a': keys \['action'\] are renamed too"):

@@ -194,6 +194,8 @@ class MixedDataset(SharedEpoch, IterableDataset[dict[str, Any]]):
             )
         self.names = list(names) if names is not None else [_default_name(d.url) for d in self.datasets]
         self.rename = [dict(r) for r in rename] if rename is not None else [{} for _ in self.datasets]
+        if drop is not None and any(isinstance(keys, str) for keys in drop):
+            raise TypeError(f"MixedDataset: drop: got {list(drop)!r}; expected one list of keys per source")
         self.drop = [frozenset(d) for d in drop] if drop is not None else [frozenset() for _ in self.datasets]
         self.seed = seed
         self.weight_by = weight_by
