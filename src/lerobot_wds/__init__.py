@@ -16,13 +16,14 @@ if TYPE_CHECKING:
     from .converter.convert import ConvertConfig, ConvertResult, convert
     from .converter.export import ExportConfig, ExportResult, export
     from .converter.verify import VerifyReport, inspect_dataset, verify
-    from .reader import MixedDataset, ReaderConfig, ShardedLeRobotDataset, collate
+    from .reader import EpisodeInfo, MixedDataset, ReaderConfig, ShardedLeRobotDataset, collate
 
 _LAZY = {
     "ConvertConfig": ".converter",
     "ConvertResult": ".converter",
     "ExportConfig": ".converter",
     "ExportResult": ".converter",
+    "EpisodeInfo": ".reader",
     "MixedDataset": ".reader",
     "ReaderConfig": ".reader",
     "ShardedLeRobotDataset": ".reader",
@@ -40,6 +41,7 @@ __all__ = [
     "ConvertResult",
     "ExportConfig",
     "ExportResult",
+    "EpisodeInfo",
     "Manifest",
     "MixedDataset",
     "ReaderConfig",

@@ -279,9 +279,17 @@ def _manifest(lerobot: LeRobotSource, config: ConvertConfig, written: Sequence[W
         camera_keys=lerobot.camera_keys,
         options=config.shaping_options(),
         shards=[w.shard for w in written],
-        episodes=[e for w in written for e in w.episodes],
+        episodes=[_with_fields(e, lerobot.episode_fields) for w in written for e in w.episodes],
         psnr_db=_psnr_summary(written),
     )
+
+
+def _with_fields(
+    entry: fmt.EpisodeEntry, fields: Mapping[int, tuple[tuple[str, fmt.EpisodeValue], ...]]
+) -> fmt.EpisodeEntry:
+    """The entry with its episode's extra meta/episodes columns (``fields``), if the source has any."""
+    extra = fields.get(entry.episode_index, ())
+    return replace(entry, fields=extra) if extra else entry
 
 
 def _psnr_summary(written: Sequence[WrittenShard]) -> dict[str, dict[str, float]]:

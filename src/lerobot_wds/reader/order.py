@@ -8,7 +8,7 @@ import random
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from ..format import EpisodeEntry, Manifest
+from ..format import EpisodeEntry
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -113,14 +113,3 @@ def plan_slot(
     return SlotPlan(
         entries=entries, pad_entries=pad_entries, num_samples=num_samples, num_repeated=num_samples - own
     )
-
-
-def select_episodes(manifest: Manifest, episodes: Sequence[int] | None, url: str) -> list[EpisodeEntry]:
-    """The manifest's entries of ``episodes`` (all if None), in episode order; unknown ones refused."""
-    if episodes is None:
-        return list(manifest.episodes)
-    by_index = {e.episode_index: e for e in manifest.episodes}
-    missing = sorted(set(episodes) - set(by_index))
-    if missing:
-        raise ValueError(f"{url}: episodes {missing[:10]} are not in the manifest; it has {len(by_index)}")
-    return [by_index[i] for i in sorted(set(episodes))]
