@@ -193,8 +193,7 @@ def _stored_image(episode: Episode, frame_index: int, key: str, spec: ItemSpec) 
 
 def _count(counters: Counters | None, started: float, items: int) -> None:
     if counters is not None:
-        counters.decode_s += time.perf_counter() - started
-        counters.items += items
+        counters.add(decode_s=time.perf_counter() - started, items=items)  # from decode threads too
 
 
 def _values(array: np.ndarray) -> Any:

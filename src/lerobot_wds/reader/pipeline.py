@@ -14,12 +14,16 @@ from __future__ import annotations
 
 import itertools
 import logging
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from torch.utils.data import get_worker_info
+
 from ..format import EpisodeEntry
 from .config import ReaderConfig
+from .decodeahead import DecodeAhead
 from .episodes import EpisodeSource
 from .frames import DecoderCache, import_decoder_in_background
 from .items import ItemSpec, build_batch, build_item
@@ -77,12 +81,27 @@ def build_pipeline(reading: Reading, who: WorkerInfo, epoch: int, draws: int = 0
         keep_last_window=config.frame_order == "forward",
         depth_keys=frozenset(reading.spec.depth),
     )
-    stage = (
-        ItemStream(episodes, reading.spec, decoders, counters)
-        if config.batch_size is None
-        else BatchStream(episodes, reading.spec, decoders, counters, config.batch_size, config.drop_last)
-    )
+    stage: ItemStream | DecodeAhead
+    threads = decode_threads(config)
+    if config.batch_size is not None:
+        stage = BatchStream(episodes, reading.spec, decoders, counters, config.batch_size, config.drop_last)
+    elif threads > 1:
+        stage = DecodeAhead(episodes, reading.spec, decoders, counters, threads)
+    else:
+        stage = ItemStream(episodes, reading.spec, decoders, counters)
     return ReaderStream(who, epoch, stage, episodes, decoders, reading.board)
+
+
+def decode_threads(config: ReaderConfig) -> int:
+    """Threads that decode items: ``config.decode_threads``, else (None) up to 4 of the machine's cores in
+    a process without DataLoader workers (``num_workers=0``) and 1 in a worker (the workers are the
+    parallelism there). Always 1 with ``image_transforms`` (their random draws stay in item order) or
+    frames decoded on a GPU."""
+    if config.image_transforms is not None or config.video_decode_device != "cpu":
+        return 1
+    if config.decode_threads is not None:
+        return config.decode_threads
+    return 1 if get_worker_info() is not None else min(4, len(os.sched_getaffinity(0)))
 
 
 def reader_plan(entries: list[EpisodeEntry], config: ReaderConfig, who: WorkerInfo, epoch: int) -> SlotPlan:
@@ -107,6 +126,14 @@ class ItemStream(Iterator[dict[str, Any]]):
         if draw.last:
             self.decoders.release(draw.episode.entry.episode_index)
         return item
+
+    @property
+    def in_flight(self) -> int:
+        """Draws taken whose items are not handed out yet: none, items are built on demand."""
+        return 0
+
+    def close(self) -> None:
+        """Nothing to stop."""
 
 
 class BatchStream(ItemStream):
@@ -145,7 +172,7 @@ class ReaderStream(Iterator[dict[str, Any]]):
         self,
         who: WorkerInfo,
         epoch: int,
-        stage: ItemStream,
+        stage: ItemStream | DecodeAhead,
         episodes: EpisodeReadAhead,
         decoders: DecoderCache,
         board: CounterBoard,
@@ -163,7 +190,7 @@ class ReaderStream(Iterator[dict[str, Any]]):
     @property
     def draws(self) -> int:
         """Draws handed out so far: the reader's state."""
-        return self.episodes.draws
+        return self.episodes.draws - self.stage.in_flight
 
     @property
     def num_samples(self) -> int:
@@ -185,5 +212,6 @@ class ReaderStream(Iterator[dict[str, Any]]):
 
     def close(self) -> None:
         """Publish the last counters and stop reading ahead (the epoch ended, or a new iteration began)."""
+        self.stage.close()
         self.publish()
         self.episodes.close()
