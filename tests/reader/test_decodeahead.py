@@ -99,3 +99,15 @@ def test_decode_threads_default_and_where_it_stays_one() -> None:
     assert decode_threads(ReaderConfig(decode_threads=3, image_transforms=lambda x: x)) == 1
     with pytest.raises(ValueError, match="decode_threads: got 0; expected >= 1 or None"):
         ReaderConfig(decode_threads=0)
+
+
+@pytest.mark.parametrize("frame_order", ["shuffled", "forward"])
+def test_batch_rows_decoded_on_threads_equal_one_thread(converted: dict[str, str], frame_order: str) -> None:
+    def batches(threads: int) -> list[dict[str, Any]]:
+        dataset = ShardedLeRobotDataset(
+            converted["multi"], delta_timestamps=WINDOWS, decode_threads=threads, batch_size=16,
+            frame_order=frame_order, episode_pool_size=6, return_uint8=True, channels_last=True,
+        )  # fmt: skip
+        return list(dataset)
+
+    assert_same_items(batches(1), batches(3))

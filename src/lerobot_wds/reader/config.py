@@ -49,8 +49,8 @@ class ReaderConfig:
     world_size: int | None = None
     video_decoder_cache_size: int | None = None  # None: pool size x cameras (one per episode and camera)
     video_decode_device: str = "cpu"
-    # Threads building items ahead of the consumer (item mode). None: up to 4 with num_workers=0, 1 in a
-    # DataLoader worker. Items and order do not change (scripts/bench_read.py measures what it pays).
+    # Threads decoding items ahead of the consumer (with batch_size: a batch's rows). None: up to 4 with
+    # num_workers=0, 1 in a DataLoader worker. Items and order do not change (scripts/bench_read.py).
     decode_threads: int | None = None
     # Batches built by the dataset (use DataLoader(batch_size=None)): frames are decoded straight into the
     # batch tensors, one copy less than default_collate (scripts/bench_read.py).

@@ -16,6 +16,7 @@ import itertools
 import logging
 import os
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -84,7 +85,9 @@ def build_pipeline(reading: Reading, who: WorkerInfo, epoch: int, draws: int = 0
     stage: ItemStream | DecodeAhead
     threads = decode_threads(config)
     if config.batch_size is not None:
-        stage = BatchStream(episodes, reading.spec, decoders, counters, config.batch_size, config.drop_last)
+        stage = BatchStream(
+            episodes, reading.spec, decoders, counters, config.batch_size, config.drop_last, threads
+        )
     elif threads > 1:
         stage = DecodeAhead(episodes, reading.spec, decoders, counters, threads)
     else:
@@ -93,10 +96,10 @@ def build_pipeline(reading: Reading, who: WorkerInfo, epoch: int, draws: int = 0
 
 
 def decode_threads(config: ReaderConfig) -> int:
-    """Threads that decode items: ``config.decode_threads``, else (None) up to 4 of the machine's cores in
-    a process without DataLoader workers (``num_workers=0``) and 1 in a worker (the workers are the
-    parallelism there). Always 1 with ``image_transforms`` (their random draws stay in item order) or
-    frames decoded on a GPU."""
+    """Threads that decode items (rows of a dataset-built batch): ``config.decode_threads``, else (None)
+    up to 4 of the machine's cores in a process without DataLoader workers (``num_workers=0``) and 1 in
+    a worker (the workers are the parallelism there). Always 1 with ``image_transforms`` (their random
+    draws stay in item order) or frames decoded on a GPU."""
     if config.image_transforms is not None or config.video_decode_device != "cpu":
         return 1
     if config.decode_threads is not None:
@@ -148,21 +151,28 @@ class BatchStream(ItemStream):
         counters: Counters,
         batch_size: int,
         drop_last: bool,
+        threads: int = 1,
     ) -> None:
         super().__init__(draws, spec, decoders, counters)
         self.batch_size = batch_size
         self.drop_last = drop_last
+        # Rows of different episodes decoded in parallel (each batch is complete before it is handed out)
+        self.pool = ThreadPoolExecutor(threads, "lerobot-wds-decode") if threads > 1 else None
 
     def __next__(self) -> dict[str, Any]:
         draws = list(itertools.islice(self.draws, self.batch_size))
         if not draws or (self.drop_last and len(draws) < self.batch_size):
             raise StopIteration
         samples = [(d.episode, d.frame_index) for d in draws]
-        batch = build_batch(samples, self.spec, self.decoders, self.counters)
+        batch = build_batch(samples, self.spec, self.decoders, self.counters, self.pool)
         for draw in draws:
             if draw.last:
                 self.decoders.release(draw.episode.entry.episode_index)
         return batch
+
+    def close(self) -> None:
+        if self.pool is not None:
+            self.pool.shutdown(wait=True)
 
 
 class ReaderStream(Iterator[dict[str, Any]]):
