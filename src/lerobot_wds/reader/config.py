@@ -58,6 +58,9 @@ class ReaderConfig:
     world_size: int | None = None
     video_decoder_cache_size: int | None = None  # None: pool size x cameras (one per episode and camera)
     video_decode_device: str = "cpu"
+    # Threads decoding items ahead of the consumer (with batch_size: a batch's rows). None: up to 4 with
+    # num_workers=0, 1 in a DataLoader worker. Items and order do not change (scripts/bench_read.py).
+    decode_threads: int | None = None
     # Batches built by the dataset (use DataLoader(batch_size=None)): frames are decoded straight into the
     # batch tensors, one copy less than default_collate (scripts/bench_read.py).
     batch_size: int | None = None
@@ -120,7 +123,7 @@ class ReaderConfig:
             raise ValueError(f"val_fraction: got {self.val_fraction!r}; expected 0 < val_fraction < 1")
 
 
-_OPTIONAL_COUNTS = ("frame_shuffle_buffer_size", "batch_size", "video_decoder_cache_size")
+_OPTIONAL_COUNTS = ("frame_shuffle_buffer_size", "batch_size", "video_decoder_cache_size", "decode_threads")
 
 
 def _check_choice(name: str, value: object, choices: Any) -> None:

@@ -91,6 +91,7 @@ class ShardedLeRobotDataset(SharedEpoch, IterableDataset[dict[str, Any]]):
         world_size: int | None = None,
         video_decoder_cache_size: int | None = None,
         video_decode_device: str = "cpu",
+        decode_threads: int | None = None,
         batch_size: int | None = None,
         drop_last: bool = False,
         prefetch_bytes: int = 64 << 20,

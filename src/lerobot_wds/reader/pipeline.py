@@ -14,12 +14,17 @@ from __future__ import annotations
 
 import itertools
 import logging
+import os
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
+from torch.utils.data import get_worker_info
+
 from ..format import EpisodeEntry
 from .config import ReaderConfig
+from .decodeahead import DecodeAhead
 from .episodes import EpisodeSource
 from .frames import DecoderCache, import_decoder_in_background
 from .items import ItemSpec, build_batch, build_item
@@ -78,12 +83,29 @@ def build_pipeline(reading: Reading, who: WorkerInfo, epoch: int, draws: int = 0
         keep_last_window=config.frame_order == "forward",
         depth_keys=frozenset(reading.spec.depth),
     )
-    stage = (
-        ItemStream(episodes, reading.spec, decoders, counters)
-        if config.batch_size is None
-        else BatchStream(episodes, reading.spec, decoders, counters, config.batch_size, config.drop_last)
-    )
+    stage: ItemStream | DecodeAhead
+    threads = decode_threads(config)
+    if config.batch_size is not None:
+        stage = BatchStream(
+            episodes, reading.spec, decoders, counters, config.batch_size, config.drop_last, threads
+        )
+    elif threads > 1:
+        stage = DecodeAhead(episodes, reading.spec, decoders, counters, threads)
+    else:
+        stage = ItemStream(episodes, reading.spec, decoders, counters)
     return ReaderStream(who, epoch, stage, episodes, decoders, reading.board)
+
+
+def decode_threads(config: ReaderConfig) -> int:
+    """Threads that decode items (rows of a dataset-built batch): ``config.decode_threads``, else (None)
+    up to 4 of the machine's cores in a process without DataLoader workers (``num_workers=0``) and 1 in
+    a worker (the workers are the parallelism there). Always 1 with ``image_transforms`` (their random
+    draws stay in item order) or frames decoded on a GPU."""
+    if config.image_transforms is not None or config.video_decode_device != "cpu":
+        return 1
+    if config.decode_threads is not None:
+        return config.decode_threads
+    return 1 if get_worker_info() is not None else min(4, len(os.sched_getaffinity(0)))
 
 
 def reader_plan(entries: list[EpisodeEntry], config: ReaderConfig, who: WorkerInfo, epoch: int) -> SlotPlan:
@@ -109,6 +131,14 @@ class ItemStream(Iterator[dict[str, Any]]):
             self.decoders.release(draw.episode.entry.episode_index)
         return item
 
+    @property
+    def in_flight(self) -> int:
+        """Draws taken whose items are not handed out yet: none, items are built on demand."""
+        return 0
+
+    def close(self) -> None:
+        """Nothing to stop."""
+
 
 class BatchStream(ItemStream):
     """Batches of ``batch_size`` draws, equal to ``default_collate`` of their items (a reader's last
@@ -122,21 +152,28 @@ class BatchStream(ItemStream):
         counters: Counters,
         batch_size: int,
         drop_last: bool,
+        threads: int = 1,
     ) -> None:
         super().__init__(draws, spec, decoders, counters)
         self.batch_size = batch_size
         self.drop_last = drop_last
+        # Rows of different episodes decoded in parallel (each batch is complete before it is handed out)
+        self.pool = ThreadPoolExecutor(threads, "lerobot-wds-decode") if threads > 1 else None
 
     def __next__(self) -> dict[str, Any]:
         draws = list(itertools.islice(self.draws, self.batch_size))
         if not draws or (self.drop_last and len(draws) < self.batch_size):
             raise StopIteration
         samples = [(d.episode, d.frame_index) for d in draws]
-        batch = build_batch(samples, self.spec, self.decoders, self.counters)
+        batch = build_batch(samples, self.spec, self.decoders, self.counters, self.pool)
         for draw in draws:
             if draw.last:
                 self.decoders.release(draw.episode.entry.episode_index)
         return batch
+
+    def close(self) -> None:
+        if self.pool is not None:
+            self.pool.shutdown(wait=True)
 
 
 class ReaderStream(Iterator[dict[str, Any]]):
@@ -146,7 +183,7 @@ class ReaderStream(Iterator[dict[str, Any]]):
         self,
         who: WorkerInfo,
         epoch: int,
-        stage: ItemStream,
+        stage: ItemStream | DecodeAhead,
         episodes: EpisodeReadAhead,
         decoders: DecoderCache,
         board: CounterBoard,
@@ -164,7 +201,7 @@ class ReaderStream(Iterator[dict[str, Any]]):
     @property
     def draws(self) -> int:
         """Draws handed out so far: the reader's state."""
-        return self.episodes.draws
+        return self.episodes.draws - self.stage.in_flight
 
     @property
     def num_samples(self) -> int:
@@ -186,5 +223,6 @@ class ReaderStream(Iterator[dict[str, Any]]):
 
     def close(self) -> None:
         """Publish the last counters and stop reading ahead (the epoch ended, or a new iteration began)."""
+        self.stage.close()
         self.publish()
         self.episodes.close()
