@@ -14,6 +14,7 @@ reader's state counts items handed out, not built: :attr:`in_flight` is subtract
 from __future__ import annotations
 
 import threading
+import time
 from collections import deque
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -42,7 +43,7 @@ class DecodeAhead(Iterator[dict[str, Any]]):
         self.counters = counters
         self.depth = 2 * threads
         self._pool = ThreadPoolExecutor(threads, thread_name_prefix="lerobot-wds-decode")
-        self._ahead: deque[tuple[EpisodeDraw, Future[dict[str, Any]]]] = deque()
+        self._ahead: deque[tuple[EpisodeDraw, Future[tuple[dict[str, Any], float]]]] = deque()
         self._locks: dict[int, threading.Lock] = {}  # per episode with items in flight or to come
         self._failure: BaseException | None = None  # raised once the items before it are handed out
         self._exhausted = False
@@ -60,7 +61,8 @@ class DecodeAhead(Iterator[dict[str, Any]]):
                 raise failure
             raise StopIteration
         draw, future = self._ahead.popleft()
-        item = future.result()
+        item, seconds = future.result()
+        self.counters.add(decode_s=seconds, items=1)  # counted as handed out, as ItemStream counts
         if draw.last:
             episode_index = draw.episode.entry.episode_index
             self.decoders.release(episode_index)
@@ -80,9 +82,11 @@ class DecodeAhead(Iterator[dict[str, Any]]):
             lock = self._locks.setdefault(draw.episode.entry.episode_index, threading.Lock())
             self._ahead.append((draw, self._pool.submit(self._build, draw, lock)))
 
-    def _build(self, draw: EpisodeDraw, lock: threading.Lock) -> dict[str, Any]:
+    def _build(self, draw: EpisodeDraw, lock: threading.Lock) -> tuple[dict[str, Any], float]:
         with lock:
-            return build_item(draw.episode, draw.frame_index, self.spec, self.decoders, self.counters)
+            started = time.perf_counter()
+            item = build_item(draw.episode, draw.frame_index, self.spec, self.decoders)
+            return item, time.perf_counter() - started
 
     def close(self) -> None:
         """Drop the items built ahead and stop the threads (a running decode finishes first)."""
