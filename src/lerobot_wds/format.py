@@ -19,13 +19,14 @@ from __future__ import annotations
 
 import io
 import json
+import math
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import pyarrow as pa
 import pyarrow.ipc as ipc
 
-from . import storage
+from . import _ipc, storage
 from .storage import StorageOptions
 
 FORMAT_VERSION = 1
@@ -102,12 +103,38 @@ def encode_rows(table: pa.Table) -> bytes:
     return sink.getvalue()
 
 
-def decode_rows(data: bytes, where: str) -> pa.Table:
-    """Inverse of :func:`encode_rows`."""
+# Per row of a feature in the rows member, beyond its values at 8 bytes each: offsets, validity bits,
+# an image's path string. Strings have no shape: 64 KiB a row. Plus 1 MiB for schema and padding.
+_ROW_SLACK_BYTES = 64
+_STRING_ROW_BYTES = 64 << 10
+_ROWS_SLACK_BYTES = 1 << 20
+
+
+def max_rows_bytes(features: dict[str, Any], num_frames: int, where: str) -> int:
+    """The most an episode's rows may inflate to, from the features the manifest declares: each
+    non-video feature's values at 8 bytes (the widest dtype; an encoded image is bounded by its raw
+    size x 8) plus slack. A generous bound, there to refuse a decompression bomb, not to size buffers."""
+    per_row = 0
+    for key, feature in features.items():
+        if not isinstance(feature, dict) or feature.get("dtype") == "video":
+            continue
+        shape = feature.get("shape") or [1]
+        if not isinstance(shape, list) or not all(isinstance(n, int) and n >= 0 for n in shape):
+            raise ShardFormatError(f"{where}: feature {key!r} has shape {shape!r}; expected a list of ints")
+        values = _STRING_ROW_BYTES if feature.get("dtype") == "string" else 8 * max(math.prod(shape), 1)
+        per_row += values + _ROW_SLACK_BYTES
+    return num_frames * per_row + _ROWS_SLACK_BYTES
+
+
+def decode_rows(data: bytes, where: str, *, max_rows: int, max_bytes: int) -> pa.Table:
+    """Inverse of :func:`encode_rows`, refusing (before decompressing) more than ``max_rows`` rows or
+    buffers that inflate past ``max_bytes`` (:func:`max_rows_bytes`)."""
     try:
-        return ipc.open_file(pa.BufferReader(data)).read_all()
-    except pa.ArrowInvalid as exc:
-        raise ShardFormatError(f"{where}: rows member is not an Arrow IPC file; {exc}") from exc
+        return _ipc.read_bounded(data, max_rows, max_bytes)
+    except _ipc.IpcBoundError as exc:
+        raise ShardFormatError(f"{where}: rows member refused; {exc}") from exc
+    except (pa.ArrowException, OSError) as exc:  # OSError: a codec's error (e.g. corrupt zstd data)
+        raise ShardFormatError(f"{where}: rows member is not a readable Arrow IPC file; {exc}") from exc
 
 
 # ----------------------------------------------------------------------------- JSON validation

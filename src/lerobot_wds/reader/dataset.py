@@ -176,7 +176,7 @@ class ShardedLeRobotDataset(IterableDataset[dict[str, Any]]):
     def stream(self, who: WorkerInfo, draws: int = 0, epoch: int | None = None) -> ReaderStream:
         """The items (or batches) that reader ``who`` yields in ``epoch`` (default: the current one), from
         its ``draws``-th draw on. A mixture streams each source through this, with an epoch per lap."""
-        reading = Reading(self.url, self.entries, self.spec, self.config, self._board)
+        reading = Reading(self.url, self.entries, self.spec, self.config, self._board, self.features)
         return build_pipeline(reading, who, self.epoch if epoch is None else epoch, draws)
 
     def samples_per_reader(self, who: WorkerInfo, epoch: int | None = None) -> int:
@@ -188,7 +188,7 @@ class ShardedLeRobotDataset(IterableDataset[dict[str, Any]]):
         """Random access to the item for LeRobot's global ``index`` (for checks; fetches its episode)."""
         for entry in self.entries:
             if entry.dataset_from_index <= index < entry.dataset_from_index + entry.num_frames:
-                source = EpisodeSource(self.url, self.video_keys, self.config.storage_options)
+                source = EpisodeSource(self.url, self.video_keys, self.features, self.config.storage_options)
                 decoders = DecoderCache(
                     max(len(self.video_keys), 1), self.config.video_decode_device,
                     depth_keys=frozenset(self.spec.depth),

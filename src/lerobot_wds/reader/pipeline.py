@@ -43,6 +43,7 @@ class Reading:
     spec: ItemSpec
     config: ReaderConfig
     board: CounterBoard
+    features: dict[str, Any]  # the manifest's (bounds what an episode's rows may inflate to)
 
 
 def build_pipeline(reading: Reading, who: WorkerInfo, epoch: int, draws: int = 0) -> ReaderStream:
@@ -63,7 +64,7 @@ def build_pipeline(reading: Reading, who: WorkerInfo, epoch: int, draws: int = 0
     schedule.skip(draws)
     counters = Counters()
     source = EpisodeSource(
-        reading.url, reading.spec.video_keys, config.storage_options, config.retry, counters
+        reading.url, reading.spec.video_keys, reading.features, config.storage_options, config.retry, counters
     )
     episodes = EpisodeReadAhead(
         schedule, source, counters, budget_bytes=config.prefetch_bytes, num_threads=config.prefetch_threads
