@@ -13,7 +13,7 @@ from torch.utils.data import IterableDataset, get_worker_info
 
 from .. import format as fmt
 from .. import storage
-from .config import FrameOrder, Preset, ReaderConfig
+from .config import FrameOrder, OnError, Preset, ReaderConfig
 from .episodes import EpisodeSource
 from .frames import DecoderCache
 from .items import build_item, item_spec
@@ -79,6 +79,8 @@ class ShardedLeRobotDataset(IterableDataset[dict[str, Any]]):
         prefetch_threads: int = 4,
         storage_options: Mapping[str, Any] | None = None,
         retry: storage.RetryPolicy | None = None,
+        on_error: OnError = "raise",
+        max_consecutive_errors: int = 8,
     ) -> None:
         super().__init__()
         # Every keyword is a ReaderConfig field of the same name and default (tests/reader/test_config.py).
