@@ -270,7 +270,7 @@ class ShardEntry:
             path=_inside_root(json_field(obj, "path", str, where), where),
             size_bytes=_at_least(json_field(obj, "size_bytes", int, where), 0, "size_bytes", where),
             sha256=json_field(obj, "sha256", str, where),
-            episodes=tuple(json_field(obj, "episodes", list, where)),
+            episodes=tuple(_int(i, "episodes", where) for i in json_field(obj, "episodes", list, where)),
             num_frames=json_field(obj, "num_frames", int, where),
         )
 
@@ -287,7 +287,7 @@ class SourceInfo:
     def from_dict(cls, obj: dict[str, Any], where: str) -> SourceInfo:
         return cls(
             location=json_field(obj, "location", str, where),
-            revision=obj.get("revision"),
+            revision=json_field(obj, "revision", str, where) if obj.get("revision") is not None else None,
             codebase_version=json_field(obj, "codebase_version", str, where),
         )
 
@@ -367,16 +367,17 @@ class Manifest:
                 "convert the dataset again or install the lerobot-wds release that wrote it"
             )
         shards = [
-            ShardEntry.from_dict(s, f"{where}: shards[{i}]") for i, s in enumerate(obj.get("shards", []))
+            ShardEntry.from_dict(s, f"{where}: shards[{i}]")
+            for i, s in enumerate(json_field(obj, "shards", list, where))
         ]
         return cls(
             format_version=version,
             source=SourceInfo.from_dict(json_field(obj, "source", dict, where), where),
             fps=_at_least(json_field(obj, "fps", int, where), 1, "fps", where),
             features=json_field(obj, "features", dict, where),
-            camera_keys=list(json_field(obj, "camera_keys", list, where)),
+            camera_keys=[_str(k, "camera_keys", where) for k in json_field(obj, "camera_keys", list, where)],
             options=json_field(obj, "options", dict, where),
-            psnr_db=dict(obj.get("psnr_db") or {}),
+            psnr_db=_psnr_db(obj.get("psnr_db") or {}, where),
             shards=shards,
             episodes=_episodes_from_json(json_field(obj, "episodes", dict, where), shards, where),
         )
@@ -431,6 +432,24 @@ def _int(value: Any, name: str, where: str) -> int:
     if not isinstance(value, int) or isinstance(value, bool):
         raise ShardFormatError(f"{where}: {name} is {type(value).__name__} {value!r}; expected an int")
     return value
+
+
+def _str(value: Any, name: str, where: str) -> str:
+    if not isinstance(value, str):
+        raise ShardFormatError(f"{where}: {name} has {type(value).__name__} {value!r}; expected a str")
+    return value
+
+
+def _psnr_db(value: Any, where: str) -> dict[str, dict[str, float]]:
+    """``{camera: {"min": dB, "mean": dB}}`` (a JSON object of objects of numbers)."""
+    ok = isinstance(value, dict) and all(
+        isinstance(v, dict)
+        and all(isinstance(x, int | float) and not isinstance(x, bool) for x in v.values())
+        for v in value.values()
+    )
+    if not ok:
+        raise ShardFormatError(f"{where}: psnr_db {str(value)[:80]}; expected {{camera: {{statistic: dB}}}}")
+    return {camera: {k: float(x) for k, x in stats.items()} for camera, stats in value.items()}
 
 
 def _at_least(value: int, minimum: int, name: str, where: str) -> int:
