@@ -473,12 +473,12 @@ def read_manifest(url: str, storage_options: StorageOptions | None = None) -> Ma
     manifest_url = storage.join(url, MANIFEST_NAME)
     try:
         data = storage.read_bytes(manifest_url, storage_options)
-    except FileNotFoundError as exc:
+    except FileNotFoundError:
         raise FileNotFoundError(
-            f"{url}: no {MANIFEST_NAME}; expected a finished lerobot-wds conversion "
+            f"{storage.redact(url)}: no {MANIFEST_NAME}; expected a finished lerobot-wds conversion "
             "(the manifest is written last: a conversion still running or interrupted has none)"
-        ) from exc
-    return Manifest.from_json(data, manifest_url)
+        ) from None  # fsspec's message is the raw path: for a URL with a password, the password
+    return Manifest.from_json(data, storage.redact(manifest_url))
 
 
 def task_strings(table: pa.Table, where: str) -> dict[int, str]:

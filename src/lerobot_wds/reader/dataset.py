@@ -87,6 +87,7 @@ class ShardedLeRobotDataset(IterableDataset[dict[str, Any]]):
         arguments = locals()
         options = {f.name: arguments[f.name] for f in fields(ReaderConfig)}
         self.url = url
+        self.shown_url = storage.redact(url)  # in messages: without a URL's password or query
         self.config = config = ReaderConfig(**options)
         self.manifest = fmt.read_manifest(url, config.storage_options)
         self.meta = read_meta(url, config.storage_options)
@@ -196,7 +197,9 @@ class ShardedLeRobotDataset(IterableDataset[dict[str, Any]]):
                     depth_keys=frozenset(self.spec.depth),
                 )  # fmt: skip
                 return build_item(source.fetch(entry), index - entry.dataset_from_index, self.spec, decoders)
-        raise IndexError(f"{self.url}: index {index} is in none of the {self.num_episodes} selected episodes")
+        raise IndexError(
+            f"{self.shown_url}: index {index} is in none of the {self.num_episodes} selected episodes"
+        )
 
     def state_dict(self) -> dict[str, Any]:
         """Where this reader is in its epoch: small JSON-able data (no bytes, no frames).
@@ -220,12 +223,12 @@ class ShardedLeRobotDataset(IterableDataset[dict[str, Any]]):
         """
         if state.get("format_version") != fmt.FORMAT_VERSION:
             raise ValueError(
-                f"{self.url}: reader state has format_version {state.get('format_version')!r}; "
+                f"{self.shown_url}: reader state has format_version {state.get('format_version')!r}; "
                 f"expected {fmt.FORMAT_VERSION}"
             )
         if state.get("fingerprint") != self.fingerprint():
             raise ValueError(
-                f"{self.url}: reader state was saved for another dataset or other order options "
+                f"{self.shown_url}: reader state was saved for another dataset or other order options "
                 "(seed, shuffle, episodes, pool size, frame buffer, frame order); got fingerprint "
                 f"{state.get('fingerprint')!r}, expected {self.fingerprint()!r}"
             )
@@ -252,7 +255,7 @@ class ShardedLeRobotDataset(IterableDataset[dict[str, Any]]):
         saved = WorkerInfo(**{k: int(state[k]) for k in ("rank", "world_size", "worker", "num_workers")})
         if saved != who:
             raise ValueError(
-                f"{self.url}: reader state was saved by {saved}; this reader is {who}; restoring with "
+                f"{self.shown_url}: reader state was saved by {saved}; this reader is {who}; restoring with "
                 "another number of ranks or workers is not supported (it could not keep every frame once)"
             )
         return int(state["draws"])

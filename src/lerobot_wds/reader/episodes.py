@@ -122,7 +122,8 @@ class EpisodeSource:
         episodes = []
         for entry in entries:
             if entry.shard != first.shard:
-                raise ValueError(f"{url}: fetch_run got episodes of several shards; expected one")
+                shown = storage.redact(url)
+                raise ValueError(f"{shown}: fetch_run got episodes of several shards; expected one")
             where = _where(url, entry)
             offset = entry.offset_bytes - start
             data = blob[offset : offset + entry.size_bytes]
@@ -145,7 +146,7 @@ class EpisodeSource:
 
 
 def _where(url: str, entry: fmt.EpisodeEntry) -> str:
-    return f"{url}: episode {entry.episode_index} ({fmt.episode_key(entry.episode_index)})"
+    return f"{storage.redact(url)}: episode {entry.episode_index} ({fmt.episode_key(entry.episode_index)})"
 
 
 def _members(blob: bytes | memoryview, entry: fmt.EpisodeEntry, where: str) -> dict[str, bytes]:

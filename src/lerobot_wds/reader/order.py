@@ -8,6 +8,7 @@ import random
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from .. import storage
 from ..format import EpisodeEntry, Manifest
 
 
@@ -122,5 +123,7 @@ def select_episodes(manifest: Manifest, episodes: Sequence[int] | None, url: str
     by_index = {e.episode_index: e for e in manifest.episodes}
     missing = sorted(set(episodes) - set(by_index))
     if missing:
-        raise ValueError(f"{url}: episodes {missing[:10]} are not in the manifest; it has {len(by_index)}")
+        raise ValueError(
+            f"{storage.redact(url)}: episodes {missing[:10]} are not in the manifest; it has {len(by_index)}"
+        )
     return [by_index[i] for i in sorted(set(episodes))]
