@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import io
 import json
 import re
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 import pytest
 
@@ -128,11 +130,47 @@ def test_member_names() -> None:
         fmt.split_member_name("ep_000001")
 
 
+BOUND = {"max_rows": 1, "max_bytes": 1 << 20}
+
+
 def test_rows_round_trip() -> None:
     table = pa.table({"action": pa.array([[1.0, 2.0]], pa.list_(pa.float32(), 2)), "index": [3]})
-    assert fmt.decode_rows(fmt.encode_rows(table), "t").equals(table)
+    assert fmt.decode_rows(fmt.encode_rows(table), "t", **BOUND).equals(table)
     with pytest.raises(fmt.ShardFormatError, match="not an Arrow IPC file"):
-        fmt.decode_rows(b"nope", "t")
+        fmt.decode_rows(b"nope", "t", **BOUND)
+
+
+def test_rows_are_refused_before_they_inflate_past_the_bound() -> None:
+    table = pa.table({"index": list(range(4))})
+    with pytest.raises(fmt.ShardFormatError, match=r"^t: rows member refused; record batches hold 4 rows; "
+                       r"expected at most 3$"):  # fmt: skip
+        fmt.decode_rows(fmt.encode_rows(table), "t", max_rows=3, max_bytes=1 << 20)
+    width = 16 << 20  # 64 MiB of zeros over 4 rows: compresses to a few KB
+    zeros = pa.FixedSizeListArray.from_arrays(pa.array(np.zeros(4 * width, np.uint8)), width)
+    bomb = fmt.encode_rows(table.append_column("bomb", zeros))
+    assert len(bomb) < 100_000
+    with pytest.raises(
+        fmt.ShardFormatError, match=r"buffers inflate to 6710\d{4} bytes; expected at most 1048576"
+    ):
+        fmt.decode_rows(bomb, "t", max_rows=4, max_bytes=1 << 20)
+    assert fmt.decode_rows(bomb, "t", max_rows=4, max_bytes=80 << 20).num_rows == 4
+    uncompressed = io.BytesIO()  # buffers stored as they are count at their size
+    with pa.ipc.new_file(uncompressed, table.schema) as writer:
+        writer.write_table(table)
+    assert fmt.decode_rows(uncompressed.getvalue(), "t", max_rows=4, max_bytes=1024).equals(table)
+    with pytest.raises(fmt.ShardFormatError, match=r"buffers inflate to 32 bytes; expected at most 31"):
+        fmt.decode_rows(uncompressed.getvalue(), "t", max_rows=4, max_bytes=31)
+
+
+def test_max_rows_bytes_follows_the_features() -> None:
+    features = {
+        "action": {"dtype": "float32", "shape": [6]},
+        "cam": {"dtype": "video", "shape": [480, 640, 3]},
+        "task": {"dtype": "string", "shape": [1]},
+    }
+    assert fmt.max_rows_bytes(features, 10, "w") == 10 * (6 * 8 + 64 + (64 << 10) + 64) + (1 << 20)
+    with pytest.raises(fmt.ShardFormatError, match=r"^w: feature 'a' has shape \['x'\]; expected a list"):
+        fmt.max_rows_bytes({"a": {"dtype": "float32", "shape": ["x"]}}, 1, "w")
 
 
 def test_format_md_example_parses() -> None:

@@ -120,24 +120,27 @@ def tar_of(files: dict[str, bytes | None]) -> bytes:
     return out.getvalue()
 
 
+BOUND = {"max_rows": 2, "max_rows_bytes": 1 << 20}
+
+
 def test_parse_sample_checks_the_members() -> None:
     s = members_of(sample(4, 2))
-    parsed = parse_sample(s, CAMERAS, "w")
+    parsed = parse_sample(s, CAMERAS, "w", **BOUND)
     assert parsed.meta.episode_index == 4
     assert parsed.rows.num_rows == 2
     assert parsed.videos == {k: s[fmt.video_suffix(k)] for k in CAMERAS}
     del s[fmt.video_suffix(CAMERAS[0])]
     with pytest.raises(fmt.ShardFormatError, match=r"^w: members \[.*\]; expected \[.*\] \(a truncated or"):
-        parse_sample(s, CAMERAS, "w")
+        parse_sample(s, CAMERAS, "w", **BOUND)
     with pytest.raises(fmt.ShardFormatError, match=r"^w: members"):
         check_members(s, CAMERAS, "w")
     s = members_of(sample(4, 2)) | {fmt.ROWS_SUFFIX: b"nope"}
-    with pytest.raises(fmt.ShardFormatError, match=r"^w: rows member is not an Arrow IPC file"):
-        parse_sample(s, CAMERAS, "w")
+    with pytest.raises(fmt.ShardFormatError, match=r"^w: rows member refused; not an Arrow IPC file"):
+        parse_sample(s, CAMERAS, "w", **BOUND)
 
 
 def test_entry_problems() -> None:
-    parsed = parse_sample(members_of(sample(4, 2)), CAMERAS, "w")
+    parsed = parse_sample(members_of(sample(4, 2)), CAMERAS, "w", **BOUND)
     assert entry_problems(parsed, entry(4, 2)) == []
     assert entry_problems(parsed, entry(5, 3)) == [
         "meta.json is episode 4; manifest says 5",

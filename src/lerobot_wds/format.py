@@ -20,13 +20,14 @@ from __future__ import annotations
 
 import io
 import json
+import math
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import pyarrow as pa
 import pyarrow.ipc as ipc
 
-from . import storage
+from . import _ipc, storage
 from .storage import StorageOptions
 
 FORMAT_VERSION = 1
@@ -109,12 +110,38 @@ def encode_rows(table: pa.Table) -> bytes:
     return sink.getvalue()
 
 
-def decode_rows(data: bytes, where: str) -> pa.Table:
-    """Inverse of :func:`encode_rows`."""
+# Per row of a feature in the rows member, beyond its values at 8 bytes each: offsets, validity bits,
+# an image's path string. Strings have no shape: 64 KiB a row. Plus 1 MiB for schema and padding.
+_ROW_SLACK_BYTES = 64
+_STRING_ROW_BYTES = 64 << 10
+_ROWS_SLACK_BYTES = 1 << 20
+
+
+def max_rows_bytes(features: dict[str, Any], num_frames: int, where: str) -> int:
+    """The most an episode's rows may inflate to, from the features the manifest declares: each
+    non-video feature's values at 8 bytes (the widest dtype; an encoded image is bounded by its raw
+    size x 8) plus slack. A generous bound, there to refuse a decompression bomb, not to size buffers."""
+    per_row = 0
+    for key, feature in features.items():
+        if not isinstance(feature, dict) or feature.get("dtype") == "video":
+            continue
+        shape = feature.get("shape") or [1]
+        if not isinstance(shape, list) or not all(isinstance(n, int) and n >= 0 for n in shape):
+            raise ShardFormatError(f"{where}: feature {key!r} has shape {shape!r}; expected a list of ints")
+        values = _STRING_ROW_BYTES if feature.get("dtype") == "string" else 8 * max(math.prod(shape), 1)
+        per_row += values + _ROW_SLACK_BYTES
+    return num_frames * per_row + _ROWS_SLACK_BYTES
+
+
+def decode_rows(data: bytes, where: str, *, max_rows: int, max_bytes: int) -> pa.Table:
+    """Inverse of :func:`encode_rows`, refusing (before decompressing) more than ``max_rows`` rows or
+    buffers that inflate past ``max_bytes`` (:func:`max_rows_bytes`)."""
     try:
-        return ipc.open_file(pa.BufferReader(data)).read_all()
-    except pa.ArrowInvalid as exc:
-        raise ShardFormatError(f"{where}: rows member is not an Arrow IPC file; {exc}") from exc
+        return _ipc.read_bounded(data, max_rows, max_bytes)
+    except _ipc.IpcBoundError as exc:
+        raise ShardFormatError(f"{where}: rows member refused; {exc}") from exc
+    except (pa.ArrowException, OSError) as exc:  # OSError: a codec's error (e.g. corrupt zstd data)
+        raise ShardFormatError(f"{where}: rows member is not a readable Arrow IPC file; {exc}") from exc
 
 
 # ----------------------------------------------------------------------------- JSON validation
@@ -253,7 +280,7 @@ class ShardEntry:
             path=_inside_root(json_field(obj, "path", str, where), where),
             size_bytes=_at_least(json_field(obj, "size_bytes", int, where), 0, "size_bytes", where),
             sha256=json_field(obj, "sha256", str, where),
-            episodes=tuple(json_field(obj, "episodes", list, where)),
+            episodes=tuple(_int(i, "episodes", where) for i in json_field(obj, "episodes", list, where)),
             num_frames=json_field(obj, "num_frames", int, where),
         )
 
@@ -270,7 +297,7 @@ class SourceInfo:
     def from_dict(cls, obj: dict[str, Any], where: str) -> SourceInfo:
         return cls(
             location=json_field(obj, "location", str, where),
-            revision=obj.get("revision"),
+            revision=json_field(obj, "revision", str, where) if obj.get("revision") is not None else None,
             codebase_version=json_field(obj, "codebase_version", str, where),
         )
 
@@ -354,16 +381,17 @@ class Manifest:
                 "convert the dataset again or install the lerobot-wds release that wrote it"
             )
         shards = [
-            ShardEntry.from_dict(s, f"{where}: shards[{i}]") for i, s in enumerate(obj.get("shards", []))
+            ShardEntry.from_dict(s, f"{where}: shards[{i}]")
+            for i, s in enumerate(json_field(obj, "shards", list, where))
         ]
         return cls(
             format_version=version,
             source=SourceInfo.from_dict(json_field(obj, "source", dict, where), where),
             fps=_at_least(json_field(obj, "fps", int, where), 1, "fps", where),
             features=json_field(obj, "features", dict, where),
-            camera_keys=list(json_field(obj, "camera_keys", list, where)),
+            camera_keys=[_str(k, "camera_keys", where) for k in json_field(obj, "camera_keys", list, where)],
             options=json_field(obj, "options", dict, where),
-            psnr_db=dict(obj.get("psnr_db") or {}),
+            psnr_db=_psnr_db(obj.get("psnr_db") or {}, where),
             shards=shards,
             episodes=_episodes_from_json(json_field(obj, "episodes", dict, where), shards, where),
         )
@@ -447,6 +475,24 @@ def _int(value: Any, name: str, where: str) -> int:
     return value
 
 
+def _str(value: Any, name: str, where: str) -> str:
+    if not isinstance(value, str):
+        raise ShardFormatError(f"{where}: {name} has {type(value).__name__} {value!r}; expected a str")
+    return value
+
+
+def _psnr_db(value: Any, where: str) -> dict[str, dict[str, float]]:
+    """``{camera: {"min": dB, "mean": dB}}`` (a JSON object of objects of numbers)."""
+    ok = isinstance(value, dict) and all(
+        isinstance(v, dict)
+        and all(isinstance(x, int | float) and not isinstance(x, bool) for x in v.values())
+        for v in value.values()
+    )
+    if not ok:
+        raise ShardFormatError(f"{where}: psnr_db {str(value)[:80]}; expected {{camera: {{statistic: dB}}}}")
+    return {camera: {k: float(x) for k, x in stats.items()} for camera, stats in value.items()}
+
+
 def _at_least(value: int, minimum: int, name: str, where: str) -> int:
     if value < minimum:
         raise ShardFormatError(f"{where}: {name} is {value}; expected >= {minimum}")
@@ -468,12 +514,12 @@ def read_manifest(url: str, storage_options: StorageOptions | None = None) -> Ma
     manifest_url = storage.join(url, MANIFEST_NAME)
     try:
         data = storage.read_bytes(manifest_url, storage_options)
-    except FileNotFoundError as exc:
+    except FileNotFoundError:
         raise FileNotFoundError(
-            f"{url}: no {MANIFEST_NAME}; expected a finished lerobot-wds conversion "
+            f"{storage.redact(url)}: no {MANIFEST_NAME}; expected a finished lerobot-wds conversion "
             "(the manifest is written last: a conversion still running or interrupted has none)"
-        ) from exc
-    return Manifest.from_json(data, manifest_url)
+        ) from None  # fsspec's message is the raw path: for a URL with a password, the password
+    return Manifest.from_json(data, storage.redact(manifest_url))
 
 
 def task_strings(table: pa.Table, where: str) -> dict[int, str]:

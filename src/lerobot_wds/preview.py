@@ -98,7 +98,7 @@ def preview_episode(
     manifest = fmt.read_manifest(url, storage_options)
     entry = _entry(manifest, episode_index, url)
     meta = read_meta(url, storage_options)
-    episode = EpisodeSource(url, manifest.camera_keys, storage_options).fetch(entry)
+    episode = EpisodeSource(url, manifest.camera_keys, manifest.features, storage_options).fetch(entry)
     indices = np.unique(np.linspace(0, episode.num_frames - 1, num_frames).round().astype(np.int64))
     timestamps = _timestamps(episode, meta.fps)
     strips = {key: _fit(frames, max_tile_height) for key, frames in _strips(episode, meta, indices).items()}

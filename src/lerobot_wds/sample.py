@@ -99,12 +99,16 @@ def check_members(members: Mapping[str, bytes], camera_keys: list[str], where: s
         )
 
 
-def parse_sample(members: Mapping[str, bytes], camera_keys: list[str], where: str) -> EpisodeSample:
-    """Check a sample's member set, parse its meta.json and rows; :class:`ShardFormatError` if malformed."""
+def parse_sample(
+    members: Mapping[str, bytes], camera_keys: list[str], where: str, *, max_rows: int, max_rows_bytes: int
+) -> EpisodeSample:
+    """Check a sample's member set, parse its meta.json and rows; :class:`ShardFormatError` if malformed.
+    The rows are refused before decompression past ``max_rows`` rows or ``max_rows_bytes`` inflated (the
+    manifest's frame count and :func:`lerobot_wds.format.max_rows_bytes`)."""
     check_members(members, camera_keys, where)
     return EpisodeSample(
         meta=fmt.EpisodeMeta.from_json(members[fmt.META_SUFFIX], where),
-        rows=fmt.decode_rows(members[fmt.ROWS_SUFFIX], where),
+        rows=fmt.decode_rows(members[fmt.ROWS_SUFFIX], where, max_rows=max_rows, max_bytes=max_rows_bytes),
         videos={k: members[fmt.video_suffix(k)] for k in camera_keys},
     )
 

@@ -43,6 +43,21 @@ class HiddenOptions:
     __str__ = __repr__
 
 
+def redact(url: str) -> str:
+    """``url`` as it may appear in a message: without the password of ``scheme://user:pass@host`` and
+    without a query string (presigned URLs carry their signature there). Options passed as
+    ``storage_options`` never reach messages at all."""
+    scheme, separator, rest = url.partition("://")
+    if not separator:
+        return url
+    authority, slash, path = rest.partition("/")
+    if "@" in authority:
+        user = authority.rpartition("@")[0].partition(":")[0]
+        authority = f"{user}:***@{authority.rpartition('@')[2]}"
+    path, question, _ = path.partition("?")
+    return f"{scheme}://{authority}{slash}{path}{'?***' if question else ''}"
+
+
 _HASH_CHUNK_BYTES = 8 << 20  # 8 MiB reads: large enough to stream at disk/network speed
 
 
@@ -95,7 +110,10 @@ def read_many(urls: list[str], storage_options: StorageOptions | None = None) ->
 
 def size_bytes(url: str, storage_options: StorageOptions | None = None) -> int:
     fs, path = url_to_fs(url, storage_options)
-    return int(fs.size(path))
+    try:
+        return int(fs.size(path))
+    except FileNotFoundError:  # fsspec's message is the raw path: for http(s), with its password
+        raise FileNotFoundError(f"{redact(url)}: missing") from None
 
 
 def sha256_file(url: str, storage_options: StorageOptions | None = None) -> str:
@@ -320,7 +338,9 @@ class RangeReader(io.RawIOBase):
     def read_block(self) -> bytes:
         """The next block whole (no copy); empty at the end."""
         if self._block:
-            raise ValueError(f"{self.url}: read_block after a partial read; expected block-aligned reads")
+            raise ValueError(
+                f"{redact(self.url)}: read_block after a partial read; expected block-aligned reads"
+            )
         block = self._fetch_block()
         self._position += len(block)
         return block
@@ -334,7 +354,7 @@ class RangeReader(io.RawIOBase):
         data = self._with_retries(lambda: self._fs.cat_file(self._path, start=self._position, end=block_end))
         if len(data) != block_end - self._position:
             raise EOFError(
-                f"{self.url}: got {len(data)} bytes at byte {self._position}; expected "
+                f"{redact(self.url)}: got {len(data)} bytes at byte {self._position}; expected "
                 f"{block_end - self._position} (the object is shorter than the manifest says)"
             )
         return bytes(data)
@@ -348,7 +368,7 @@ class RangeReader(io.RawIOBase):
                     raise
                 if attempt + 1 == self._retry.max_attempts:
                     raise OSError(
-                        f"{self.url}: read at byte {self._position} failed {attempt + 1} times "
+                        f"{redact(self.url)}: read at byte {self._position} failed {attempt + 1} times "
                         f"(the retry limit); last error: {exc!r}"
                     ) from exc
                 self.retries += 1

@@ -38,7 +38,10 @@ def _check_rows(rows: list[dict[str, Any]], manifest: fmt.Manifest) -> None:
         meta = row["meta.json"]
         assert isinstance(meta, dict)
         assert (meta["episode_index"], meta["num_frames"]) == (entry.episode_index, entry.num_frames)
-        assert fmt.decode_rows(row[fmt.ROWS_SUFFIX], row["__key__"]).num_rows == entry.num_frames
+        assert (
+            fmt.decode_rows(row[fmt.ROWS_SUFFIX], row["__key__"], max_rows=10**6, max_bytes=1 << 30).num_rows
+            == entry.num_frames
+        )
         for camera_number, camera_key in enumerate(manifest.camera_keys):
             decoder = row[fmt.video_suffix(camera_key)]
             assert type(decoder).__name__ == "VideoDecoder"

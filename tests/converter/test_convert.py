@@ -70,7 +70,7 @@ def test_rows_equal_the_source_rows(converted: dict[str, Path], name: str) -> No
         for f in sorted({e.data_file for e in source.episodes.values()})
     )
     for episode_index, sample in read_samples(converted[name]).items():
-        rows = fmt.decode_rows(sample[fmt.ROWS_SUFFIX], "test")
+        rows = fmt.decode_rows(sample[fmt.ROWS_SUFFIX], "test", max_rows=10**6, max_bytes=1 << 30)
         expected = data.filter(pc.equal(data["episode_index"], episode_index)).replace_schema_metadata(None)
         assert rows.schema == expected.schema
         assert rows.equals(expected)
@@ -153,7 +153,7 @@ def test_episode_subset_keeps_source_indices(tmp_path: Path) -> None:
     result = convert(str(DATA / "multi"), str(tmp_path / "d"), ConvertConfig(episodes=(3, 20, 7)))
     assert [e.episode_index for e in result.manifest.episodes] == [3, 7, 20]
     samples = read_samples(tmp_path / "d")
-    rows = fmt.decode_rows(samples[20][fmt.ROWS_SUFFIX], "test")
+    rows = fmt.decode_rows(samples[20][fmt.ROWS_SUFFIX], "test", max_rows=10**6, max_bytes=1 << 30)
     assert set(rows["episode_index"].to_pylist()) == {20}
     with pytest.raises(ValueError, match=r"episodes \[99\] not in the dataset"):
         convert(str(DATA / "multi"), str(tmp_path / "e"), ConvertConfig(episodes=(1, 99)))

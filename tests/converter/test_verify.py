@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import tarfile
 from pathlib import Path
 
@@ -51,7 +52,13 @@ def test_verify_names_a_wrong_offset(tiny: Path) -> None:
     manifest["episodes"]["offset_bytes"][1] += 512
     manifest_path.write_text(json.dumps(manifest))
     report = verify(str(tiny))
-    assert report.problems == [
+    crc = manifest["episodes"]["crc32"][1]
+    assert report.problems[1:] == [
         f"shards/shard-000000.tar: episode 1: at byte {offset}; manifest says {offset + 512}"
-    ]
+    ]  # and, as the reader would find, the bytes at the wrong offset are not the episode's:
+    assert re.fullmatch(
+        rf"shards/shard-000000\.tar: episode 1: bytes {offset + 512}\.\.\d+ have crc32 [0-9a-f]{{8}}; "
+        rf"manifest says {crc:08x}",
+        report.problems[0],
+    )
     assert report.episodes_checked == 6

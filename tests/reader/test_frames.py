@@ -16,7 +16,7 @@ from lerobot_wds.reader.frames import EpisodeDecoder
 
 def first_episode_decoder(url: str, keep_last_window: bool) -> tuple[EpisodeDecoder, int]:
     dataset = ShardedLeRobotDataset(url)
-    episode = EpisodeSource(dataset.url, dataset.video_keys).fetch(dataset.entries[0])
+    episode = EpisodeSource(dataset.url, dataset.video_keys, dataset.features).fetch(dataset.entries[0])
     decoder = EpisodeDecoder(episode.videos[dataset.video_keys[0]], "cpu", keep_last_window)
     return decoder, episode.entry.episode_index
 

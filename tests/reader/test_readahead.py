@@ -28,7 +28,7 @@ class CountingSource(EpisodeSource):
     """Counts bytes whose read started, per admission handed out (to check the budget)."""
 
     def __init__(self, dataset: ShardedLeRobotDataset) -> None:
-        super().__init__(dataset.url, dataset.video_keys)
+        super().__init__(dataset.url, dataset.video_keys, dataset.features)
         self.lock = threading.Lock()
         self.started_bytes = 0
 
@@ -122,7 +122,7 @@ def test_bytes_read_ahead_stay_within_the_budget(converted: dict[str, str], budg
 def test_adjacent_episodes_of_a_shard_share_one_read(converted: dict[str, str]) -> None:
     """In shard order with room for whole shards, each shard is read with one request."""
     dataset = ShardedLeRobotDataset(converted["multi"])
-    source = EpisodeSource(dataset.url, dataset.video_keys)
+    source = EpisodeSource(dataset.url, dataset.video_keys, dataset.features)
     entries = _shard_order(dataset)
     assert sum(1 for _ in read_ahead(dataset, source, entries, 1 << 30, shuffle=False)) == dataset.num_frames
     assert len(dataset.manifest.shards) > 1

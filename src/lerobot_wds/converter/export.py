@@ -229,7 +229,10 @@ def _read_episode(
             f"{entry.crc32:08x} (corrupt or rewritten shard)"
         )
     members = read_sample(data, fmt.episode_key(entry.episode_index), where)
-    sample = parse_sample(members, manifest.camera_keys, where)
+    bound = fmt.max_rows_bytes(manifest.features, entry.num_frames, where)
+    sample = parse_sample(
+        members, manifest.camera_keys, where, max_rows=entry.num_frames, max_rows_bytes=bound
+    )
     problems = entry_problems(sample, entry)
     if problems:
         raise fmt.ShardFormatError(f"{where}: {'; '.join(problems)}")

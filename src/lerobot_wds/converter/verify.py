@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import zlib
 from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -14,6 +15,7 @@ import pyarrow.parquet as pq
 
 from .. import format as fmt
 from .. import storage
+from ..reader.meta import read_meta
 from ..sample import TarSample, check_members, entry_problems, iter_samples, parse_sample
 
 
@@ -31,15 +33,29 @@ class VerifyReport:
 
 
 class _HashingReader(io.RawIOBase):
-    """Passes reads through while hashing them, so one sequential pass checks sha256 and structure.
-    Reads stop one byte past ``limit`` (the manifest's size): an endless or oversized shard is reported
-    as too long instead of read forever."""
+    """Passes reads through while hashing them, so one sequential pass checks sha256 and structure, and
+    the crc32 of each episode's byte range (``ranges``: ``(start, end, episode_index)`` sorted by start),
+    as the reader checks it on every fetch. Reads stop one byte past ``limit`` (the manifest's size): an
+    endless or oversized shard is reported as too long instead of read forever."""
 
-    def __init__(self, raw: IO[bytes], limit: int) -> None:
+    def __init__(self, raw: IO[bytes], limit: int, ranges: list[tuple[int, int, int]]) -> None:
         self.raw = raw
         self.limit = limit
         self.digest = hashlib.sha256()
         self.size = 0
+        self.ranges = ranges
+        self.crcs: dict[int, int] = {}  # episode index -> crc32 of its range's bytes read so far
+        self._first = 0  # ranges before this one end before the bytes still to come
+
+    def _add_to_crcs(self, data: bytes) -> None:
+        start, end = self.size, self.size + len(data)
+        while self._first < len(self.ranges) and self.ranges[self._first][1] <= start:
+            self._first += 1
+        for low, high, episode in self.ranges[self._first :]:
+            if low >= end:
+                break
+            part = data[max(low, start) - start : min(high, end) - start]
+            self.crcs[episode] = zlib.crc32(part, self.crcs.get(episode, 0))
 
     def readable(self) -> bool:
         return True
@@ -48,6 +64,7 @@ class _HashingReader(io.RawIOBase):
         data = self.raw.read(min(len(buffer), self.limit + 1 - self.size))
         buffer[: len(data)] = data
         self.digest.update(data)
+        self._add_to_crcs(data)
         self.size += len(data)
         return len(data)
 
@@ -68,6 +85,10 @@ def verify(
     """
     manifest = fmt.read_manifest(url, storage_options)
     report = VerifyReport(url=url)
+    try:  # the reader refuses a dataset whose meta files it cannot read: so does verify
+        read_meta(url, storage_options)
+    except (fmt.ShardFormatError, FileNotFoundError) as exc:
+        report.problems.append(str(exc))
     entries = {e.episode_index: e for e in manifest.episodes}
     checked_bytes = 0
     if on_progress is not None:
@@ -98,8 +119,10 @@ def _verify_shard(
     found: dict[str, list[str]] = {}  # sample key -> its problems
     unknown: set[str] = set()
     broken: list[str] = []
+    checked = sorted((e.offset_bytes, e.offset_bytes + e.size_bytes, e.episode_index)
+                     for e in entries.values() if e.shard == shard.path and e.crc32 is not None)  # fmt: skip
     with fs.open(path, "rb") as raw:
-        reader = _HashingReader(raw, shard.size_bytes)
+        reader = _HashingReader(raw, shard.size_bytes, checked)
         try:
             for sample in iter_samples(reader, shard.path):
                 if sample.key not in expected_keys:
@@ -121,6 +144,13 @@ def _verify_shard(
     sha256 = reader.digest.hexdigest()
     if sha256 != shard.sha256:
         report.problems.append(f"{shard.path}: sha256 {sha256}; manifest says {shard.sha256}")
+    for start, end, episode_index in checked:
+        crc, expected = reader.crcs.get(episode_index, zlib.crc32(b"")), entries[episode_index].crc32
+        if crc != expected:
+            report.problems.append(
+                f"{shard.path}: episode {episode_index}: bytes {start}..{end} have crc32 {crc:08x}; "
+                f"manifest says {expected:08x}"
+            )
     report.problems.extend(f"{shard.path}: sample {key!r} is not in the manifest" for key in sorted(unknown))
     for key, episode_index in expected_keys.items():
         if key not in found:
@@ -150,7 +180,10 @@ def _sample_problems(
     except fmt.ShardFormatError as exc:
         return [*problems, str(exc)]
     try:
-        parsed = parse_sample(sample.members, manifest.camera_keys, where)
+        max_bytes = fmt.max_rows_bytes(manifest.features, entry.num_frames, where)
+        parsed = parse_sample(
+            sample.members, manifest.camera_keys, where, max_rows=entry.num_frames, max_rows_bytes=max_bytes
+        )
         problems.extend(f"{where}: {p}" for p in entry_problems(parsed, entry))
         for camera_key, segment in parsed.meta.cameras.items():
             if segment.psnr_db is not None:

@@ -12,6 +12,7 @@ from .. import storage
 from .selection import EpisodeFilter, Split, TaskSelection
 
 FrameOrder = Literal["shuffled", "forward"]
+OnError = Literal["raise", "skip"]
 Preset = Literal["lerobot", "fast"]
 
 # What a preset sets, unless the option is given explicitly.
@@ -71,6 +72,12 @@ class ReaderConfig:
     prefetch_threads: int = 4
     storage_options: Mapping[str, Any] | None = field(default=None, repr=False)
     retry: storage.RetryPolicy | None = None  # None: storage.RetryPolicy()
+    # "skip": a malformed episode (or a missing shard) is counted, logged once and its draws yield the
+    # last good item again, so every reader keeps its item count (reader/skip.py). "raise": fail fast.
+    on_error: OnError = "raise"
+    # Bad episodes in a row, with no good item between, before the error is raised anyway: a few bad
+    # episodes are skipped, a bucket of them (or a wrong root) is not trained on as repeats.
+    max_consecutive_errors: int = 8
 
     def __post_init__(self) -> None:
         _check_choice("preset", self.preset, Preset)
@@ -78,6 +85,7 @@ class ReaderConfig:
             if getattr(self, name) is None:
                 object.__setattr__(self, name, value)
         _check_choice("frame_order", self.frame_order, FrameOrder)
+        _check_choice("on_error", self.on_error, OnError)
         for name in ("episodes", "val_episodes"):
             if getattr(self, name) is not None:
                 object.__setattr__(self, name, tuple(sorted(set(getattr(self, name)))))
@@ -85,6 +93,7 @@ class ReaderConfig:
         object.__setattr__(self, "storage_options", dict(self.storage_options or {}))
         object.__setattr__(self, "retry", self.retry or storage.RetryPolicy())
         _at_least(1, episode_pool_size=self.episode_pool_size, prefetch_threads=self.prefetch_threads)
+        _at_least(0, max_consecutive_errors=self.max_consecutive_errors)
         _at_least(0, prefetch_bytes=self.prefetch_bytes)
         _at_least(1, **{name: getattr(self, name) for name in _OPTIONAL_COUNTS})
         device = torch.device(self.video_decode_device)  # raises on a malformed device string

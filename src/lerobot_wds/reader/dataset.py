@@ -13,7 +13,7 @@ from torch.utils.data import IterableDataset, get_worker_info
 
 from .. import format as fmt
 from .. import storage
-from .config import FrameOrder, Preset, ReaderConfig
+from .config import FrameOrder, OnError, Preset, ReaderConfig
 from .episodes import EpisodeSource
 from .epoch import SharedEpoch
 from .frames import DecoderCache
@@ -98,12 +98,15 @@ class ShardedLeRobotDataset(SharedEpoch, IterableDataset[dict[str, Any]]):
         prefetch_threads: int = 4,
         storage_options: Mapping[str, Any] | None = None,
         retry: storage.RetryPolicy | None = None,
+        on_error: OnError = "raise",
+        max_consecutive_errors: int = 8,
     ) -> None:
         super().__init__()
         # Every keyword is a ReaderConfig field of the same name and default (tests/reader/test_config.py).
         arguments = locals()
         options = {f.name: arguments[f.name] for f in fields(ReaderConfig)}
         self.url = url
+        self.shown_url = storage.redact(url)  # in messages: without a URL's password or query
         self.config = config = ReaderConfig(**options)
         self.manifest = fmt.read_manifest(url, config.storage_options)
         self.meta = read_meta(url, config.storage_options)
@@ -202,7 +205,9 @@ class ShardedLeRobotDataset(SharedEpoch, IterableDataset[dict[str, Any]]):
         spec = self.spec
         if skip_videos:
             spec = replace(spec, video_keys=[key for key in spec.video_keys if key not in skip_videos])
-        reading = Reading(self.url, self.entries, spec, self.config, self._board, self.video_keys)
+        reading = Reading(
+            self.url, self.entries, spec, self.config, self._board, self.video_keys, self.features
+        )
         return build_pipeline(reading, who, self.epoch if epoch is None else epoch, draws)
 
     def samples_per_reader(self, who: WorkerInfo, epoch: int | None = None) -> int:
@@ -214,13 +219,15 @@ class ShardedLeRobotDataset(SharedEpoch, IterableDataset[dict[str, Any]]):
         """Random access to the item for LeRobot's global ``index`` (for checks; fetches its episode)."""
         for entry in self.entries:
             if entry.dataset_from_index <= index < entry.dataset_from_index + entry.num_frames:
-                source = EpisodeSource(self.url, self.video_keys, self.config.storage_options)
+                source = EpisodeSource(self.url, self.video_keys, self.features, self.config.storage_options)
                 decoders = DecoderCache(
                     max(len(self.video_keys), 1), self.config.video_decode_device,
                     depth_keys=frozenset(self.spec.depth),
                 )  # fmt: skip
                 return build_item(source.fetch(entry), index - entry.dataset_from_index, self.spec, decoders)
-        raise IndexError(f"{self.url}: index {index} is in none of the {self.num_episodes} selected episodes")
+        raise IndexError(
+            f"{self.shown_url}: index {index} is in none of the {self.num_episodes} selected episodes"
+        )
 
     def state_dict(self) -> dict[str, Any]:
         """Where this reader is in its epoch: small JSON-able data (no bytes, no frames).
@@ -244,12 +251,12 @@ class ShardedLeRobotDataset(SharedEpoch, IterableDataset[dict[str, Any]]):
         """
         if state.get("format_version") != fmt.FORMAT_VERSION:
             raise ValueError(
-                f"{self.url}: reader state has format_version {state.get('format_version')!r}; "
+                f"{self.shown_url}: reader state has format_version {state.get('format_version')!r}; "
                 f"expected {fmt.FORMAT_VERSION}"
             )
         if state.get("fingerprint") != self.fingerprint():
             raise ValueError(
-                f"{self.url}: reader state was saved for another dataset or other order options "
+                f"{self.shown_url}: reader state was saved for another dataset or other order options "
                 "(seed, shuffle, episodes, pool size, frame buffer, frame order); got fingerprint "
                 f"{state.get('fingerprint')!r}, expected {self.fingerprint()!r}"
             )
@@ -276,7 +283,7 @@ class ShardedLeRobotDataset(SharedEpoch, IterableDataset[dict[str, Any]]):
         saved = WorkerInfo(**{k: int(state[k]) for k in ("rank", "world_size", "worker", "num_workers")})
         if saved != who:
             raise ValueError(
-                f"{self.url}: reader state was saved by {saved}; this reader is {who}; restoring with "
+                f"{self.shown_url}: reader state was saved by {saved}; this reader is {who}; restoring with "
                 "another number of ranks or workers is not supported (it could not keep every frame once)"
             )
         return int(state["draws"])

@@ -74,24 +74,35 @@ class DepthDecoder:
         import av
 
         self.where = where
-        self.container = av.open(io.BytesIO(data), mode="r")
-        self.stream = self.container.streams.video[0]
-        # One thread, as torchcodec's decoders here: FFmpeg's own worker threads would not exist in a
-        # DataLoader worker forked while this decoder is alive, and freeing it there (the garbage
-        # collector of the forked worker) would wait on their condition variables forever.
-        self.stream.codec_context.thread_count = 1
-        packets = [(p.pts, p.is_keyframe) for p in self.container.demux(self.stream) if p.pts is not None]
+        try:
+            self.container = av.open(io.BytesIO(data), mode="r")
+            self.stream = self.container.streams.video[0]
+            # One thread, as torchcodec's decoders here: FFmpeg's own worker threads would not exist in a
+            # DataLoader worker forked while this decoder is alive, and freeing it there (the garbage
+            # collector of the forked worker) would wait on their condition variables forever.
+            self.stream.codec_context.thread_count = 1
+            packets = [(p.pts, p.is_keyframe) for p in self.container.demux(self.stream) if p.pts is not None]
+        except (av.error.FFmpegError, IndexError) as exc:  # IndexError: no video stream
+            raise ShardFormatError(f"{where}: not a decodable video; {exc}") from exc
         self.pts = sorted(pts for pts, _ in packets)
         self.keyframes = sorted(pts for pts, keyframe in packets if keyframe)
+        self.num_frames = len(self.pts)
 
     def frames(self, indices: np.ndarray) -> list[torch.Tensor]:
+        import av
+
         requested = indices.tolist()
         wanted = {self.pts[i]: i for i in set(requested)}
         first = min(wanted)
         start = max((pts for pts in self.keyframes if pts <= first), default=self.pts[0])
-        found = self._decode(start, wanted)
-        if len(found) < len(wanted):
-            found = self._decode(self.pts[0], wanted)
+        try:
+            found = self._decode(start, wanted)
+            if len(found) < len(wanted):
+                found = self._decode(self.pts[0], wanted)
+        except av.error.FFmpegError as exc:
+            raise ShardFormatError(
+                f"{self.where}: frames {sorted(wanted.values())} do not decode; {exc}"
+            ) from exc
         if len(found) < len(wanted):
             missing = sorted(set(wanted.values()) - set(found))
             raise ShardFormatError(

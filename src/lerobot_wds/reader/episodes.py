@@ -6,6 +6,7 @@ import threading
 import time
 import zlib
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -25,6 +26,7 @@ class Episode:
     meta: fmt.EpisodeMeta
     columns: dict[str, np.ndarray]  # feature key -> (num_frames, *shape)
     videos: dict[str, bytes]  # camera key -> standalone mp4
+    where: str = ""  # "<shard url>: episode N (ep_00000N)", for errors found later (decoding)
 
     @property
     def num_frames(self) -> int:
@@ -32,15 +34,21 @@ class Episode:
 
 
 def parse_episode(
-    members: dict[str, bytes], entry: fmt.EpisodeEntry, camera_keys: list[str], where: str
+    members: dict[str, bytes],
+    entry: fmt.EpisodeEntry,
+    camera_keys: list[str],
+    where: str,
+    features: dict[str, Any],
 ) -> Episode:
-    """Check a sample's members against the format and its manifest entry; rows become numpy columns."""
-    sample = parse_sample(members, camera_keys, where)
+    """Check a sample's members against the format and its manifest entry; rows become numpy columns
+    (refused before decompression past what ``features`` and the entry's frame count allow)."""
+    max_bytes = fmt.max_rows_bytes(features, entry.num_frames, where)
+    sample = parse_sample(members, camera_keys, where, max_rows=entry.num_frames, max_rows_bytes=max_bytes)
     problems = entry_problems(sample, entry)
     if problems:
         raise fmt.ShardFormatError(f"{where}: {'; '.join(problems)}")
     columns = {name: _to_numpy(sample.rows.column(name)) for name in sample.rows.column_names}
-    return Episode(entry=entry, meta=sample.meta, columns=columns, videos=sample.videos)
+    return Episode(entry=entry, meta=sample.meta, columns=columns, videos=sample.videos, where=where)
 
 
 def _to_numpy(column: pa.ChunkedArray) -> np.ndarray:
@@ -81,12 +89,14 @@ class EpisodeSource:
         self,
         root: str,
         camera_keys: list[str],
+        features: dict[str, Any],
         storage_options: storage.StorageOptions | None = None,
         retry: storage.RetryPolicy | None = None,
         counters: Counters | None = None,
     ) -> None:
         self.root = root
         self.camera_keys = camera_keys
+        self.features = features  # the manifest's: bounds what an episode's rows may inflate to
         self.storage_options = storage_options
         self.retry = retry
         self.counters = counters or Counters()  # fetch_s, episodes, requests
@@ -105,15 +115,16 @@ class EpisodeSource:
         shard_bytes = self._shard_size(url)
         if shard_bytes < end:
             raise fmt.ShardFormatError(
-                f"{url}: episode {last.episode_index} ends at byte {end}; the shard has {shard_bytes} "
-                "bytes (truncated shard)"
+                f"{_where(url, last)}: ends at byte {end}; the shard has {shard_bytes} bytes "
+                "(truncated shard)"
             )
         blob = storage.read_range(url, self.storage_options, start=start, end=end, retry=self.retry)
         episodes = []
         for entry in entries:
             if entry.shard != first.shard:
-                raise ValueError(f"{url}: fetch_run got episodes of several shards; expected one")
-            where = f"{url}: episode {entry.episode_index} ({fmt.episode_key(entry.episode_index)})"
+                shown = storage.redact(url)
+                raise ValueError(f"{shown}: fetch_run got episodes of several shards; expected one")
+            where = _where(url, entry)
             offset = entry.offset_bytes - start
             data = blob[offset : offset + entry.size_bytes]
             if entry.crc32 is not None and (crc := zlib.crc32(data)) != entry.crc32:
@@ -123,7 +134,7 @@ class EpisodeSource:
                     "(corrupt or rewritten shard)"
                 )
             members = _members(data, entry, where)
-            episodes.append(parse_episode(members, entry, self.camera_keys, where))
+            episodes.append(parse_episode(members, entry, self.camera_keys, where, self.features))
         self.counters.add(fetch_s=time.perf_counter() - started, episodes=len(entries), requests=1)
         return episodes
 
@@ -132,6 +143,10 @@ class EpisodeSource:
             if url not in self._shard_sizes:
                 self._shard_sizes[url] = storage.size_bytes(url, self.storage_options)
             return self._shard_sizes[url]
+
+
+def _where(url: str, entry: fmt.EpisodeEntry) -> str:
+    return f"{storage.redact(url)}: episode {entry.episode_index} ({fmt.episode_key(entry.episode_index)})"
 
 
 def _members(blob: bytes | memoryview, entry: fmt.EpisodeEntry, where: str) -> dict[str, bytes]:

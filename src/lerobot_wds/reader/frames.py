@@ -11,6 +11,7 @@ import numpy as np
 import torch
 
 from .._torchcodec import video_decoder_class
+from ..format import ShardFormatError
 from .depth import DepthDecoder
 from .episodes import Episode
 
@@ -66,10 +67,15 @@ class DecoderCache:
                 return decoder
             self.stats.misses += 1
         data = episode.videos[camera_key]
+        where = f"{episode.where or f'episode {episode.entry.episode_index}'}: camera {camera_key!r}"
         if camera_key in self.depth_keys:
-            decoder = DepthDecoder(data, f"episode {episode.entry.episode_index}, {camera_key}")
+            decoder = DepthDecoder(data, where)
         else:
-            decoder = EpisodeDecoder(data, self.device, self.keep_last_window)
+            decoder = EpisodeDecoder(data, self.device, self.keep_last_window, where)
+        if decoder.num_frames != episode.num_frames:  # more frames would shift nothing but lie; fewer fail
+            raise ShardFormatError(
+                f"{where} has {decoder.num_frames} frames; manifest says {episode.num_frames}"
+            )
         with self._lock:
             self._decoders[key] = decoder
             while len(self._decoders) > self.capacity:  # a thread using an evicted one keeps its reference
@@ -94,11 +100,20 @@ class EpisodeDecoder:
     torchcodec's output, which nothing else holds: keeping them copies nothing.
     """
 
-    def __init__(self, data: bytes, device: str, keep_last_window: bool = False) -> None:
+    def __init__(
+        self, data: bytes, device: str, keep_last_window: bool = False, where: str = "segment"
+    ) -> None:
         # Imported here, by the process that decodes: torchcodec and its FFmpeg libraries add 40 MB to
         # a process's RSS, which the training process of a DataLoader with workers does not need.
-        # seek_mode="exact": x265's open GOPs make approximate seeks return wrong frames.
-        self.decoder = video_decoder_class()(data, seek_mode="exact", device=device)
+        # seek_mode="exact": x265's open GOPs make approximate seeks return wrong frames (and the scan
+        # it makes counts the frames, checked against the manifest by DecoderCache).
+        self.where = where
+        decoder_class = video_decoder_class()
+        try:
+            self.decoder = decoder_class(data, seek_mode="exact", device=device)
+            self.num_frames = int(self.decoder.metadata.num_frames or 0)
+        except (RuntimeError, ValueError, IndexError) as exc:  # FFmpeg's errors surface as these
+            raise ShardFormatError(f"{where}: not a decodable video; {exc}") from exc
         self.keep_last_window = keep_last_window
         self._last: dict[int, torch.Tensor] = {}
 
@@ -113,7 +128,11 @@ class EpisodeDecoder:
         found = self._last
         missing = sorted(set(requested).difference(found))
         if missing:
-            found = found | dict(zip(missing, self.decoder.get_frames_at(indices=missing).data, strict=True))
+            try:
+                decoded = self.decoder.get_frames_at(indices=missing).data
+            except (RuntimeError, ValueError, IndexError) as exc:
+                raise ShardFormatError(f"{self.where}: frames {missing} do not decode; {exc}") from exc
+            found = found | dict(zip(missing, decoded, strict=True))
         window = [found[i] for i in requested]
         if self.keep_last_window:  # what the next frame's window can share with this one
             first = min(requested)

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import io
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import pyarrow as pa
 import pyarrow.parquet as pq
 
 from .. import format as fmt
@@ -90,11 +90,25 @@ def read_meta(url: str, storage_options: Mapping[str, Any] | None) -> DatasetMet
     blobs = storage.read_many([info_url, stats_url, tasks_url], storage_options)
     for required in (info_url, tasks_url):
         if blobs[required] is None:
-            raise FileNotFoundError(f"{required}: missing; expected LeRobot's meta files beside the shards")
-    info = json.loads(blobs[info_url] or b"")
-    stats = _stats_as_arrays(json.loads(blobs[stats_url] or b"{}"))
-    _depth_stats_in_millimetres(stats, info["features"])
-    table = pq.read_table(io.BytesIO(blobs[tasks_url] or b""))
+            raise FileNotFoundError(
+                f"{storage.redact(required)}: missing; expected LeRobot's meta files beside the shards"
+            )
+    info_bytes, stats_bytes, tasks_bytes = (blobs[u] for u in (info_url, stats_url, tasks_url))
+    info_url, stats_url, tasks_url = (storage.redact(u) for u in (info_url, stats_url, tasks_url))  # messages
+    info = fmt.json_loads(info_bytes or b"", info_url)
+    features = fmt.json_field(info, "features", dict, info_url)
+    fmt.json_field(info, "fps", int, info_url)
+    for key, feature in features.items():
+        fmt.json_field(feature, "dtype", str, f"{info_url}: feature {key!r}")
+    stats_json = fmt.json_loads(stats_bytes or b"{}", stats_url)
+    if not isinstance(stats_json, dict) or not all(isinstance(v, dict) for v in stats_json.values()):
+        raise fmt.ShardFormatError(f"{stats_url}: expected a JSON object of feature -> statistics")
+    stats = _stats_as_arrays(stats_json)
+    _depth_stats_in_millimetres(stats, features)
+    try:
+        table = pq.read_table(io.BytesIO(tasks_bytes or b""))
+    except (pa.ArrowException, OSError) as exc:
+        raise fmt.ShardFormatError(f"{tasks_url}: not a Parquet file of tasks; {exc}") from exc
     return DatasetMeta(info=info, stats=stats, tasks=fmt.task_strings(table, tasks_url))
 
 

@@ -22,15 +22,16 @@ from typing import Any
 
 from torch.utils.data import get_worker_info
 
-from ..format import EpisodeEntry
+from ..format import EpisodeEntry, ShardFormatError
 from .config import ReaderConfig
 from .decodeahead import DecodeAhead
-from .episodes import EpisodeSource
+from .episodes import Episode, EpisodeSource
 from .frames import DecoderCache, import_decoder_in_background
 from .items import ItemSpec, build_batch, build_item
 from .order import SlotPlan, WorkerInfo, plan_slot, stream_seed
 from .readahead import EpisodeDraw, EpisodeReadAhead
 from .schedule import DrawSchedule
+from .skip import SKIPPABLE, SkippedDraw, SkipPolicy
 from .telemetry import CounterBoard, Counters
 
 logger = logging.getLogger(__name__)
@@ -49,6 +50,7 @@ class Reading:
     config: ReaderConfig
     board: CounterBoard
     stored_video_keys: list[str]  # every video segment of a sample (spec.video_keys: those decoded)
+    features: dict[str, Any]  # the manifest's (bounds what an episode's rows may inflate to)
 
 
 def build_pipeline(reading: Reading, who: WorkerInfo, epoch: int, draws: int = 0) -> ReaderStream:
@@ -69,10 +71,21 @@ def build_pipeline(reading: Reading, who: WorkerInfo, epoch: int, draws: int = 0
     schedule.skip(draws)
     counters = Counters()
     source = EpisodeSource(
-        reading.url, reading.stored_video_keys, config.storage_options, config.retry, counters
+        reading.url,
+        reading.stored_video_keys,
+        reading.features,
+        config.storage_options,
+        config.retry,
+        counters,
     )
+    skipping = config.on_error == "skip"
     episodes = EpisodeReadAhead(
-        schedule, source, counters, budget_bytes=config.prefetch_bytes, num_threads=config.prefetch_threads
+        schedule,
+        source,
+        counters,
+        budget_bytes=config.prefetch_bytes,
+        num_threads=config.prefetch_threads,
+        skip_errors=skipping,
     )
     if reading.spec.video_keys:
         import_decoder_in_background()  # overlaps the first reads
@@ -83,16 +96,17 @@ def build_pipeline(reading: Reading, who: WorkerInfo, epoch: int, draws: int = 0
         keep_last_window=config.frame_order == "forward",
         depth_keys=frozenset(reading.spec.depth),
     )
+    skip = SkipPolicy(config.max_consecutive_errors, counters) if skipping else None
     stage: ItemStream | DecodeAhead
     threads = decode_threads(config)
     if config.batch_size is not None:
         stage = BatchStream(
-            episodes, reading.spec, decoders, counters, config.batch_size, config.drop_last, threads
+            episodes, reading.spec, decoders, counters, config.batch_size, config.drop_last, skip, threads
         )
-    elif threads > 1:
+    elif threads > 1 and skip is None:  # a skipped draw repeats the last good item: one item at a time
         stage = DecodeAhead(episodes, reading.spec, decoders, counters, threads)
     else:
-        stage = ItemStream(episodes, reading.spec, decoders, counters)
+        stage = ItemStream(episodes, reading.spec, decoders, counters, skip)
     return ReaderStream(who, epoch, stage, episodes, decoders, reading.board)
 
 
@@ -114,21 +128,77 @@ def reader_plan(entries: list[EpisodeEntry], config: ReaderConfig, who: WorkerIn
 
 
 class ItemStream(Iterator[dict[str, Any]]):
-    """Each draw's item (frames decoded last); an episode's decoders go with its last draw."""
+    """Each draw's item (frames decoded last); an episode's decoders go with its last draw.
+
+    With a :class:`SkipPolicy` (``on_error="skip"``), a draw whose episode failed (to read, or here to
+    build) yields the last good item again, or the next good one when none came yet (reader/skip.py)."""
 
     def __init__(
-        self, draws: Iterator[EpisodeDraw], spec: ItemSpec, decoders: DecoderCache, counters: Counters
+        self,
+        draws: Iterator[EpisodeDraw],
+        spec: ItemSpec,
+        decoders: DecoderCache,
+        counters: Counters,
+        skip: SkipPolicy | None = None,
     ) -> None:
         self.draws = draws
         self.spec = spec
         self.decoders = decoders
         self.counters = counters
+        self.skip = skip
+        self._failed: dict[int, Exception] = {}  # episodes that failed here, until their last draw
+        self._last_good: dict[str, Any] | None = None
+        self._owed = 0  # failed draws before any good item: paid by repeating the first good one
 
     def __next__(self) -> dict[str, Any]:
-        draw = next(self.draws)
-        item = build_item(draw.episode, draw.frame_index, self.spec, self.decoders, self.counters)
+        if self.skip is None:
+            draw = next(self.draws)
+            item = build_item(draw.episode, draw.frame_index, self.spec, self.decoders, self.counters)
+            if draw.last:
+                self.decoders.release(draw.episode.entry.episode_index)
+            return item
+        if self._owed and self._last_good is not None:
+            self._owed -= 1
+            return dict(self._last_good)
+        while True:
+            try:
+                built = self._item_or_none(self.skip)
+            except StopIteration:
+                if self._owed:
+                    raise ShardFormatError(
+                        f"on_error='skip': {self._owed} draws failed and no episode of this reader gave an "
+                        "item to repeat in their place"
+                    ) from None
+                raise
+            if built is not None:
+                self.skip.succeeded()
+                self._last_good = built
+                return built
+            if self._last_good is not None:
+                return dict(self._last_good)
+            self._owed += 1
+
+    def _item_or_none(self, skip: SkipPolicy) -> dict[str, Any] | None:
+        """The next draw's item; None if its episode failed (counted, logged, limited by ``skip``)."""
+        try:
+            draw = next(self.draws)
+        except SkippedDraw as skipped:
+            skip.failed(skipped.error, skipped.episode_index, skipped.first)
+            return None
+        episode_index = draw.episode.entry.episode_index
+        item: dict[str, Any] | None = None
+        if episode_index in self._failed:
+            skip.failed(self._failed[episode_index], episode_index, first=False)
+        else:
+            try:
+                item = build_item(draw.episode, draw.frame_index, self.spec, self.decoders, self.counters)
+            except SKIPPABLE as exc:
+                self._failed[episode_index] = exc
+                self.decoders.release(episode_index)
+                skip.failed(exc, episode_index, first=True)
         if draw.last:
-            self.decoders.release(draw.episode.entry.episode_index)
+            self.decoders.release(episode_index)
+            self._failed.pop(episode_index, None)
         return item
 
     @property
@@ -152,15 +222,21 @@ class BatchStream(ItemStream):
         counters: Counters,
         batch_size: int,
         drop_last: bool,
+        skip: SkipPolicy | None = None,
         threads: int = 1,
     ) -> None:
-        super().__init__(draws, spec, decoders, counters)
+        super().__init__(draws, spec, decoders, counters, skip)
         self.batch_size = batch_size
         self.drop_last = drop_last
         # Rows of different episodes decoded in parallel (each batch is complete before it is handed out)
         self.pool = ThreadPoolExecutor(threads, "lerobot-wds-decode") if threads > 1 else None
 
+        self._fill: tuple[Episode, int] | None = None  # on_error="skip": the last good sample
+        self._owed_batches: list[int] = []  # sizes of batches that had no good sample to repeat yet
+
     def __next__(self) -> dict[str, Any]:
+        if self.skip is not None:
+            return self._next_skipping(self.skip)
         draws = list(itertools.islice(self.draws, self.batch_size))
         if not draws or (self.drop_last and len(draws) < self.batch_size):
             raise StopIteration
@@ -174,6 +250,68 @@ class BatchStream(ItemStream):
     def close(self) -> None:
         if self.pool is not None:
             self.pool.shutdown(wait=True)
+
+    def _next_skipping(self, skip: SkipPolicy) -> dict[str, Any]:
+        """A batch whose failed samples repeat the batch's last good sample (or an earlier batch's).
+        Failures are found when fetching and when opening each episode's decoders; a frame that fails to
+        decode after its segment opened still raises in batch mode."""
+        if self._owed_batches and self._fill is not None:
+            return build_batch(
+                [self._fill] * self._owed_batches.pop(), self.spec, self.decoders, self.counters
+            )
+        while True:
+            samples, lasts = self._draw_batch(skip)
+            if not samples or (self.drop_last and len(samples) < self.batch_size):
+                if self._owed_batches:
+                    raise ShardFormatError(
+                        f"on_error='skip': {sum(self._owed_batches)} draws failed and no episode of this "
+                        "reader gave a sample to repeat in their place"
+                    )
+                raise StopIteration
+            good = [s for s in samples if s is not None]
+            if good:
+                skip.succeeded()
+                self._fill = good[-1]
+            if self._fill is not None:
+                fill = self._fill
+                batch = build_batch([s or fill for s in samples], self.spec, self.decoders, self.counters)
+                for episode_index in lasts:
+                    self.decoders.release(episode_index)
+                return batch
+            self._owed_batches.append(len(samples))
+
+    def _draw_batch(self, skip: SkipPolicy) -> tuple[list[tuple[Episode, int] | None], list[int]]:
+        """Up to ``batch_size`` draws as samples (None: failed), and the episodes whose last draw came."""
+        samples: list[tuple[Episode, int] | None] = []
+        lasts = []
+        while len(samples) < self.batch_size:
+            try:
+                draw = next(self.draws)
+            except StopIteration:
+                break
+            except SkippedDraw as skipped:
+                skip.failed(skipped.error, skipped.episode_index, skipped.first)
+                samples.append(None)
+                continue
+            episode_index = draw.episode.entry.episode_index
+            if episode_index not in self._failed:
+                try:  # open its decoders now: a bad segment fails here, not in the middle of the batch
+                    for key in self.spec.video_keys:
+                        self.decoders.get(draw.episode, key)
+                except SKIPPABLE as exc:
+                    self._failed[episode_index] = exc
+                    self.decoders.release(episode_index)
+                    skip.failed(exc, episode_index, first=True)
+                    samples.append(None)
+                else:
+                    samples.append((draw.episode, draw.frame_index))
+            else:
+                skip.failed(self._failed[episode_index], episode_index, first=False)
+                samples.append(None)
+            if draw.last:
+                lasts.append(episode_index)
+                self._failed.pop(episode_index, None)
+        return samples, lasts
 
 
 class ReaderStream(Iterator[dict[str, Any]]):

@@ -17,10 +17,12 @@ from collections import deque
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import cast
 
 from ..format import EpisodeEntry
 from .episodes import Episode, EpisodeSource
 from .schedule import Draw, DrawSchedule
+from .skip import SKIPPABLE, SkippedDraw
 from .telemetry import Counters
 
 # At most this many draws are computed ahead of the consumer, whatever the byte budget: ~100 bytes each.
@@ -48,6 +50,7 @@ class EpisodeReadAhead(Iterator[EpisodeDraw]):
         *,
         budget_bytes: int,
         num_threads: int,
+        skip_errors: bool = False,
     ) -> None:
         if budget_bytes < 0 or num_threads < 1:
             raise ValueError(
@@ -69,6 +72,9 @@ class EpisodeReadAhead(Iterator[EpisodeDraw]):
         self._episodes: dict[int, Episode] = {}  # admission -> episode, from its first to its last draw
         self._executor = ThreadPoolExecutor(num_threads, "lerobot-wds-read") if budget_bytes else None
         self.closed = False
+        # on_error="skip": an episode that fails to read raises SkippedDraw for each of its draws
+        self.skip_errors = skip_errors
+        self._failed: dict[int, Exception] = {}  # admission -> its error, from its first to its last draw
 
     def __next__(self) -> EpisodeDraw:
         self._look_ahead()
@@ -76,12 +82,24 @@ class EpisodeReadAhead(Iterator[EpisodeDraw]):
             self.close()
             raise StopIteration
         draw = self._ahead.popleft()
-        episode = self._episodes.get(draw.admission) or self._claim(draw)
+        failed, first = self._failed.get(draw.admission), False
+        episode = self._episodes.get(draw.admission) if failed is None else None
+        if episode is None and failed is None:
+            try:
+                episode = self._claim(draw)
+            except SKIPPABLE as exc:
+                if not self.skip_errors:
+                    raise
+                failed = self._failed[draw.admission] = exc
+                first = True
         if draw.last:
-            del self._episodes[draw.admission]
+            self._episodes.pop(draw.admission, None)
+            self._failed.pop(draw.admission, None)
             self._seen.discard(draw.admission)
         self.draws += 1
-        return EpisodeDraw(episode, draw.frame_index, draw.last)
+        if failed is not None:
+            raise SkippedDraw(failed, draw.entry.episode_index, first)
+        return EpisodeDraw(cast(Episode, episode), draw.frame_index, draw.last)  # claimed above
 
     def close(self) -> None:
         """Stop reading ahead; reads under way finish in their threads and are dropped."""
@@ -102,8 +120,14 @@ class EpisodeReadAhead(Iterator[EpisodeDraw]):
             future, position = read
             if not future.done():
                 self.counters.add(fetch_waits=1)
-            episode = future.result()[position]
             self._read_bytes -= draw.entry.size_bytes
+            try:
+                episode = future.result()[position]
+            except SKIPPABLE:
+                if not self.skip_errors:
+                    raise
+                # A run of adjacent episodes fails as a whole: read this one alone for its own verdict.
+                episode = self.source.fetch(draw.entry)
         self._episodes[draw.admission] = episode
         return episode
 

@@ -16,6 +16,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
+from .. import storage
 from ..format import EpisodeEntry, EpisodeValue, Manifest
 
 Split = Literal["train", "val"]
@@ -81,7 +82,8 @@ def select_episodes(
         missing = sorted(set(indices or ()) - known)
         if missing:
             raise ValueError(
-                f"{url}: {name} {missing[:10]} are not in the manifest; it has {len(known)} episodes"
+                f"{storage.redact(url)}: {name} {missing[:10]} are not in the manifest; "
+                f"it has {len(known)} episodes"
             )
     if episodes is not None:
         wanted = set(episodes)

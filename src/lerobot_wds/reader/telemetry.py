@@ -21,6 +21,8 @@ class Counters:
     items: int = 0  # items built (a batch counts its items)
     requests: int = 0  # ranged reads
     fetch_waits: int = 0  # episodes the reader waited for (every episode without read-ahead)
+    skipped_episodes: int = 0  # bad episodes skipped (on_error="skip")
+    skipped_draws: int = 0  # their draws, each replaced by a repeat of a good item
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
     def add(self, **deltas: float) -> None:

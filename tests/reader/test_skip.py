@@ -1,0 +1,118 @@
+"""on_error="skip": a bad episode is counted, logged once and replaced by repeats; counts stay equal."""
+
+from __future__ import annotations
+
+import logging
+import shutil
+from collections import Counter
+from pathlib import Path
+
+import corruptions as bad
+import pytest
+from torch.utils.data import DataLoader
+
+from lerobot_wds import ShardedLeRobotDataset, ShardFormatError
+
+FRAMES = {0: 54, 1: 46, 2: 40, 3: 31, 4: 32, 5: 21}  # tiny's episodes
+
+
+@pytest.fixture
+def broken(converted: dict[str, str], tmp_path: Path):
+    """A copy of converted `tiny` with one corruption of tests/corruptions.py applied."""
+
+    def make(name: str) -> str:
+        root = tmp_path / "tiny"
+        shutil.copytree(converted["tiny"], root)
+        next(c for c in bad.CASES if c.name == name).apply(root)
+        return str(root)
+
+    return make
+
+
+def check_epoch(
+    indices: list[int], episodes: list[int], skipped: set[int], frames: dict[int, int] = FRAMES
+) -> None:
+    """Every frame of the good episodes once, none of the skipped ones, the same number of items."""
+    assert len(indices) == sum(frames.values())
+    assert not skipped & set(episodes)
+    good = {e for e in FRAMES if e not in skipped}
+    counts = Counter(indices)
+    assert set(episodes) == good
+    assert len(counts) == sum(FRAMES[e] for e in good)  # each good frame at least once ...
+    assert sum(n - 1 for n in counts.values()) == sum(frames[e] for e in skipped)  # ... the rest repeats
+
+
+@pytest.mark.parametrize(
+    "corruption",
+    [
+        "flip in rows.arrow",  # found when fetching (crc32)
+        "mp4 random bytes (resync)",  # found when the decoder opens
+        "mp4 with more frames than the manifest (resync)",  # found by the frame count
+    ],
+)
+def test_a_bad_episode_is_skipped_and_replaced(broken, corruption: str, caplog) -> None:
+    root = broken(corruption)
+    dataset = ShardedLeRobotDataset(root, on_error="skip", seed=4)
+    with caplog.at_level(logging.WARNING, logger="lerobot_wds.reader.skip"):
+        items = list(dataset)
+    frames = {**FRAMES, 2: 39} if "more frames" in corruption else FRAMES  # the manifest says 39 there
+    check_epoch([int(i["index"]) for i in items], [int(i["episode_index"]) for i in items], {2}, frames)
+    stats = dataset.timing_stats()
+    assert (stats["skipped_episodes"], stats["skipped_draws"]) == (1, frames[2])
+    warnings = [r.getMessage() for r in caplog.records]
+    assert len(warnings) == 1
+    assert warnings[0].startswith("skipping episode 2 (on_error='skip'): ")
+    assert "shard-000000.tar: episode 2 (ep_000002)" in warnings[0]
+    with pytest.raises(ShardFormatError, match=r"episode 2 \(ep_000002\)"):
+        list(ShardedLeRobotDataset(root, seed=4))  # the default raises
+
+
+def test_skip_with_workers_and_batches(broken) -> None:
+    root = broken("mp4 random bytes (resync)")
+    dataset = ShardedLeRobotDataset(root, on_error="skip", batch_size=8)
+    batches = list(DataLoader(dataset, batch_size=None, num_workers=2))
+    indices = [i for b in batches for i in b["index"].tolist()]
+    check_epoch(indices, [e for b in batches for e in b["episode_index"].tolist()], {2})
+    assert dataset.timing_stats()["skipped_episodes"] == 1
+
+
+def test_ranks_keep_equal_counts(broken) -> None:
+    root = broken("flip in rows.arrow")
+    counts = []
+    for rank in range(2):
+        dataset = ShardedLeRobotDataset(root, on_error="skip", rank=rank, world_size=2)
+        counts.append((len(list(dataset)), dataset.samples_per_reader(dataset.worker_info())))
+    assert counts[0][0] == counts[0][1] == counts[1][0] == counts[1][1]
+
+
+def test_too_many_bad_episodes_in_a_row_raise(broken) -> None:
+    root = broken("shard missing")  # every episode fails
+    dataset = ShardedLeRobotDataset(root, on_error="skip", max_consecutive_errors=2, prefetch_bytes=0)
+    with pytest.raises(FileNotFoundError, match=r"shard-000000\.tar") as caught:
+        list(dataset)
+    assert (
+        "3 episodes failed in a row; expected at most max_consecutive_errors=2" in caught.value.__notes__[0]
+    )
+    with pytest.raises(ShardFormatError, match=r"6 draws failed|no episode of this reader gave"):
+        list(ShardedLeRobotDataset(root, on_error="skip", episodes=[5], max_consecutive_errors=1))
+
+
+def test_on_error_is_checked() -> None:
+    with pytest.raises(ValueError, match=r"on_error: got 'ignore'; expected one of 'raise', 'skip'"):
+        ShardedLeRobotDataset("unused", on_error="ignore")  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("batch_size", [None, 8])
+def test_a_bad_first_episode_is_paid_for_by_the_first_good_item(broken, batch_size: int | None) -> None:
+    root = broken("flip in rows.arrow")
+    dataset = ShardedLeRobotDataset(
+        root, on_error="skip", episodes=[2, 3], shuffle=False, batch_size=batch_size
+    )
+    out = list(dataset)
+    if batch_size is None:
+        indices = [int(item["index"]) for item in out]
+    else:
+        assert [len(b["index"]) for b in out] == [8] * 8 + [7]  # 71 draws: batch sizes as without errors
+        indices = [i for b in out for i in b["index"].tolist()]
+    assert len(indices) == 40 + 31
+    assert set(indices) == set(range(140, 171))  # episode 3's frames only, the first ones repeated
