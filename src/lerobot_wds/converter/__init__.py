@@ -1,6 +1,17 @@
 """Converter: LeRobot v3 dataset -> self-contained episode tar shards."""
 
-from .convert import ConvertConfig, ConvertProgress, ConvertResult, convert, plan_conversion
+from .cluster import SlurmConfig, SlurmJobs
+from .convert import (
+    ConvertConfig,
+    ConvertProgress,
+    ConvertResult,
+    PartResult,
+    convert,
+    convert_part,
+    plan_conversion,
+    submit_slurm,
+)
+from .finalize import finalize
 from .plan import ConversionPlan
 from .verify import VerifyReport, inspect_dataset, verify
 
@@ -9,9 +20,15 @@ __all__ = [
     "ConvertConfig",
     "ConvertProgress",
     "ConvertResult",
+    "PartResult",
+    "SlurmConfig",
+    "SlurmJobs",
     "VerifyReport",
     "convert",
+    "convert_part",
+    "finalize",
     "inspect_dataset",
     "plan_conversion",
+    "submit_slurm",
     "verify",
 ]
