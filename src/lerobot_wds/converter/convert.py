@@ -385,7 +385,7 @@ def update_episodes(dest: str, existing: fmt.Manifest, plan: ConversionPlan) -> 
     for entry in existing.episodes:
         episode = selected.get(entry.episode_index)
         if episode is None:
-            changed.append(f"episode {entry.episode_index}: converted, no longer selected or in the source")
+            changed.append(f"episode {entry.episode_index}: no longer selected (or in the source)")
             continue
         now = (
             episode.length,
@@ -401,7 +401,7 @@ def update_episodes(dest: str, existing: fmt.Manifest, plan: ConversionPlan) -> 
     if changed:
         listed = "; ".join(changed[:20]) + (f"; and {len(changed) - 20} more" if len(changed) > 20 else "")
         raise ValueError(
-            f"{dest}: {len(changed)} converted episode(s) changed in the source: {listed}; "
+            f"{dest}: {len(changed)} converted episode(s) changed or left the selection: {listed}; "
             "an update only appends episodes; pass --overwrite to convert everything again"
         )
     have = {entry.episode_index for entry in existing.episodes}
