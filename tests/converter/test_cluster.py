@@ -196,3 +196,20 @@ def test_ray_on_a_local_instance_equals_local(local_tiny: Path, tmp_path: Path) 
     result = convert(str(DATA / "tiny"), str(dest), config)
     assert result.manifest == read_manifest(str(local_tiny))
     assert_same_files(dest, local_tiny)
+
+
+def test_cli_routes_explain_what_is_missing(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    src, dest = str(DATA / "tiny"), str(tmp_path / "d")
+    assert main(["convert", src, dest, "--executor", "slurm"]) == 2
+    assert "--executor slurm: no --slurm-partition" in capsys.readouterr().err
+    assert main(["convert", src, dest, "--tasks", "2"]) == 2
+    assert "--tasks and --task-index: got one of them; expected both" in capsys.readouterr().err
+    assert main(["finalize", str(tmp_path / "empty")]) == 2
+    assert "nothing to finalize" in capsys.readouterr().err
+    args = ["convert", src, dest, "--executor", "slurm", "--slurm-partition", "cpu", "--slurm-no-submit"]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert "sbatch " in out
+    assert "launch_script.slurm" in out
+    assert main(["finalize", dest]) == 2  # the jobs did not run: every shard is missing
+    assert "1 of 1 planned shards are not written yet: shards/shard-000000.tar" in capsys.readouterr().err
