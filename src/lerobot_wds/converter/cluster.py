@@ -208,7 +208,7 @@ def run_shard_tasks_ray(
             workers=-1,
             logging_dir=datatrove_folder(dest, storage_options),
             cpus_per_task=1,
-            mem_per_cpu_gb=1,  # a shard task holds one episode's packets at a time
+            mem_per_cpu_gb=1,  # measured: a part writing g1 (one 31 MB shard) peaks at 403 MB RSS
         )
         executor.run()
     finally:
