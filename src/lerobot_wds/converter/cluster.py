@@ -200,7 +200,14 @@ def run_shard_tasks_ray(
     if started_here and address is None and "RAY_ADDRESS" not in os.environ:
         ray.init(num_cpus=workers, include_dashboard=False, log_to_driver=False)
     elif started_here:
-        ray.init(address=address, log_to_driver=False)
+        try:
+            ray.init(address=address, log_to_driver=False)
+        except Exception as exc:  # ConnectionError, ray's AuthenticationError, ...: one line for the CLI
+            first_line = str(exc).splitlines()[0] if str(exc) else ""
+            raise ValueError(
+                f"--ray-address {address or os.environ.get('RAY_ADDRESS')}: cannot connect to the Ray "
+                f"cluster; {type(exc).__name__}: {first_line}"
+            ) from exc
     try:
         executor = RayPipelineExecutor(
             pipeline=[ShardTask(lerobot, dest, plans, video, storage_options, progress_dir=None)],
