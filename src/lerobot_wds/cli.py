@@ -207,7 +207,8 @@ def _run_convert(args: argparse.Namespace) -> int:
     manifest = result.manifest
     print(
         f"{result.dest}: {manifest.num_episodes} episodes, {manifest.num_frames} frames, "
-        f"{len(manifest.shards)} shards ({result.shards_skipped} kept from an earlier run), "
+        f"{len(manifest.shards)} shards ({result.shards_skipped} kept from an earlier run or generation), "
+        f"manifest generation {manifest.generation}, "
         f"{manifest.total_bytes / 1e6:.1f} MB in {result.elapsed_s:.1f} s; "
         f"{result.source_bytes / 1e6 / max(result.elapsed_s, 1e-9):.1f} MB/s of source; "
         f"overhead vs source {result.overhead:+.2%}"

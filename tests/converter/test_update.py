@@ -18,7 +18,7 @@ import pytest
 import torch
 from helpers import DATA, read_samples
 
-from lerobot_wds import ConvertConfig, ShardedLeRobotDataset, convert, read_manifest
+from lerobot_wds import ConvertConfig, ShardedLeRobotDataset, convert, inspect_dataset, read_manifest
 from lerobot_wds import format as fmt
 
 CONFIG = ConvertConfig(shard_size_mb=0.4)
@@ -113,6 +113,7 @@ def test_an_update_appends_shards_and_reads_like_a_one_shot_conversion(one_shot:
     again = convert(str(source), str(dest), CONFIG)
     assert again.manifest == after
     assert again.shards_skipped == len(after.shards)
+    assert inspect_dataset(str(dest))["generation"] == 1
 
 
 def test_a_grown_selection_is_an_update_and_a_shrunk_one_is_refused(tmp_path: Path) -> None:
