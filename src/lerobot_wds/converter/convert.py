@@ -19,7 +19,8 @@ from .hub import HubTarget, hub_target, publish_to_hub
 from .plan import ConversionPlan, ShardPlan, plan_episodes, plan_shards
 from .reencode import VCODECS
 from .shards import VideoOptions
-from .source import LeRobotSource, SourceEpisode, open_source
+from .source import LeRobotSource, open_source
+from .update import check_same, update_episodes
 from .workdir import WorkPlan, read_index, read_plan, source_meta_url, work_url, write_plan
 
 logger = logging.getLogger(__name__)
@@ -152,7 +153,7 @@ def convert(
         dest=dest,
         elapsed_s=time.perf_counter() - started,
         source_bytes=prepared.plan.source_bytes,
-        shards_skipped=prepared.kept,
+        shards_skipped=prepared.resumed + prepared.base_shards,
     )
 
 
@@ -221,7 +222,7 @@ def convert_part(
         task_index=task_index,
         tasks=tasks,
         shards=[plans[rank].path for rank in ranks],
-        shards_skipped=prepared.kept,
+        shards_skipped=prepared.resumed,
         elapsed_s=time.perf_counter() - started,
     )
 
@@ -294,7 +295,8 @@ def _convert_to_hub(
 class _Prepared:
     plan: ConversionPlan  # the whole selection
     work: WorkPlan | None  # the shards to write now (all, or an update's new ones); None: nothing to do
-    kept: int  # shards not written now: an earlier manifest's, or finished by an interrupted run
+    resumed: int  # shards of this run's ranks finished by an interrupted run (kept after a checksum check)
+    base_shards: int  # shards of the manifest an update extends (untouched)
 
 
 def _prepare(
@@ -308,11 +310,11 @@ def _prepare(
     existing = existing_manifest(dest, opts)
     shards, generation, base_shards = plan.shards, 0, 0
     if existing is not None:
-        _check_same(dest, existing, plan.source, config)
+        check_same(dest, existing, plan.source, _source_info(plan.source), config.shaping_options())
         new = update_episodes(dest, existing, plan)
         if not new:
             logger.info("%s: already converted (manifest present, no new episodes); nothing to do", dest)
-            return _Prepared(plan=plan, work=None, kept=len(existing.shards))
+            return _Prepared(plan=plan, work=None, resumed=0, base_shards=len(existing.shards))
         shards = plan_shards(
             new, plan.estimated_bytes, config.shard_size_bytes, first_index=len(existing.shards)
         )
@@ -323,8 +325,8 @@ def _prepare(
         if tasks is None or task_index is None
         else part_shards(len(shards), tasks, task_index)
     )
-    kept = _prepare_work_dir(dest, work, plan.source, opts, ranks)
-    return _Prepared(plan=plan, work=work, kept=base_shards + kept)
+    resumed = _prepare_work_dir(dest, work, plan.source, opts, ranks)
+    return _Prepared(plan=plan, work=work, resumed=resumed, base_shards=base_shards)
 
 
 def _work_plan(
@@ -346,66 +348,6 @@ def _source_info(lerobot: LeRobotSource) -> fmt.SourceInfo:
     return fmt.SourceInfo(
         location=lerobot.location, revision=lerobot.revision, codebase_version=lerobot.codebase_version
     )
-
-
-def _check_same(dest: str, existing: fmt.Manifest, lerobot: LeRobotSource, config: ConvertConfig) -> None:
-    """An existing conversion may be extended only from the same source with the same options.
-
-    The episode selection may grow (an update); everything else that shapes the bytes must be equal.
-    """
-    ours = _source_info(lerobot)
-    theirs = existing.source
-    options = {k: v for k, v in existing.options.items() if k != "episodes"}
-    wanted = {k: v for k, v in config.shaping_options().items() if k != "episodes"}
-    if (theirs.location, theirs.revision) != (ours.location, ours.revision) or options != wanted:
-        raise ValueError(
-            f"{dest}: holds a conversion of {theirs.location}@{theirs.revision} with options "
-            f"{existing.options}; got {ours.location}@{ours.revision} with {config.shaping_options()}; "
-            "choose another destination or pass --overwrite"
-        )
-    schema = (existing.fps, existing.features, existing.camera_keys)
-    if schema != (lerobot.fps, lerobot.features, lerobot.camera_keys):
-        raise ValueError(
-            f"{dest}: the source's fps, features or cameras changed since it was converted; got fps "
-            f"{lerobot.fps}, cameras {lerobot.camera_keys}; expected fps {existing.fps}, cameras "
-            f"{existing.camera_keys} and the same features; pass --overwrite to convert it again"
-        )
-
-
-def update_episodes(dest: str, existing: fmt.Manifest, plan: ConversionPlan) -> list[SourceEpisode]:
-    """The planned episodes that ``existing`` lacks, after checking the ones it has are unchanged.
-
-    An episode is unchanged if it is still selected and keeps its length, its first global ``index`` and
-    its tasks (what the manifest records); a LeRobot dataset that grows by appending episodes keeps all
-    three. Anything else is refused with the list of what changed.
-    """
-    source = plan.source
-    selected = {episode.episode_index: episode for episode in plan.episodes}
-    changed: list[str] = []
-    for entry in existing.episodes:
-        episode = selected.get(entry.episode_index)
-        if episode is None:
-            changed.append(f"episode {entry.episode_index}: no longer selected (or in the source)")
-            continue
-        now = (
-            episode.length,
-            episode.dataset_from_index,
-            tuple(source.task_indices.get(t, -1) for t in episode.tasks),
-        )
-        then = (entry.num_frames, entry.dataset_from_index, entry.task_indices)
-        if now != then:
-            changed.append(
-                f"episode {entry.episode_index}: (num_frames, dataset_from_index, task_indices) "
-                f"{then} -> {now}"
-            )
-    if changed:
-        listed = "; ".join(changed[:20]) + (f"; and {len(changed) - 20} more" if len(changed) > 20 else "")
-        raise ValueError(
-            f"{dest}: {len(changed)} converted episode(s) changed or left the selection: {listed}; "
-            "an update only appends episodes; pass --overwrite to convert everything again"
-        )
-    have = {entry.episode_index for entry in existing.episodes}
-    return [episode for episode in plan.episodes if episode.episode_index not in have]
 
 
 def _prepare_work_dir(
