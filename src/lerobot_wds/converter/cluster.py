@@ -198,7 +198,9 @@ def run_shard_tasks_ray(
 
     started_here = not ray.is_initialized()
     if started_here and address is None and "RAY_ADDRESS" not in os.environ:
-        ray.init(num_cpus=workers, include_dashboard=False, log_to_driver=False)
+        # "local": always a new instance (ray.init() alone would join whatever cluster
+        # /tmp/ray/ray_current_cluster names, even a dead one)
+        ray.init(address="local", num_cpus=workers, include_dashboard=False, log_to_driver=False)
     elif started_here:
         try:
             ray.init(address=address, log_to_driver=False)
