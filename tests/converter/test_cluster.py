@@ -213,3 +213,23 @@ def test_cli_routes_explain_what_is_missing(tmp_path: Path, capsys: pytest.Captu
     assert "launch_script.slurm" in out
     assert main(["finalize", dest]) == 2  # the jobs did not run: every shard is missing
     assert "1 of 1 planned shards are not written yet: shards/shard-000000.tar" in capsys.readouterr().err
+
+
+def test_parts_into_s3_then_finalize_equal_local(local_tiny: Path, s3_server: dict, s3_bucket: str) -> None:
+    """A bucket destination: finalize lists the index folder with s3fs, copies meta/ from the work folder."""
+    import s3fs
+
+    dest = f"s3://{s3_bucket}/tiny"
+    config = ConvertConfig(shard_size_mb=TINY.shard_size_mb, storage_options=s3_server)
+    convert_part(str(DATA / "tiny"), dest, config, tasks=2, task_index=1)
+    with pytest.raises(
+        ValueError, match=r"1 of 3 planned shards are not written yet: shards/shard-000000\.tar;"
+    ):
+        finalize(dest, s3_server)
+    convert_part(str(DATA / "tiny"), dest, config, tasks=2, task_index=0)
+    assert finalize(dest, s3_server) == read_manifest(str(local_tiny))
+    fs = s3fs.S3FileSystem(**s3_server)
+    names = sorted(p.removeprefix(f"{s3_bucket}/tiny/") for p in fs.find(f"{s3_bucket}/tiny"))
+    assert names == sorted(str(p.relative_to(local_tiny)) for p in local_tiny.rglob("*") if p.is_file())
+    for name in names:
+        assert fs.cat_file(f"{s3_bucket}/tiny/{name}") == (local_tiny / name).read_bytes(), name
