@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 import re
@@ -74,6 +75,17 @@ def test_manifest_round_trip() -> None:
     assert again == manifest
     assert again.num_frames == 9
     assert json.loads(manifest.to_json())["totals"] == {"episodes": 3, "frames": 9, "bytes": 5120}
+
+
+def test_generation_round_trips_and_is_0_when_absent() -> None:
+    updated = dataclasses.replace(small_manifest(), generation=3)
+    assert fmt.Manifest.from_json(updated.to_json(), "m").generation == 3
+    obj = json.loads(small_manifest().to_json())
+    del obj["generation"]  # a manifest written before updates existed
+    assert fmt.Manifest.from_json(json.dumps(obj), "m") == small_manifest()
+    obj["generation"] = -1
+    with pytest.raises(fmt.ShardFormatError, match=r"^m: generation is -1; expected >= 0"):
+        fmt.Manifest.from_json(json.dumps(obj), "m")
 
 
 def test_unknown_format_version_is_refused() -> None:

@@ -1,4 +1,4 @@
-"""``lerobot-wds convert|verify|inspect|preview|export``: thin wrappers: flags to a config, one call."""
+"""``lerobot-wds convert|finalize|verify|inspect|preview|export``: flags to a config, then one call."""
 
 from __future__ import annotations
 
@@ -19,10 +19,14 @@ from .converter import (
     ConvertProgress,
     ExportConfig,
     ExportProgress,
+    SlurmConfig,
     convert,
+    convert_part,
     export,
+    finalize,
     inspect_dataset,
     plan_conversion,
+    submit_slurm,
     verify,
 )
 from .converter.convert import DEFAULT_SHARD_SIZE_MB
@@ -85,6 +89,12 @@ def _parser() -> argparse.ArgumentParser:
         help="print the plan (shards, episodes, frames, estimated source bytes per shard) and write nothing",
     )
     conv.add_argument("--json", action="store_true", help="with --dry-run: print the plan as JSON")
+    _cluster_arguments(conv)
+
+    fin = commands.add_parser(
+        "finalize", help="publish meta/ and the manifest once every shard of a conversion is written"
+    )
+    fin.add_argument("dest", help="the destination the conversion's tasks wrote into")
 
     ver = commands.add_parser("verify", help="re-read every shard and check it against the manifest")
     ver.add_argument("url")
@@ -107,6 +117,85 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _cluster_arguments(conv: argparse.ArgumentParser) -> None:
+    spread = conv.add_argument_group("many machines (then `lerobot-wds finalize DEST`, except local/ray)")
+    spread.add_argument("--tasks", type=int, help="no scheduler: split the shards into N parts ...")
+    spread.add_argument("--task-index", type=int, help="... and write part I (0..N-1) only")
+    spread.add_argument(
+        "--executor",
+        choices=("local", "ray", "slurm"),
+        default="local",
+        help="local: this machine (default); ray: datatrove on a Ray cluster (waits, then finalizes); "
+        "slurm: submit datatrove's job array and a finalize job after it (returns at once)",
+    )
+    spread.add_argument("--ray-address", help="an existing Ray cluster (default: RAY_ADDRESS, else local)")
+    slurm = SlurmConfig.__dataclass_fields__
+    spread.add_argument("--slurm-partition", help="SLURM partition (required with --executor slurm)")
+    spread.add_argument("--slurm-time", default=slurm["time"].default, help="per task (default: %(default)s)")
+    spread.add_argument("--slurm-cpus-per-task", type=int, default=slurm["cpus_per_task"].default)
+    spread.add_argument("--slurm-mem-per-cpu-gb", type=int, default=slurm["mem_per_cpu_gb"].default)
+    spread.add_argument(
+        "--slurm-max-array-size", type=int, default=slurm["max_array_size"].default, help="your MaxArraySize"
+    )
+    spread.add_argument(
+        "--slurm-workers", type=int, default=-1, help="array tasks at once (default: no limit)"
+    )
+    spread.add_argument("--slurm-job-name", default=slurm["job_name"].default)
+    spread.add_argument("--slurm-logs-dir", help="SLURM's log files (default: datatrove's)")
+    spread.add_argument(
+        "--slurm-env-command", help="shell line run first on the node, e.g. 'source venv/bin/activate'"
+    )
+    spread.add_argument(
+        "--slurm-no-submit", action="store_true", help="write the job scripts (printed), submit nothing"
+    )
+
+
+def _slurm_config(args: argparse.Namespace) -> SlurmConfig:
+    if not args.slurm_partition:
+        raise ValueError("--executor slurm: no --slurm-partition; expected the partition to run on")
+    return SlurmConfig(
+        partition=args.slurm_partition,
+        time=args.slurm_time,
+        cpus_per_task=args.slurm_cpus_per_task,
+        mem_per_cpu_gb=args.slurm_mem_per_cpu_gb,
+        max_array_size=args.slurm_max_array_size,
+        workers=args.slurm_workers,
+        job_name=args.slurm_job_name,
+        logs_dir=args.slurm_logs_dir,
+        env_command=args.slurm_env_command,
+        submit=not args.slurm_no_submit,
+    )
+
+
+def _run_spread(args: argparse.Namespace, config: ConvertConfig) -> int:
+    """``--tasks/--task-index`` (one part, here) or ``--executor slurm`` (submitted)."""
+    if args.executor == "slurm":
+        jobs = submit_slurm(args.source, args.dest, config, slurm=_slurm_config(args))
+        if jobs.array_script is None:
+            print(f"{args.dest}: already converted; nothing to submit")
+        elif jobs.array_job_id is None and jobs.finalize_job_id is None:
+            print(
+                f"{args.dest}: {jobs.num_tasks} tasks; submit: sbatch {jobs.array_script}, then once it "
+                f"succeeded: sbatch {jobs.finalize_script} (or run `lerobot-wds finalize {args.dest}`)"
+            )
+        else:
+            print(
+                f"{args.dest}: submitted {jobs.num_tasks} tasks as job {jobs.array_job_id}; "
+                f"finalize: job {jobs.finalize_job_id}"
+            )
+        return 0
+    if args.tasks is None or args.task_index is None:
+        raise ValueError("--tasks and --task-index: got one of them; expected both")
+    part = convert_part(args.source, args.dest, config, tasks=args.tasks, task_index=args.task_index)
+    span = f"{part.shards[0]}..{part.shards[-1]}" if part.shards else "no shards"
+    print(
+        f"{part.dest}: part {part.task_index} of {part.tasks}: {len(part.shards)} shards ({span}; "
+        f"{part.shards_skipped} kept from an earlier run) in {part.elapsed_s:.1f} s; "
+        f"when every part is done: lerobot-wds finalize {part.dest}"
+    )
+    return 0
+
+
 def _run_convert(args: argparse.Namespace) -> int:
     config = ConvertConfig(
         episodes=args.episodes,
@@ -117,6 +206,8 @@ def _run_convert(args: argparse.Namespace) -> int:
         vcodec=args.vcodec,
         crf=args.crf,
         staging_dir=args.staging_dir,
+        executor="ray" if args.executor == "ray" else "local",
+        ray_address=args.ray_address,
     )
     if args.dry_run:
         plan = plan_conversion(args.source, config)
@@ -124,6 +215,8 @@ def _run_convert(args: argparse.Namespace) -> int:
         return 0
     if args.json:
         raise ValueError("--json: applies to --dry-run only; add --dry-run")
+    if args.executor == "slurm" or args.tasks is not None or args.task_index is not None:
+        return _run_spread(args, config)
     if args.quiet:  # a Hub destination's uploads show huggingface_hub's own bars
         from huggingface_hub.utils import disable_progress_bars
 
@@ -144,7 +237,8 @@ def _run_convert(args: argparse.Namespace) -> int:
     manifest = result.manifest
     print(
         f"{result.dest}: {manifest.num_episodes} episodes, {manifest.num_frames} frames, "
-        f"{len(manifest.shards)} shards ({result.shards_skipped} kept from an earlier run), "
+        f"{len(manifest.shards)} shards ({result.shards_skipped} kept from an earlier run or generation), "
+        f"manifest generation {manifest.generation}, "
         f"{manifest.total_bytes / 1e6:.1f} MB in {result.elapsed_s:.1f} s; "
         f"{result.source_bytes / 1e6 / max(result.elapsed_s, 1e-9):.1f} MB/s of source; "
         f"overhead vs source {result.overhead:+.2%}"
@@ -292,6 +386,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _run_convert(args)
         if args.command == "verify":
             return _run_verify(args)
+        if args.command == "finalize":
+            manifest = finalize(args.dest)
+            if not args.quiet:
+                print(
+                    f"{args.dest}: {len(manifest.shards)} shards, {manifest.num_episodes} episodes, "
+                    f"{manifest.num_frames} frames; manifest generation {manifest.generation} written"
+                )
+            return 0
         if args.command == "inspect":
             return _run_inspect(args)
         if args.command == "export":

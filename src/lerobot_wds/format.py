@@ -327,6 +327,9 @@ class Manifest:
     # per camera {"min": .., "mean": ..} PSNR in dB against the source when re-encoded; empty for copies
     psnr_db: dict[str, dict[str, float]] = field(default_factory=dict)
     episodes: list[EpisodeEntry] = field(repr=False)
+    # 0 for a one-shot conversion; each incremental update (new source episodes, new shards appended,
+    # old shards untouched) adds 1. Absent in manifests written before updates existed: read as 0.
+    generation: int = 0
 
     @property
     def num_episodes(self) -> int:
@@ -365,6 +368,7 @@ class Manifest:
             "camera_keys": self.camera_keys,
             "options": self.options,
             "psnr_db": self.psnr_db,
+            "generation": self.generation,
             "totals": {"episodes": self.num_episodes, "frames": self.num_frames, "bytes": self.total_bytes},
             "shards": [s.to_dict() for s in self.shards],
             "episodes": columns,
@@ -394,6 +398,9 @@ class Manifest:
             psnr_db=_psnr_db(obj.get("psnr_db") or {}, where),
             shards=shards,
             episodes=_episodes_from_json(json_field(obj, "episodes", dict, where), shards, where),
+            generation=_at_least(json_field(obj, "generation", int, where), 0, "generation", where)
+            if "generation" in obj
+            else 0,
         )
 
 

@@ -23,6 +23,10 @@ def small_plan() -> WorkPlan:
             ShardPlan(shard_index=0, path=fmt.shard_path(0), episodes=(0, 1)),
             ShardPlan(shard_index=1, path=fmt.shard_path(1), episodes=(2,)),
         ),
+        fps=30,
+        features={"action": {"dtype": "float32", "shape": [2], "names": None}},
+        camera_keys=["observation.images.top"],
+        generation=2,
     )
 
 

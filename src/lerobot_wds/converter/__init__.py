@@ -1,7 +1,18 @@
 """Converter: LeRobot v3 dataset -> self-contained episode tar shards."""
 
-from .convert import ConvertConfig, ConvertProgress, ConvertResult, convert, plan_conversion
+from .cluster import SlurmConfig, SlurmJobs
+from .convert import (
+    ConvertConfig,
+    ConvertProgress,
+    ConvertResult,
+    PartResult,
+    convert,
+    convert_part,
+    plan_conversion,
+    submit_slurm,
+)
 from .export import ExportConfig, ExportProgress, ExportResult, export
+from .finalize import finalize
 from .plan import ConversionPlan
 from .verify import VerifyReport, inspect_dataset, verify
 
@@ -13,10 +24,16 @@ __all__ = [
     "ExportConfig",
     "ExportProgress",
     "ExportResult",
+    "PartResult",
+    "SlurmConfig",
+    "SlurmJobs",
     "VerifyReport",
     "convert",
+    "convert_part",
     "export",
+    "finalize",
     "inspect_dataset",
     "plan_conversion",
+    "submit_slurm",
     "verify",
 ]

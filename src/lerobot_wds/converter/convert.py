@@ -5,26 +5,30 @@ from __future__ import annotations
 import logging
 import shutil
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from .. import format as fmt
 from .. import storage
+from .cluster import SlurmConfig, SlurmJobs, run_shard_tasks_ray, submit_shard_tasks_slurm
 from .executor import ConvertProgress, completion_url, run_shard_tasks
+from .finalize import existing_manifest, finalize
 from .hub import HubTarget, hub_target, publish_to_hub
-from .plan import ConversionPlan, ShardPlan, plan_episodes
+from .plan import ConversionPlan, ShardPlan, plan_episodes, plan_shards
 from .reencode import VCODECS
 from .shards import VideoOptions
 from .source import LeRobotSource, open_source
-from .workdir import WorkPlan, WrittenShard, read_index, read_plan, work_url, write_plan
+from .update import check_same, update_episodes
+from .workdir import WorkPlan, read_index, read_plan, source_meta_url, work_url, write_plan
 
 logger = logging.getLogger(__name__)
 
 # 256 MB: one sequential GET per shard reaches full object-store throughput (first-byte latency
 # of ~50 ms is <2% of a 256 MB read at 100 MB/s) while a DROID-size dataset stays at ~10k objects.
 DEFAULT_SHARD_SIZE_MB = 256.0
+EXECUTORS = ("local", "ray")  # that convert() runs and waits for; SLURM jobs are submitted: submit_slurm()
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -44,6 +48,11 @@ class ConvertConfig:
     # decoders without AV1 (NVDEC on A100/H100). crf: constant quality of that re-encode (x264 default).
     vcodec: str = "copy"
     crf: int = 23
+    # where the shard tasks run: "local" (datatrove's LocalPipelineExecutor, `workers` processes) or
+    # "ray" (datatrove's RayPipelineExecutor; extra `ray`) on the cluster at `ray_address` (None: the
+    # RAY_ADDRESS environment variable, else a local Ray instance). SLURM: see submit_slurm().
+    executor: str = "local"
+    ray_address: str | None = None
     # hf://datasets destinations convert here first, then publish in a few commits (converter/hub.py);
     # None: ~/.cache/lerobot-wds/staging/<owner>--<name>[--prefix]
     staging_dir: str | None = None
@@ -59,6 +68,10 @@ class ConvertConfig:
             raise ValueError(f"ConvertConfig.vcodec: got {self.vcodec!r}; expected one of {list(VCODECS)}")
         if not 0 <= self.crf <= 51:
             raise ValueError(f"ConvertConfig.crf: got {self.crf}; expected 0..51")
+        if self.executor not in EXECUTORS:
+            raise ValueError(
+                f"ConvertConfig.executor: got {self.executor!r}; expected one of {list(EXECUTORS)}"
+            )
         if self.episodes is not None and not self.episodes:
             raise ValueError("ConvertConfig.episodes: got an empty selection; expected None (all) or indices")
 
@@ -82,7 +95,9 @@ class ConvertResult:
     dest: str
     elapsed_s: float
     source_bytes: int  # source data + video bytes that the converted episodes account for
-    shards_skipped: int  # finished in an earlier run and kept after a checksum check
+    # not written by this run: finished by an interrupted one (kept after a checksum check), or already
+    # in the destination's manifest (an update keeps them untouched)
+    shards_skipped: int
 
     @property
     def overhead(self) -> float:
@@ -98,6 +113,10 @@ def convert(
     on_progress: Callable[[ConvertProgress], None] | None = None,
 ) -> ConvertResult:
     """Convert a LeRobot v3 dataset into self-contained episode shards.
+
+    Runs every shard task (on this machine, or on a Ray cluster with ``executor="ray"``), then
+    :func:`~lerobot_wds.converter.finalize.finalize`. Converting again after the source gained episodes
+    appends shards for the new episodes only (an update: the manifest's ``generation`` grows by one).
 
     Args:
         source: a local LeRobot v3 folder or a Hub dataset repo id (``owner/name``).
@@ -117,36 +136,119 @@ def convert(
         return _convert_to_hub(source, dest, target, config, on_progress)
     started = time.perf_counter()
     opts = config.storage_options
-    if config.overwrite:
-        _clear_destination(dest, opts)
-    plan = plan_conversion(source, config)
-    lerobot, plans = plan.source, plan.shards
-    work_plan = _work_plan(lerobot, config, plans)
-    existing = _existing_manifest(dest, opts)
-    if existing is not None:
-        _check_same(dest, existing.source, existing.options, lerobot, config)
-        logger.info("%s: already converted (manifest present); nothing to do", dest)
-        return ConvertResult(
-            manifest=existing,
-            dest=dest,
-            elapsed_s=time.perf_counter() - started,
-            source_bytes=plan.source_bytes,
-            shards_skipped=len(existing.shards),
-        )
-    skipped = _prepare_work_dir(dest, work_plan, opts)
-    run_shard_tasks(
-        lerobot, dest, plans, config.video_options(), opts, config.workers, on_progress, len(plan.episodes)
-    )
-    written = [read_index(dest, plan.shard_index, opts) for plan in plans]
-    manifest = _manifest(lerobot, config, written)
-    _publish(lerobot, dest, manifest, opts)
+    prepared = _prepare(source, dest, config)
+    if prepared.work is not None:
+        work = prepared.work
+        total = sum(len(shard.episodes) for shard in work.shards)
+        lerobot, video = prepared.plan.source, config.video_options()
+        if config.executor == "ray":
+            run_shard_tasks_ray(
+                lerobot, dest, list(work.shards), video, opts, config.ray_address, config.workers
+            )
+        else:
+            run_shard_tasks(lerobot, dest, list(work.shards), video, opts, config.workers, on_progress, total)
+    manifest = finalize(dest, opts)
     return ConvertResult(
         manifest=manifest,
         dest=dest,
         elapsed_s=time.perf_counter() - started,
-        source_bytes=plan.source_bytes,
-        shards_skipped=skipped,
+        source_bytes=prepared.plan.source_bytes,
+        shards_skipped=prepared.resumed + prepared.base_shards,
     )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PartResult:
+    """What :func:`convert_part` did: its slice of the plan's shards."""
+
+    dest: str
+    task_index: int
+    tasks: int
+    shards: list[str]  # paths of the shards this part owns (written now or kept from an earlier run)
+    shards_skipped: int  # of those, finished in an earlier run and kept after a checksum check
+    elapsed_s: float
+
+
+def part_shards(num_shards: int, tasks: int, task_index: int) -> range:
+    """Positions in the plan of the shards part ``task_index`` of ``tasks`` writes: a contiguous slice."""
+    if tasks < 1 or not 0 <= task_index < tasks:
+        raise ValueError(
+            f"--tasks/--task-index: got {tasks}/{task_index}; expected tasks >= 1, 0 <= index < tasks"
+        )
+    return range(num_shards * task_index // tasks, num_shards * (task_index + 1) // tasks)
+
+
+def convert_part(
+    source: str,
+    dest: str,
+    config: ConvertConfig | None = None,
+    *,
+    tasks: int,
+    task_index: int,
+    on_progress: Callable[[ConvertProgress], None] | None = None,
+) -> PartResult:
+    """Write one slice of the plan's shards: no scheduler, no ``meta/``, no manifest.
+
+    Run it once for every ``task_index`` in ``0..tasks-1`` (on any machines, in any order, again after a
+    crash), then :func:`~lerobot_wds.converter.finalize.finalize` the destination once. Each part plans
+    the conversion itself (a pure function of the source), so the parts agree on the shards without
+    talking to each other; the result is byte-identical to :func:`convert`.
+    """
+    config = config or ConvertConfig()
+    if hub_target(dest) is not None:
+        raise ValueError(f"{dest}: --tasks needs a folder or bucket destination; got an hf://datasets repo")
+    if config.overwrite:
+        raise ValueError(
+            "--overwrite with --tasks: one part would delete what the others write; "
+            "empty the destination once before starting the parts"
+        )
+    if config.executor != "local":
+        raise ValueError(f"--tasks: runs the part here; got executor {config.executor!r}, expected 'local'")
+    started = time.perf_counter()
+    prepared = _prepare(source, dest, config, tasks=tasks, task_index=task_index)
+    if prepared.work is None:
+        return PartResult(dest=dest, task_index=task_index, tasks=tasks, shards=[], shards_skipped=0,
+                          elapsed_s=time.perf_counter() - started)  # fmt: skip
+    work = prepared.work
+    ranks = part_shards(len(work.shards), tasks, task_index)
+    plans = list(work.shards)
+    total = sum(len(plans[rank].episodes) for rank in ranks)
+    run_shard_tasks(
+        prepared.plan.source, dest, plans, config.video_options(), config.storage_options,
+        config.workers, on_progress, total, ranks=ranks,
+    )  # fmt: skip
+    return PartResult(
+        dest=dest,
+        task_index=task_index,
+        tasks=tasks,
+        shards=[plans[rank].path for rank in ranks],
+        shards_skipped=prepared.resumed,
+        elapsed_s=time.perf_counter() - started,
+    )
+
+
+def submit_slurm(
+    source: str, dest: str, config: ConvertConfig | None = None, *, slurm: SlurmConfig
+) -> SlurmJobs:
+    """Submit the conversion to SLURM: datatrove's job array (one task per shard), then a job that runs
+    ``lerobot-wds finalize DEST`` once the array succeeded. Returns without waiting.
+
+    The submitting machine plans and records the work folder; the nodes need the source at the same
+    location and the destination reachable. Resubmitting after failed tasks runs only the unfinished ones.
+    """
+    config = config or ConvertConfig()
+    if hub_target(dest) is not None:
+        raise ValueError(
+            f"{dest}: --executor slurm needs a folder or bucket destination; got an hf://datasets repo"
+        )
+    prepared = _prepare(source, dest, config)
+    if prepared.work is None:
+        return SlurmJobs(array_script=None, finalize_script=None, array_job_id=None, finalize_job_id=None,
+                         num_tasks=0)  # fmt: skip
+    return submit_shard_tasks_slurm(
+        prepared.plan.source, dest, list(prepared.work.shards), config.video_options(),
+        config.storage_options, slurm,
+    )  # fmt: skip
 
 
 def plan_conversion(source: str, config: ConvertConfig | None = None) -> ConversionPlan:
@@ -189,12 +291,56 @@ def _convert_to_hub(
 # --------------------------------------------------------------------------- destination state
 
 
-def _work_plan(lerobot: LeRobotSource, config: ConvertConfig, plans: list[ShardPlan]) -> WorkPlan:
+@dataclass(frozen=True, slots=True, kw_only=True)
+class _Prepared:
+    plan: ConversionPlan  # the whole selection
+    work: WorkPlan | None  # the shards to write now (all, or an update's new ones); None: nothing to do
+    resumed: int  # shards of this run's ranks finished by an interrupted run (kept after a checksum check)
+    base_shards: int  # shards of the manifest an update extends (untouched)
+
+
+def _prepare(
+    source: str, dest: str, config: ConvertConfig, *, tasks: int | None = None, task_index: int | None = None
+) -> _Prepared:
+    """Plan, compare with what ``dest`` holds (refusing a mismatch) and record the work plan."""
+    opts = config.storage_options
+    if config.overwrite:
+        _clear_destination(dest, opts)
+    plan = plan_conversion(source, config)
+    existing = existing_manifest(dest, opts)
+    shards, generation, base_shards = plan.shards, 0, 0
+    if existing is not None:
+        check_same(dest, existing, plan.source, _source_info(plan.source), config.shaping_options())
+        new = update_episodes(dest, existing, plan)
+        if not new:
+            logger.info("%s: already converted (manifest present, no new episodes); nothing to do", dest)
+            return _Prepared(plan=plan, work=None, resumed=0, base_shards=len(existing.shards))
+        shards = plan_shards(
+            new, plan.estimated_bytes, config.shard_size_bytes, first_index=len(existing.shards)
+        )
+        generation, base_shards = existing.generation + 1, len(existing.shards)
+    work = _work_plan(plan.source, config, shards, generation)
+    ranks = (
+        range(len(shards))
+        if tasks is None or task_index is None
+        else part_shards(len(shards), tasks, task_index)
+    )
+    resumed = _prepare_work_dir(dest, work, plan.source, opts, ranks)
+    return _Prepared(plan=plan, work=work, resumed=resumed, base_shards=base_shards)
+
+
+def _work_plan(
+    lerobot: LeRobotSource, config: ConvertConfig, plans: list[ShardPlan], generation: int
+) -> WorkPlan:
     return WorkPlan(
         format_version=fmt.FORMAT_VERSION,
         source=_source_info(lerobot),
         options=config.shaping_options(),
         shards=tuple(plans),
+        fps=lerobot.fps,
+        features=lerobot.features,
+        camera_keys=lerobot.camera_keys,
+        generation=generation,
     )
 
 
@@ -204,32 +350,20 @@ def _source_info(lerobot: LeRobotSource) -> fmt.SourceInfo:
     )
 
 
-def _existing_manifest(dest: str, opts: Mapping[str, Any]) -> fmt.Manifest | None:
-    url = storage.join(dest, fmt.MANIFEST_NAME)
-    if not storage.exists(url, opts):
-        return None
-    return fmt.Manifest.from_json(storage.read_bytes(url, opts), url)
-
-
-def _check_same(
-    dest: str, source: fmt.SourceInfo, options: dict[str, Any], lerobot: LeRobotSource, config: ConvertConfig
-) -> None:
-    ours = _source_info(lerobot)
-    if (source.location, source.revision) != (
-        ours.location,
-        ours.revision,
-    ) or options != config.shaping_options():
-        raise ValueError(
-            f"{dest}: holds a conversion of {source.location}@{source.revision} with options {options}; "
-            f"got {ours.location}@{ours.revision} with {config.shaping_options()}; "
-            "choose another destination or pass --overwrite"
-        )
-
-
-def _prepare_work_dir(dest: str, plan: WorkPlan, opts: Mapping[str, Any]) -> int:
-    """Record the plan (or check it against an interrupted run's); return how many shards are kept."""
+def _prepare_work_dir(
+    dest: str, plan: WorkPlan, lerobot: LeRobotSource, opts: Mapping[str, Any], ranks: range
+) -> int:
+    """Record the plan and the source's meta files (or check an interrupted run's plan); return how many
+    of the shards at ``ranks`` (positions in the plan) are finished and kept."""
     previous = read_plan(dest, opts)
     if previous is None:
+        for name in fmt.META_FILES:  # before plan.json: a plan on disk means its meta copies are there
+            path = lerobot.root / name
+            if path.is_file():
+                storage.write_bytes(path.read_bytes(), source_meta_url(dest, name), opts)
+        for path in sorted(lerobot.root.glob(fmt.EPISODES_META_GLOB)):  # per-episode stats, for `export`
+            relative = path.relative_to(lerobot.root).as_posix()
+            storage.write_bytes(path.read_bytes(), source_meta_url(dest, relative), opts)
         write_plan(dest, plan, opts)
     elif previous != plan and replace(previous, shards=plan.shards) == plan:
         raise ValueError(
@@ -242,12 +376,12 @@ def _prepare_work_dir(dest: str, plan: WorkPlan, opts: Mapping[str, Any]) -> int
             f"{previous.options} is in progress; got {plan.source.location} with "
             f"{plan.options}; rerun that command to finish it, or pass --overwrite"
         )
-    return sum(_keep_finished(dest, shard, opts) for shard in plan.shards)
+    return sum(_keep_finished(dest, rank, plan.shards[rank], opts) for rank in ranks)
 
 
-def _keep_finished(dest: str, plan: ShardPlan, opts: Mapping[str, Any]) -> bool:
+def _keep_finished(dest: str, rank: int, plan: ShardPlan, opts: Mapping[str, Any]) -> bool:
     """A shard marked complete is kept if its bytes still match its recorded checksum."""
-    marker = completion_url(dest, plan.shard_index)
+    marker = completion_url(dest, rank)
     if not storage.exists(marker, opts):
         return False
     try:
@@ -265,51 +399,3 @@ def _keep_finished(dest: str, plan: ShardPlan, opts: Mapping[str, Any]) -> bool:
 def _clear_destination(dest: str, opts: Mapping[str, Any]) -> None:
     for url in (*(storage.join(dest, n) for n in (fmt.MANIFEST_NAME, fmt.SHARD_DIR, "meta")), work_url(dest)):
         storage.remove(url, opts, recursive=True)
-
-
-# -------------------------------------------------------------------------------------- publish
-
-
-def _manifest(lerobot: LeRobotSource, config: ConvertConfig, written: Sequence[WrittenShard]) -> fmt.Manifest:
-    return fmt.Manifest(
-        format_version=fmt.FORMAT_VERSION,
-        source=_source_info(lerobot),
-        fps=lerobot.fps,
-        features=lerobot.features,
-        camera_keys=lerobot.camera_keys,
-        options=config.shaping_options(),
-        shards=[w.shard for w in written],
-        episodes=[_with_fields(e, lerobot.episode_fields) for w in written for e in w.episodes],
-        psnr_db=_psnr_summary(written),
-    )
-
-
-def _with_fields(
-    entry: fmt.EpisodeEntry, fields: Mapping[int, tuple[tuple[str, fmt.EpisodeValue], ...]]
-) -> fmt.EpisodeEntry:
-    """The entry with its episode's extra meta/episodes columns (``fields``), if the source has any."""
-    extra = fields.get(entry.episode_index, ())
-    return replace(entry, fields=extra) if extra else entry
-
-
-def _psnr_summary(written: Sequence[WrittenShard]) -> dict[str, dict[str, float]]:
-    values: dict[str, list[float]] = {}
-    for shard in written:
-        for camera, psnr in shard.psnr_db.items():
-            values.setdefault(camera, []).extend(psnr)
-    return {c: {"min": min(v), "mean": round(sum(v) / len(v), 2)} for c, v in sorted(values.items())}
-
-
-def _publish(lerobot: LeRobotSource, dest: str, manifest: fmt.Manifest, opts: Mapping[str, Any]) -> None:
-    """Copy the source's meta files, write the manifest (last), then drop the work folder."""
-    for name in fmt.META_FILES:
-        path = lerobot.root / name
-        if path.is_file():
-            storage.write_bytes(path.read_bytes(), storage.join(dest, name), opts)
-        else:
-            logger.warning("%s: no %s to copy", lerobot.location, name)
-    for path in sorted(lerobot.root.glob(fmt.EPISODES_META_GLOB)):  # per-episode stats, for `export`
-        relative = path.relative_to(lerobot.root).as_posix()
-        storage.write_bytes(path.read_bytes(), storage.join(dest, relative), opts)
-    storage.write_bytes(manifest.to_json(), storage.join(dest, fmt.MANIFEST_NAME), opts)
-    storage.remove(work_url(dest), opts, recursive=True)

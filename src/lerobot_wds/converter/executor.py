@@ -34,9 +34,10 @@ class ConvertProgress:
     total_episodes: int  # episodes this conversion writes
 
 
-def completion_url(dest: str, shard_index: int) -> str:
-    """datatrove's marker of a finished task (``<logging dir>/completions/<rank>``); rank = shard index."""
-    return storage.join(workdir.datatrove_url(dest), "completions", f"{shard_index:05d}")
+def completion_url(dest: str, rank: int) -> str:
+    """datatrove's marker of a finished task (``<logging dir>/completions/<rank>``); rank = position of
+    the shard in the plan (= its shard index, except in an update, whose shards follow the old ones)."""
+    return storage.join(workdir.datatrove_url(dest), "completions", f"{rank:05d}")
 
 
 class ShardTask(PipelineStep):
@@ -52,7 +53,7 @@ class ShardTask(PipelineStep):
         plans: list[ShardPlan],
         video: VideoOptions,
         storage_options: Mapping[str, Any],
-        progress_dir: str,
+        progress_dir: str | None,
     ) -> None:
         super().__init__()
         self.lerobot = lerobot
@@ -63,9 +64,20 @@ class ShardTask(PipelineStep):
         self.progress_dir = progress_dir
 
     def run(self, data: Any, rank: int = 0, world_size: int = 1) -> Iterator[Any]:
+        if self.progress_dir is None:  # on a cluster node: stage in a folder of this task's own
+            local = workdir.staging_url(self.dest) if storage.is_local(self.dest) else None
+            if local is not None:
+                Path(local).mkdir(parents=True, exist_ok=True)
+            with tempfile.TemporaryDirectory(prefix="lerobot-wds-", dir=local) as folder:
+                self._write(rank, Path(folder))
+        else:
+            self._write(rank, Path(self.progress_dir))
+        yield from ()
+
+    def _write(self, rank: int, folder: Path) -> None:
         plan = self.plans[rank]
-        staging = Path(self.progress_dir) / f"shard-{plan.shard_index:06d}.tar.partial"
-        with open(Path(self.progress_dir) / f"task-{rank:05d}.log", "a") as log:
+        staging = folder / f"shard-{plan.shard_index:06d}.tar.partial"
+        with open(folder / f"task-{rank:05d}.log", "a") as log:
 
             def on_episode(episode_index: int, frames: int, size: int) -> None:
                 log.write(f"{episode_index} {frames} {size}\n")
@@ -76,7 +88,13 @@ class ShardTask(PipelineStep):
             written = write_shard(self.lerobot, plan, staging, on_episode, self.video)
         storage.move_file(str(staging), storage.join(self.dest, plan.path), self.opts.options)
         workdir.write_index(self.dest, plan.shard_index, written, self.opts.options)
-        yield from ()
+
+
+def datatrove_folder(dest: str, storage_options: Mapping[str, Any]) -> DataFolder:
+    """datatrove's logging dir: its completion markers live beside the shards, reached with the same
+    storage options."""
+    fs, path = storage.url_to_fs(workdir.datatrove_url(dest), storage_options)
+    return DataFolder(path, fs=fs)
 
 
 class _QuietExecutor(LocalPipelineExecutor):
@@ -96,21 +114,26 @@ def run_shard_tasks(
     workers: int,
     on_progress: Callable[[ConvertProgress], None] | None,
     total_episodes: int,
+    ranks: range | None = None,
 ) -> None:
-    """Write every planned shard (datatrove tasks; finished ones are skipped by its completion markers)."""
+    """Write the planned shards at positions ``ranks`` (default: all) as datatrove tasks on this machine;
+    finished ones are skipped by datatrove's completion markers."""
+    ranks = range(len(plans)) if ranks is None else ranks
+    if not ranks:
+        return
     # Staging sits beside a local destination (so publishing is a rename) or in a temp dir for buckets.
     local_work = workdir.staging_url(dest) if storage.is_local(dest) else None
     if local_work is not None:
         Path(local_work).mkdir(parents=True, exist_ok=True)
     progress_dir = tempfile.mkdtemp(prefix="lerobot-wds-", dir=local_work)
-    # datatrove's completion markers live beside the shards, reached with the same storage options.
-    log_fs, log_path = storage.url_to_fs(workdir.datatrove_url(dest), storage_options)
     executor = _QuietExecutor(
         pipeline=[ShardTask(lerobot, dest, plans, video, storage_options, progress_dir)],
         tasks=len(plans),
-        workers=min(workers, len(plans)),
-        logging_dir=DataFolder(log_path, fs=log_fs),
+        workers=min(workers, len(ranks)),
+        logging_dir=datatrove_folder(dest, storage_options),
         start_method="spawn",
+        local_tasks=len(ranks),
+        local_rank_offset=ranks.start,
     )
     stop = threading.Event()
     monitor = threading.Thread(

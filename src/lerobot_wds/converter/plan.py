@@ -100,12 +100,16 @@ def estimate_source_bytes(source: LeRobotSource, episodes: Sequence[SourceEpisod
 
 
 def plan_shards(
-    episodes: Sequence[SourceEpisode], estimated_bytes: dict[int, int], target_bytes: int
+    episodes: Sequence[SourceEpisode],
+    estimated_bytes: dict[int, int],
+    target_bytes: int,
+    first_index: int = 0,
 ) -> list[ShardPlan]:
     """Consecutive episodes (index order, so each source file is read front to back) into shards.
 
     A shard is closed once adding the next episode would pass ``target_bytes``; an episode larger
-    than the target gets a shard of its own. Shards hold whole episodes.
+    than the target gets a shard of its own. Shards hold whole episodes. Shards are numbered from
+    ``first_index`` (an update appends shards after the ones a destination has).
     """
     groups: list[list[int]] = []
     size = 0
@@ -116,7 +120,10 @@ def plan_shards(
             size = 0
         groups[-1].append(episode.episode_index)
         size += episode_bytes
-    return [ShardPlan(shard_index=i, path=shard_path(i), episodes=tuple(g)) for i, g in enumerate(groups)]
+    return [
+        ShardPlan(shard_index=i, path=shard_path(i), episodes=tuple(g))
+        for i, g in enumerate(groups, start=first_index)
+    ]
 
 
 def plan_episodes(

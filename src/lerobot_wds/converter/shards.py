@@ -220,4 +220,5 @@ def _episode_entry(
         offset_bytes=offset,
         size_bytes=size,
         task_indices=tuple(_task_indices(source, episode)),
+        fields=source.episode_fields.get(episode.episode_index, ()),
     )

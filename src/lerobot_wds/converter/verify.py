@@ -220,6 +220,7 @@ def inspect_dataset(url: str, storage_options: Mapping[str, Any] | None = None) 
     return {
         "url": url,
         "format_version": manifest.format_version,
+        "generation": manifest.generation,
         "source": f"{manifest.source.location}@{manifest.source.revision or 'local'}",
         "codebase_version": manifest.source.codebase_version,
         "fps": manifest.fps,

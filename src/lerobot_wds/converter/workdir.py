@@ -4,6 +4,8 @@
 once the manifest is written. It is what lets a rerun resume::
 
     plan.json                   # what is being converted: source, shaping options, shard plan
+    source/meta/info.json       # the source's meta files, copied when the plan is made (finalize
+                                # publishes them: it needs nothing but the destination)
     index/shard-000000.json     # a finished shard's index: its entry, its episodes' entries, PSNR
     staging/                    # local destinations only: shards being written (renamed when done)
     datatrove/                  # datatrove's logging dir; its completion markers (see executor.py)
@@ -26,7 +28,7 @@ from .plan import ShardPlan
 WORK_DIR = "_lerobot_wds_work"  # beside the shards until the manifest is written; removed after
 # Version of plan.json and index/*.json. A work folder of another version is refused, not resumed:
 # it only ever holds an interrupted run, and --overwrite starts that over.
-WORK_VERSION = 2  # 2: episodes carry crc32
+WORK_VERSION = 3  # 2: episodes carry crc32; 3: plan.json carries what finalize needs (fps, features, ...)
 _PLAN_NAME = "plan.json"
 
 
@@ -46,6 +48,11 @@ def index_url(dest: str, shard_index: int) -> str:
 def staging_url(dest: str) -> str:
     """Local shards being written: beside a local destination, so that publishing one is a rename."""
     return storage.join(dest, WORK_DIR, "staging")
+
+
+def source_meta_url(dest: str, name: str) -> str:
+    """The copy of a source meta file (``meta/info.json``) that finalize publishes."""
+    return storage.join(dest, WORK_DIR, "source", name)
 
 
 def datatrove_url(dest: str) -> str:
@@ -72,7 +79,14 @@ class WorkPlan:
     format_version: int  # of the shards being written
     source: fmt.SourceInfo
     options: dict[str, Any]  # ConvertConfig.shaping_options()
-    shards: tuple[ShardPlan, ...]
+    shards: tuple[ShardPlan, ...]  # the shards this conversion writes
+    # What the manifest says besides shards and episodes (finalize builds it from the work folder alone)
+    fps: int
+    features: dict[str, Any]
+    camera_keys: list[str]
+    # 0 for a first conversion; an update of a destination whose manifest has generation g writes g + 1
+    # and keeps that manifest's shards (listed first in the new one)
+    generation: int = 0
 
     def to_json(self) -> bytes:
         return json_dumps(
@@ -81,6 +95,10 @@ class WorkPlan:
                 "format_version": self.format_version,
                 "source": asdict(self.source),
                 "options": self.options,
+                "fps": self.fps,
+                "features": self.features,
+                "camera_keys": self.camera_keys,
+                "generation": self.generation,
                 "shards": [
                     {"shard_index": p.shard_index, "path": p.path, "episodes": list(p.episodes)}
                     for p in self.shards
@@ -104,6 +122,10 @@ class WorkPlan:
             source=fmt.SourceInfo.from_dict(json_field(obj, "source", dict, where), f"{where}: source"),
             options=json_field(obj, "options", dict, where),
             shards=tuple(_shard_plan(s, f"{where}: shards[{i}]") for i, s in enumerate(shards)),
+            fps=json_field(obj, "fps", int, where),
+            features=json_field(obj, "features", dict, where),
+            camera_keys=list(json_field(obj, "camera_keys", list, where)),
+            generation=json_field(obj, "generation", int, where),
         )
 
 
@@ -174,6 +196,7 @@ def _episode_dict(entry: fmt.EpisodeEntry) -> dict[str, Any]:
         "size_bytes": entry.size_bytes,
         "task_indices": list(entry.task_indices),
         "crc32": entry.crc32,
+        "fields": [[name, value] for name, value in entry.fields],
     }
 
 
@@ -187,6 +210,7 @@ def _episode_entry(obj: Any, where: str) -> fmt.EpisodeEntry:
         size_bytes=json_field(obj, "size_bytes", int, where),
         task_indices=tuple(json_field(obj, "task_indices", list, where)),
         crc32=json_field(obj, "crc32", int, where),
+        fields=tuple((str(name), value) for name, value in obj.get("fields", [])),
     )
 
 
@@ -199,3 +223,16 @@ def write_index(
     dest: str, shard_index: int, written: WrittenShard, storage_options: Mapping[str, Any]
 ) -> None:
     storage.write_bytes(written.to_json(), index_url(dest, shard_index), storage_options)
+
+
+def indexed_shards(dest: str, storage_options: Mapping[str, Any]) -> set[int]:
+    """The shard indices whose index file is in the work folder (one listing, not a request per shard)."""
+    fs, path = storage.url_to_fs(storage.join(dest, WORK_DIR, "index"), storage_options)
+    if not fs.exists(path):
+        return set()
+    names = (str(name).rsplit("/", 1)[-1] for name in fs.ls(path, detail=False))
+    return {
+        int(name.removeprefix("shard-").removesuffix(".json"))
+        for name in names
+        if name.startswith("shard-") and name.endswith(".json") and name[6:-5].isdigit()
+    }
