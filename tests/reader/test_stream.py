@@ -14,6 +14,7 @@ from torch.utils.data import DataLoader
 from torchdata.stateful_dataloader import StatefulDataLoader
 
 from lerobot_wds import ShardedLeRobotDataset
+from lerobot_wds.reader.order import WorkerInfo, plan_slot
 
 FPS = {"tiny": 30, "multi": 15, "h264": 10}
 
@@ -183,8 +184,11 @@ def test_timing_stats_sum_the_workers_counters(converted: dict[str, str]) -> Non
     assert sum(1 for _ in DataLoader(dataset, batch_size=16, num_workers=2)) == 116
     stats = dataset.timing_stats()  # read in this process; counted in the two workers
     assert stats["items"] == 1852
-    assert stats["episodes"] == 24
-    assert stats["requests"] == 24  # one GET per episode, never per frame
+    readers = [WorkerInfo(worker=w, num_workers=2) for w in range(2)]
+    parts = sum(len(plan_slot(dataset.entries, who, seed=3, epoch=0, shuffle=True).parts) for who in readers)
+    assert parts == 25  # an episode at the boundary of the workers' frame ranges is read by both
+    assert stats["episodes"] == parts
+    assert stats["requests"] == parts  # one GET per episode and reader, never per frame
     assert stats["decode_s"] > 0
     assert stats["fetch_s"] > 0
     assert 0 <= stats["fetch_waits"] <= 24
