@@ -14,11 +14,12 @@ from torch.utils.data import IterableDataset, get_worker_info
 from .. import format as fmt
 from .. import storage
 from .config import FrameOrder, Preset, ReaderConfig
+from .elastic import Resume
 from .episodes import EpisodeSource
 from .frames import DecoderCache
 from .items import build_item, item_spec
 from .meta import read_meta
-from .order import WorkerInfo, distributed_rank_and_world, select_episodes
+from .order import Split, WorkerInfo, distributed_rank_and_world, select_episodes
 from .orphans import exit_with_parent
 from .pipeline import ReaderStream, Reading, build_pipeline, reader_plan
 from .telemetry import CounterBoard
@@ -170,7 +171,9 @@ class ShardedLeRobotDataset(IterableDataset[dict[str, Any]]):
         who = self.worker_info()
         if self._stream is not None:
             self._stream.close()
-        self._stream = self.stream(who, draws=self._restored_draws(who))
+        draws, split, resume = self._restored_position(who)
+        reading = Reading(self.url, self.entries, self.spec, self.config, self._board)
+        self._stream = build_pipeline(reading, who, self.epoch, draws, split=split, resume=resume)
         return self._stream
 
     def stream(self, who: WorkerInfo, draws: int = 0, epoch: int | None = None) -> ReaderStream:
@@ -199,22 +202,31 @@ class ShardedLeRobotDataset(IterableDataset[dict[str, Any]]):
     def state_dict(self) -> dict[str, Any]:
         """Where this reader is in its epoch: small JSON-able data (no bytes, no frames).
 
-        Called by torchdata's ``StatefulDataLoader`` (in each worker with ``num_workers > 0``).
+        Called by torchdata's ``StatefulDataLoader`` (in each worker with ``num_workers > 0``). The plan it
+        refers to: ``split`` and ``num_frames``, and in an epoch resumed elastically ``resumed``, the
+        positions that epoch was resumed with (one interval per reader saved, at most).
         """
         stream = self._stream
-        return {
+        state = {
             "format_version": fmt.FORMAT_VERSION,
             "fingerprint": self.fingerprint(),
             "epoch": stream.epoch if stream is not None else self.epoch,
             "draws": stream.draws if stream is not None else 0,
             **asdict(stream.who if stream is not None else self.worker_info()),
+            "split": stream.split if stream is not None else "frames",
+            "num_frames": self.num_frames,
         }
+        if stream is not None and stream.resume is not None:
+            state["resumed"] = stream.resume.to_json()
+        return state
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         """Resume where :meth:`state_dict` was taken: the next items are those that would have come next.
 
-        Refuses a state from another dataset or other order options, and a different number of ranks
-        or workers (an elastic restore is not re-planned: it could not keep every frame exactly once).
+        Also loads :func:`~lerobot_wds.reader.elastic.elastic_state` of a run with another number of ranks
+        or workers: this reader then yields its equal share of the frames that run had not handed out.
+        Refuses a state from another dataset or other order options, and a reader state of another number
+        of ranks or workers (the next ``iter``: combine the run's states with ``elastic_state`` instead).
         """
         if state.get("format_version") != fmt.FORMAT_VERSION:
             raise ValueError(
@@ -242,15 +254,21 @@ class ShardedLeRobotDataset(IterableDataset[dict[str, Any]]):
         }  # fmt: skip
         return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:16]
 
-    def _restored_draws(self, who: WorkerInfo) -> int:
-        """Draws to skip: those of a loaded state for this epoch and reader, else 0."""
+    def _restored_position(self, who: WorkerInfo) -> tuple[int, Split, Resume | None]:
+        """Where this reader starts: the draws to skip and the plan they count in (a loaded state's, for
+        this epoch; else the current plan from its start)."""
         state, self._restore = self._restore, None
         if state is None or int(state["epoch"]) != self.epoch:
-            return 0
+            return 0, "frames", None
+        if "elastic" in state:  # elastic_state(): this reader's slice of what the saved run left
+            return 0, "frames", Resume.from_json(state["elastic"])
         saved = WorkerInfo(**{k: int(state[k]) for k in ("rank", "world_size", "worker", "num_workers")})
         if saved != who:
             raise ValueError(
-                f"{self.url}: reader state was saved by {saved}; this reader is {who}; restoring with "
-                "another number of ranks or workers is not supported (it could not keep every frame once)"
+                f"{self.url}: reader state was saved by {saved}; this reader is {who}; to resume with "
+                "another number of ranks or workers, load lerobot_wds.reader.elastic_state(<the run's "
+                "saved states>) into the dataset (see README, 'Elastic resume')"
             )
-        return int(state["draws"])
+        split: Split = "frames" if state.get("split") == "frames" else "episodes"  # before session 6: none
+        resume = Resume.from_json(state["resumed"]) if "resumed" in state else None
+        return int(state["draws"]), split, resume

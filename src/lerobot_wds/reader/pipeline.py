@@ -1,7 +1,8 @@
 """The reader's data path, assembled in one place.
 
-    plan_slot           which episodes this reader streams, and how many samples (order.py)
+    plan_slot           which frames (a contiguous range of the epoch's) this reader streams (order.py)
     DrawSchedule        which frame of which episode comes next: pure, state = draws (schedule.py)
+      or ResumedSchedule  ... or its slice of an epoch saved by other readers (elastic.py)
     EpisodeReadAhead    the episodes those draws need, read ahead along the schedule (readahead.py)
     ItemStream          the LeRobot item of each draw (windows.py, items.py), frames decoded last
       or BatchStream    ... or batches of them, frames decoded straight into the batch (frames.py)
@@ -20,10 +21,11 @@ from typing import Any
 
 from ..format import EpisodeEntry
 from .config import ReaderConfig
+from .elastic import Resume, ResumedSchedule, reader_pieces
 from .episodes import EpisodeSource
 from .frames import DecoderCache, import_decoder_in_background
 from .items import ItemSpec, build_batch, build_item
-from .order import SlotPlan, WorkerInfo, plan_slot, stream_seed
+from .order import SlotPlan, Split, WorkerInfo, episode_order, plan_slot, stream_seed
 from .readahead import EpisodeDraw, EpisodeReadAhead
 from .schedule import DrawSchedule
 from .telemetry import CounterBoard, Counters
@@ -45,21 +47,25 @@ class Reading:
     board: CounterBoard
 
 
-def build_pipeline(reading: Reading, who: WorkerInfo, epoch: int, draws: int = 0) -> ReaderStream:
-    """The items (or batches) reader ``who`` yields in ``epoch``, from its ``draws``-th draw on."""
+def build_pipeline(
+    reading: Reading,
+    who: WorkerInfo,
+    epoch: int,
+    draws: int = 0,
+    *,
+    split: Split = "frames",
+    resume: Resume | None = None,
+) -> ReaderStream:
+    """The items (or batches) reader ``who`` yields in ``epoch``, from its ``draws``-th draw on.
+
+    ``resume``: the rest of an epoch saved by another number of readers (elastic.py), which this reader
+    takes its slice of; ``split="episodes"``: the whole-episode plan of states saved before the frame split.
+    """
     config = reading.config
-    plan = reader_plan(reading.entries, config, who, epoch)
-    if plan.num_repeated:
+    schedule = reader_schedule(reading.entries, config, who, epoch, split=split, resume=resume)
+    if isinstance(schedule, DrawSchedule) and schedule.plan.num_repeated:
         logger.info("%s: %s repeats %d samples so that every rank yields %d",
-                    reading.url, who, plan.num_repeated, plan.num_samples)  # fmt: skip
-    schedule = DrawSchedule(
-        plan,
-        seed=stream_seed(config.seed, epoch, who.slot),
-        pool_size=config.episode_pool_size,
-        max_pool_frames=config.frame_shuffle_buffer_size,
-        shuffle=config.shuffle,
-        forward=config.frame_order == "forward",
-    )
+                    reading.url, who, schedule.plan.num_repeated, schedule.num_samples)  # fmt: skip
     schedule.skip(draws)
     counters = Counters()
     source = EpisodeSource(
@@ -82,12 +88,55 @@ def build_pipeline(reading: Reading, who: WorkerInfo, epoch: int, draws: int = 0
         if config.batch_size is None
         else BatchStream(episodes, reading.spec, decoders, counters, config.batch_size, config.drop_last)
     )
-    return ReaderStream(who, epoch, stage, episodes, decoders, reading.board)
+    return ReaderStream(who, epoch, stage, episodes, decoders, reading.board, split=split, resume=resume)
 
 
-def reader_plan(entries: list[EpisodeEntry], config: ReaderConfig, who: WorkerInfo, epoch: int) -> SlotPlan:
-    """The episodes reader ``who`` streams in ``epoch`` and its number of samples (pure, no I/O)."""
-    return plan_slot(entries, who, seed=config.seed, epoch=epoch, shuffle=config.shuffle)
+def reader_plan(
+    entries: list[EpisodeEntry],
+    config: ReaderConfig,
+    who: WorkerInfo,
+    epoch: int,
+    split: Split = "frames",
+    order: list[int] | None = None,
+) -> SlotPlan:
+    """The episode parts reader ``who`` streams in ``epoch`` and its number of samples (pure, no I/O)."""
+    return plan_slot(
+        entries, who, seed=config.seed, epoch=epoch, shuffle=config.shuffle, split=split, order=order
+    )
+
+
+def reader_schedule(
+    entries: list[EpisodeEntry],
+    config: ReaderConfig,
+    who: WorkerInfo,
+    epoch: int,
+    *,
+    split: Split = "frames",
+    resume: Resume | None = None,
+) -> DrawSchedule | ResumedSchedule:
+    """Reader ``who``'s draws in ``epoch`` (pure, no I/O): its plan's, or its slice of a resumed epoch's."""
+    if resume is None:
+        return _draw_schedule(reader_plan(entries, config, who, epoch, split), config, epoch, who.slot)
+    order = episode_order(entries, seed=config.seed, epoch=epoch, shuffle=config.shuffle)
+
+    def base_schedule(slot: int) -> DrawSchedule:
+        base = WorkerInfo(rank=slot // resume.num_workers, world_size=resume.world_size,
+                          worker=slot % resume.num_workers, num_workers=resume.num_workers)  # fmt: skip
+        return _draw_schedule(reader_plan(entries, config, base, epoch, order=order), config, epoch, slot)
+
+    pieces, num_samples = reader_pieces(resume, who)
+    return ResumedSchedule(pieces, num_samples, base_schedule)
+
+
+def _draw_schedule(plan: SlotPlan, config: ReaderConfig, epoch: int, slot: int) -> DrawSchedule:
+    return DrawSchedule(
+        plan,
+        seed=stream_seed(config.seed, epoch, slot),
+        pool_size=config.episode_pool_size,
+        max_pool_frames=config.frame_shuffle_buffer_size,
+        shuffle=config.shuffle,
+        forward=config.frame_order == "forward",
+    )
 
 
 class ItemStream(Iterator[dict[str, Any]]):
@@ -149,9 +198,14 @@ class ReaderStream(Iterator[dict[str, Any]]):
         episodes: EpisodeReadAhead,
         decoders: DecoderCache,
         board: CounterBoard,
+        *,
+        split: Split = "frames",
+        resume: Resume | None = None,
     ) -> None:
         self.who = who
         self.epoch = epoch
+        self.split = split  # the plan this stream follows, for its state
+        self.resume = resume
         self.stage = stage
         self.episodes = episodes
         self.decoders = decoders
