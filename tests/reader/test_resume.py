@@ -175,3 +175,26 @@ def test_state_saved_before_the_frame_split_restores_by_the_whole_episode_split(
     rest = [int(item["index"]) for item in dataset]
     assert rest == expected[30:]
     assert rest != [int(item["index"]) for item in make(converted["tiny"], rank=1, world_size=2)][30:]
+
+
+def test_a_state_saved_in_an_elastically_resumed_epoch_restores_exactly(converted: dict[str, str]) -> None:
+    url = converted["tiny"]
+    saved = []
+    for rank in range(2):  # a 2-rank run saved after 30 items per rank
+        dataset = make(url, rank, 2)
+        iterator = iter(dataset)
+        for _ in range(30):
+            next(iterator)
+        saved.append(dataset.state_dict())
+    resumed = elastic_state(saved)
+    first = make(url)
+    first.load_state_dict(resumed)
+    iterator = iter(first)
+    head = [int(next(iterator)["index"]) for _ in range(40)]
+    state = first.state_dict()
+    assert state["resumed"] == resumed["elastic"]
+    rest = [int(item["index"]) for item in iterator]
+    again = make(url)
+    again.load_state_dict(json.loads(json.dumps(state)))
+    assert [int(item["index"]) for item in again] == rest
+    assert len(head + rest) == 224 - 60

@@ -159,10 +159,10 @@ class ResumedSchedule(Iterator[Draw]):
     def __next__(self) -> Draw:
         if self.draws >= self.num_samples:
             raise StopIteration
-        while self._schedule is None or self._offset == self._length():
-            self._open(self._piece + 1)
-        assert self._schedule is not None
-        draw = next(self._schedule)
+        schedule = self._schedule
+        while schedule is None or self._offset == self._length():
+            schedule = self._open(self._piece + 1)
+        draw = next(schedule)
         admission = self._admissions.setdefault((self._piece, draw.admission), len(self._admissions))
         last = self._last[draw.admission] == self._offset
         self._offset += 1
@@ -173,14 +173,17 @@ class ResumedSchedule(Iterator[Draw]):
         piece = self.pieces[self._piece]
         return piece.draw_to - piece.draw_from
 
-    def _open(self, index: int) -> None:
+    def _open(self, index: int) -> DrawSchedule:
         if index >= len(self.pieces):
             raise StopIteration  # fewer draws than num_samples: not reached for pieces from reader_pieces
         piece = self.pieces[index]
         scan = self._schedule_at(piece)  # a first pass finds each admission's last draw in the piece
-        self._last = {next(scan).admission: offset for offset in range(piece.draw_to - piece.draw_from)}
+        self._last = {}
+        for offset in range(piece.draw_to - piece.draw_from):
+            self._last[next(scan).admission] = offset
         self._schedule = self._schedule_at(piece)
         self._piece, self._offset = index, 0
+        return self._schedule
 
     def _schedule_at(self, piece: Piece) -> DrawSchedule:
         schedule = self.make_schedule(piece.slot)
