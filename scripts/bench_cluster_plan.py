@@ -45,19 +45,22 @@ def measure(path: Path, case: str) -> dict[str, object]:
     parse_s = time.perf_counter() - started
     entries = list(manifest.episodes)
     config = ReaderConfig()  # defaults: shuffle, pool of 64 episodes
+    num_frames = manifest.num_frames
+    states = []
+    if case == "elastic":  # what each of the 512 saved readers' state says: halfway through its range
+        sizes = reader_sizes(num_frames, WORLD_SIZE, NUM_WORKERS)
+        states = [
+            {"format_version": fmt.FORMAT_VERSION, "fingerprint": "-", "epoch": 0, "draws": sizes[slot] // 2,
+             "rank": slot // NUM_WORKERS, "world_size": WORLD_SIZE, "worker": slot % NUM_WORKERS,
+             "num_workers": NUM_WORKERS, "split": "frames", "num_frames": num_frames}
+            for slot in range(WORLD_SIZE * NUM_WORKERS)
+        ]  # fmt: skip
     started = time.perf_counter()
     state_bytes = 0
     if case == "plan":
         who = WorkerInfo(rank=31, world_size=WORLD_SIZE, worker=3, num_workers=NUM_WORKERS)
         schedule = reader_schedule(entries, config, who, epoch=0)
     else:
-        sizes = reader_sizes(manifest.num_frames, WORLD_SIZE, NUM_WORKERS)
-        states = [
-            {"format_version": fmt.FORMAT_VERSION, "fingerprint": "-", "epoch": 0, "draws": sizes[slot] // 2,
-             "rank": slot // NUM_WORKERS, "world_size": WORLD_SIZE, "worker": slot % NUM_WORKERS,
-             "num_workers": NUM_WORKERS, "split": "frames", "num_frames": manifest.num_frames}
-            for slot in range(WORLD_SIZE * NUM_WORKERS)
-        ]  # fmt: skip
         merged = elastic_state(states)
         state_bytes = len(json.dumps(merged))
         who = WorkerInfo(rank=15, world_size=WORLD_SIZE // 2, worker=3, num_workers=NUM_WORKERS)
@@ -67,7 +70,7 @@ def measure(path: Path, case: str) -> dict[str, object]:
     return {
         "case": case,
         "episodes": manifest.num_episodes,
-        "frames": manifest.num_frames,
+        "frames": num_frames,
         "readers": WORLD_SIZE * NUM_WORKERS,
         "parse_s": round(parse_s, 2),
         "first_batch_plan_s": round(plan_s, 2),

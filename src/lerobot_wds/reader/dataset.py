@@ -100,6 +100,8 @@ class ShardedLeRobotDataset(IterableDataset[dict[str, Any]]):
         self._rank_and_world = distributed_rank_and_world(rank, world_size)
         self._stream: ReaderStream | None = None  # the iteration under way in this process
         self._restore: dict[str, Any] | None = None  # a loaded state, applied by the next __iter__
+        self._num_frames: int | None = None
+        self._fingerprint: str | None = None
 
     @property
     def fps(self) -> int:
@@ -125,7 +127,9 @@ class ShardedLeRobotDataset(IterableDataset[dict[str, Any]]):
 
     @property
     def num_frames(self) -> int:
-        return sum(e.num_frames for e in self.entries)
+        if self._num_frames is None:  # once: state_dict() reads it after every batch (130,000 episodes)
+            self._num_frames = sum(e.num_frames for e in self.entries)
+        return self._num_frames
 
     @property
     def epoch(self) -> int:
@@ -244,6 +248,11 @@ class ShardedLeRobotDataset(IterableDataset[dict[str, Any]]):
 
     def fingerprint(self) -> str:
         """A hash of the dataset's identity and of every option that changes the order of items."""
+        if self._fingerprint is None:  # once: state_dict() reads it after every batch
+            self._fingerprint = self._compute_fingerprint()
+        return self._fingerprint
+
+    def _compute_fingerprint(self) -> str:
         config = self.config
         identity = {
             "source": [self.manifest.source.location, self.manifest.source.revision],
