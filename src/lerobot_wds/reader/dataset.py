@@ -29,9 +29,9 @@ from .windows import check_delta_timestamps
 class ShardedLeRobotDataset(IterableDataset[dict[str, Any]]):
     """Streams a converted LeRobot v3 dataset; each item equals ``LeRobotDataset[index]`` for its frame.
 
-    Episodes are split across ranks and DataLoader workers (balanced by frames), held whole and
-    encoded in a pool of ``episode_pool_size``, drawn from frame by frame, and only the frames of
-    each window are decoded, as the item leaves the pool.
+    Each epoch's frames are split across ranks and DataLoader workers in equal contiguous ranges of the
+    shuffled episodes; episodes are held whole and encoded in a pool of ``episode_pool_size``, drawn from
+    frame by frame, and only the frames of each window are decoded, as the item leaves the pool.
 
     Args:
         url: a converted dataset: local path or fsspec URL (``s3://…``, ``hf://…``).
