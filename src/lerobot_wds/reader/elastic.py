@@ -15,6 +15,7 @@ each base reader, and with it decode locality, is kept. The next epochs are plan
 from __future__ import annotations
 
 import bisect
+import copy
 import itertools
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -177,17 +178,19 @@ class ResumedSchedule(Iterator[Draw]):
         if index >= len(self.pieces):
             raise StopIteration  # fewer draws than num_samples: not reached for pieces from reader_pieces
         piece = self.pieces[index]
-        scan = self._schedule_at(piece)  # a first pass finds each admission's last draw in the piece
+        schedule = self.make_schedule(piece.slot)
+        schedule.skip(piece.draw_from)
+        # A first pass, on a copy, finds each admission's last draw in the piece. The copy shares the
+        # plan (read-only); it copies the pool (at most pool_size episodes) and the RNG.
+        plan = schedule.plan
+        scan = copy.deepcopy(
+            schedule, {id(plan): plan, id(plan.parts): plan.parts, id(plan.pad_parts): plan.pad_parts}
+        )
         self._last = {}
         for offset in range(piece.draw_to - piece.draw_from):
             self._last[next(scan).admission] = offset
-        self._schedule = self._schedule_at(piece)
+        self._schedule = schedule
         self._piece, self._offset = index, 0
-        return self._schedule
-
-    def _schedule_at(self, piece: Piece) -> DrawSchedule:
-        schedule = self.make_schedule(piece.slot)
-        schedule.skip(piece.draw_from)
         return schedule
 
     def skip(self, num_draws: int) -> None:
