@@ -198,3 +198,14 @@ def test_a_state_saved_in_an_elastically_resumed_epoch_restores_exactly(converte
     again.load_state_dict(json.loads(json.dumps(state)))
     assert [int(item["index"]) for item in again] == rest
     assert len(head + rest) == 224 - 60
+
+
+def test_elastic_state_refuses_a_loader_state_taken_between_snapshots(converted: dict[str, str]) -> None:
+    loader = StatefulDataLoader(
+        make(converted["tiny"]), batch_size=BATCH, num_workers=2, snapshot_every_n_steps=4
+    )
+    iterator = iter(loader)
+    next(iterator)
+    with pytest.raises(ValueError, match="snapshot_every_n_steps=1"):
+        elastic_state([loader.state_dict()])
+    del iterator
