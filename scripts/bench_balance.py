@@ -17,7 +17,7 @@ import random
 from pathlib import Path
 
 from lerobot_wds.format import EpisodeEntry
-from lerobot_wds.reader.order import Split, WorkerInfo, plan_slot
+from lerobot_wds.reader.order import Partition, WorkerInfo, plan_slot
 
 ROOT = Path(__file__).resolve().parent.parent
 NUM_EPISODES = 1_000
@@ -38,14 +38,18 @@ def synthetic_episodes() -> list[EpisodeEntry]:
     ]  # fmt: skip
 
 
-def repeated(episodes: list[EpisodeEntry], world_size: int, workers: int, split: Split) -> dict[str, int]:
+def repeated(
+    episodes: list[EpisodeEntry], world_size: int, workers: int, partition: Partition
+) -> dict[str, int]:
     """Samples repeated in epoch 0 over all readers, and the most any one reader repeats."""
     num_workers = max(workers, 1)
     counts = []
     for rank in range(world_size):
         for worker in range(num_workers):
             who = WorkerInfo(rank=rank, world_size=world_size, worker=worker, num_workers=num_workers)
-            counts.append(plan_slot(episodes, who, seed=0, epoch=0, shuffle=True, split=split).num_repeated)
+            counts.append(
+                plan_slot(episodes, who, seed=0, epoch=0, shuffle=True, partition=partition).num_repeated
+            )
     return {"repeated": sum(counts), "max_per_reader": max(counts)}
 
 

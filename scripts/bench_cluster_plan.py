@@ -55,7 +55,7 @@ def measure(path: Path, case: str) -> dict[str, object]:
         states = [
             {"format_version": fmt.FORMAT_VERSION, "fingerprint": "-", "epoch": 0, "draws": sizes[slot] // 2,
              "rank": slot // NUM_WORKERS, "world_size": WORLD_SIZE, "worker": slot % NUM_WORKERS,
-             "num_workers": NUM_WORKERS, "split": "frames", "num_frames": num_frames}
+             "num_workers": NUM_WORKERS, "partition": "frames", "num_frames": num_frames}
             for slot in range(WORLD_SIZE * NUM_WORKERS)
         ]  # fmt: skip
     started = time.perf_counter()

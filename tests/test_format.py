@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -92,6 +93,23 @@ def test_malformed_manifest_names_the_field() -> None:
         fmt.Manifest.from_json(b"{", "m")
 
 
+def test_episode_fields_round_trip_and_old_manifests_read_without_them() -> None:
+    manifest = small_manifest()
+    assert "fields" not in json.loads(manifest.to_json())["episodes"]  # none kept: the column is left out
+    success = (("success", True), ("operator", "ana"))
+    episodes = [manifest.episodes[0], *(replace(e, fields=success) for e in manifest.episodes[1:])]
+    episodes[2] = replace(episodes[2], fields=(("success", False),))
+    with_fields = replace(manifest, episodes=episodes)
+    columns = json.loads(with_fields.to_json())["episodes"]
+    assert columns["fields"] == {"operator": [None, "ana", None], "success": [None, True, False]}
+    again = fmt.Manifest.from_json(with_fields.to_json(), "test")
+    assert [dict(e.fields) for e in again.episodes] == [
+        {},
+        {"operator": "ana", "success": True},
+        {"success": False},
+    ]
+
+
 def test_member_names() -> None:
     assert fmt.episode_key(123) == "ep_000123"
     assert fmt.parse_episode_key("ep_000123") == 123
@@ -169,6 +187,14 @@ BAD_MANIFESTS = {
     "task as float": (
         _set("episodes.task_indices.0", [0.5]),
         r"episode 0: task_indices is float",
+    ),
+    "fields of another length": (
+        _set("episodes.fields", {"success": [True]}),
+        r"episodes.fields\['success'\] has 1 values; expected 3",
+    ),
+    "field not a scalar": (
+        _set("episodes.fields", {"success": [True, [1], None]}),
+        r"episodes.fields\['success'\]\[1\] is list; expected a JSON scalar",
     ),
     "crc out of range": (
         _set("episodes.crc32", [-1, 0, 0]),

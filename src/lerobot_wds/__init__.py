@@ -14,18 +14,23 @@ from .storage import RetryPolicy
 
 if TYPE_CHECKING:
     from .converter.convert import ConvertConfig, ConvertResult, convert
+    from .converter.export import ExportConfig, ExportResult, export
     from .converter.verify import VerifyReport, inspect_dataset, verify
-    from .reader import MixedDataset, ReaderConfig, ShardedLeRobotDataset, collate
+    from .reader import EpisodeInfo, MixedDataset, ReaderConfig, ShardedLeRobotDataset, collate
 
 _LAZY = {
     "ConvertConfig": ".converter",
     "ConvertResult": ".converter",
+    "ExportConfig": ".converter",
+    "ExportResult": ".converter",
+    "EpisodeInfo": ".reader",
     "MixedDataset": ".reader",
     "ReaderConfig": ".reader",
     "ShardedLeRobotDataset": ".reader",
     "VerifyReport": ".converter",
     "collate": ".reader",
     "convert": ".converter",
+    "export": ".converter",
     "inspect_dataset": ".converter",
     "verify": ".converter",
 }
@@ -34,6 +39,9 @@ __all__ = [
     "FORMAT_VERSION",
     "ConvertConfig",
     "ConvertResult",
+    "EpisodeInfo",
+    "ExportConfig",
+    "ExportResult",
     "Manifest",
     "MixedDataset",
     "ReaderConfig",
@@ -43,6 +51,7 @@ __all__ = [
     "VerifyReport",
     "collate",
     "convert",
+    "export",
     "inspect_dataset",
     "read_manifest",
     "verify",

@@ -1,4 +1,4 @@
-"""``lerobot-wds convert|verify|inspect``: thin wrappers that map flags to a config and call one function."""
+"""``lerobot-wds convert|verify|inspect|preview|export``: thin wrappers: flags to a config, one call."""
 
 from __future__ import annotations
 
@@ -6,7 +6,10 @@ import argparse
 import json
 import logging
 import sys
+import time
 from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
 
 from tqdm import tqdm
 
@@ -14,7 +17,10 @@ from .converter import (
     ConversionPlan,
     ConvertConfig,
     ConvertProgress,
+    ExportConfig,
+    ExportProgress,
     convert,
+    export,
     inspect_dataset,
     plan_conversion,
     verify,
@@ -38,6 +44,9 @@ def _episodes(text: str) -> tuple[int, ...]:
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="lerobot-wds", description=__doc__)
     parser.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
+    parser.add_argument(
+        "-q", "--quiet", action="store_true", help="no progress bars nor summaries: only problems and errors"
+    )
     commands = parser.add_subparsers(dest="command", required=True)
 
     conv = commands.add_parser("convert", help="convert a LeRobot v3 dataset into episode tar shards")
@@ -81,6 +90,20 @@ def _parser() -> argparse.ArgumentParser:
     ver.add_argument("url")
     ins = commands.add_parser("inspect", help="print a summary of a converted dataset")
     ins.add_argument("url")
+    ins.add_argument("--json", action="store_true", help="print the summary as JSON, for machines")
+    pre = commands.add_parser(
+        "preview", help="render one episode as a PNG: camera strips, state/action plots, task as title"
+    )
+    pre.add_argument("url")
+    pre.add_argument("--episode", type=int, required=True, help="episode_index of the episode to show")
+    pre.add_argument("--out", help="PNG to write (default: episode_<N>.png in the current folder)")
+    pre.add_argument("--frames", type=int, default=8, help="frames per camera strip (default: %(default)s)")
+    exp = commands.add_parser(
+        "export", help="write a LeRobot v3 dataset back from converted shards (videos by stream copy)"
+    )
+    exp.add_argument("url", help="converted dataset: local folder or fsspec URL")
+    exp.add_argument("dest", help="destination folder or fsspec URL of the LeRobot v3 dataset")
+    exp.add_argument("--overwrite", action="store_true", help="replace a LeRobot dataset already at dest")
     return parser
 
 
@@ -101,16 +124,23 @@ def _run_convert(args: argparse.Namespace) -> int:
         return 0
     if args.json:
         raise ValueError("--json: applies to --dry-run only; add --dry-run")
-    with tqdm(unit="ep", desc="converting", dynamic_ncols=True) as bar:
+    if args.quiet:  # a Hub destination's uploads show huggingface_hub's own bars
+        from huggingface_hub.utils import disable_progress_bars
+
+        disable_progress_bars()
+    with tqdm(unit="ep", desc="converting", dynamic_ncols=True, disable=args.quiet) as bar:
 
         def on_progress(progress: ConvertProgress) -> None:
             bar.total = progress.total_episodes
             bar.n = progress.num_episodes
             seconds = max(bar.format_dict["elapsed"], 1e-9)
-            bar.set_postfix_str(f"{progress.bytes_written / 1e6 / seconds:.1f} MB/s", refresh=False)
+            frames_per_s, mb_per_s = progress.num_frames / seconds, progress.bytes_written / 1e6 / seconds
+            bar.set_postfix_str(f"{frames_per_s:,.0f} frames/s, {mb_per_s:.1f} MB/s", refresh=False)
             bar.refresh()
 
         result = convert(args.source, args.dest, config, on_progress=on_progress)
+    if args.quiet:
+        return 0
     manifest = result.manifest
     print(
         f"{result.dest}: {manifest.num_episodes} episodes, {manifest.num_frames} frames, "
@@ -154,15 +184,102 @@ def _plan_text(plan: ConversionPlan, config: ConvertConfig, head: int = 5) -> st
 
 
 def _run_verify(args: argparse.Namespace) -> int:
-    report = verify(args.url)
+    started = time.perf_counter()
+    bar = tqdm(
+        desc="verifying", unit="B", unit_scale=True, unit_divisor=1000, dynamic_ncols=True, disable=args.quiet
+    )
+
+    def on_progress(checked_bytes: int, total_bytes: int) -> None:
+        bar.total = total_bytes
+        bar.update(checked_bytes - bar.n)
+
+    with bar:
+        report = verify(args.url, on_progress=on_progress)
+    elapsed_s = time.perf_counter() - started
     for problem in report.problems:
         print(problem)
+    if args.quiet:
+        return 0 if report.ok else 1
     for camera_key, values in sorted(report.psnr_db.items()):
         mean = sum(values) / len(values)
         print(f"{camera_key}: re-encoded, PSNR vs source min {min(values):.2f} dB, mean {mean:.2f} dB")
     status = "OK" if report.ok else f"{len(report.problems)} problem(s)"
-    print(f"{args.url}: {report.shards_checked} shards, {report.episodes_checked} episodes checked: {status}")
+    print(
+        f"{args.url}: {report.shards_checked} shards, {report.episodes_checked} episodes checked in "
+        f"{elapsed_s:.1f} s ({bar.n / 1e6 / max(elapsed_s, 1e-9):.1f} MB/s): {status}"
+    )
     return 0 if report.ok else 1
+
+
+def _run_export(args: argparse.Namespace) -> int:
+    with tqdm(unit="ep", desc="exporting", dynamic_ncols=True, disable=args.quiet) as bar:
+
+        def on_progress(progress: ExportProgress) -> None:
+            bar.total = progress.total_episodes
+            bar.n = progress.num_episodes
+            seconds = max(bar.format_dict["elapsed"], 1e-9)
+            frames_per_s, mb_per_s = progress.num_frames / seconds, progress.bytes_read / 1e6 / seconds
+            bar.set_postfix_str(f"{frames_per_s:,.0f} frames/s, {mb_per_s:.1f} MB/s", refresh=False)
+            bar.refresh()
+
+        result = export(args.url, args.dest, ExportConfig(overwrite=args.overwrite), on_progress=on_progress)
+    if args.quiet:
+        return 0
+    renumbered = "; episodes renumbered 0..N-1" if result.renumbered else ""
+    print(
+        f"{result.dest}: LeRobot v3 dataset, {result.num_episodes} episodes, {result.num_frames} frames, "
+        f"{result.bytes_written / 1e6:.1f} MB in {result.elapsed_s:.1f} s{renumbered}"
+    )
+    return 0
+
+
+def _run_inspect(args: argparse.Namespace) -> int:
+    info = inspect_dataset(args.url)
+    print(json.dumps(info, indent=2) if args.json else _inspect_text(info))
+    return 0
+
+
+def _inspect_text(info: dict[str, Any]) -> str:
+    """The summary as a few aligned tables: totals, cameras, tasks."""
+    shortest, mean, longest = info["episode_frames_min_mean_max"] or [0, 0, 0]
+    low, high = info["shard_bytes_min_max"] or [0, 0]
+    lines = [
+        f"{info['url']}  (lerobot-wds format {info['format_version']}, LeRobot {info['codebase_version']}, "
+        f"from {info['source']})",
+        f"  episodes  {info['episodes']:>12,}   frames per episode: min {shortest:,}, mean {mean:,}, "
+        f"max {longest:,}",
+        f"  frames    {info['frames']:>12,}   at {info['fps']} fps",
+        f"  hours     {info['hours']:>12,.3f}",
+        f"  shards    {info['shards']:>12,}   {low / 1e6:,.1f}..{high / 1e6:,.1f} MB each",
+        f"  bytes     {info['bytes']:>12,}   {info['bytes'] / 1e9:,.3f} GB",
+        f"  video     {info['options'].get('vcodec', 'copy'):>12}   PSNR vs source: "
+        + (str(info["psnr_db_vs_source"]) if isinstance(info["psnr_db_vs_source"], str) else
+           ", ".join(f"{k} min {v['min']:.2f} dB" for k, v in info["psnr_db_vs_source"].items())),
+        "",
+    ]  # fmt: skip
+    width = max([len("camera"), *map(len, info["cameras"])])
+    lines.append(f"  {'camera':<{width}}  {'codec':<6}  {'resolution':>10}")
+    for key, camera in info["cameras"].items():
+        size = f"{camera['width']}x{camera['height']}"
+        lines.append(
+            f"  {key:<{width}}  {camera['codec']:<6}  {size:>10}{'  depth' if camera['depth'] else ''}"
+        )
+    lines += ["", f"  {'task_index':>10}  {'episodes':>8}  task"]
+    lines += [f"  {t['task_index']:>10}  {t['episodes']:>8,}  {t['task']}" for t in info["tasks"]]
+    return "\n".join(lines)
+
+
+def _run_preview(args: argparse.Namespace) -> int:
+    from .preview import preview_episode
+
+    preview = preview_episode(args.url, args.episode, num_frames=args.frames)
+    out = Path(args.out or f"episode_{args.episode}.png")
+    out.write_bytes(preview.png)
+    if args.quiet:
+        return 0
+    plots = ", ".join(preview.plots) or "none"
+    print(f"{out}: {preview.width}x{preview.height} px, {len(preview.tiles)} frames; plots: {plots}")
+    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -175,9 +292,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _run_convert(args)
         if args.command == "verify":
             return _run_verify(args)
-        print(json.dumps(inspect_dataset(args.url), indent=2))
-        return 0
-    except (ValueError, FileNotFoundError) as exc:
+        if args.command == "inspect":
+            return _run_inspect(args)
+        if args.command == "export":
+            return _run_export(args)
+        return _run_preview(args)
+    except (ValueError, FileNotFoundError, ModuleNotFoundError) as exc:
         print(f"lerobot-wds {args.command}: error: {exc}", file=sys.stderr)
         return 2
 

@@ -9,6 +9,7 @@ A converted dataset is a folder (local or in a bucket)::
     meta/info.json                 # copied unchanged from the LeRobot v3 source
     meta/stats.json
     meta/tasks.parquet
+    meta/episodes/chunk-000/file-000.parquet   # LeRobot's episode table, for ``export`` (since session 6)
     shards/shard-000000.tar        # whole episodes, one WebDataset sample each
 
 Sample ``ep_000123`` holds ``ep_000123.meta.json``, ``ep_000123.rows.arrow`` and one
@@ -31,6 +32,9 @@ from .storage import StorageOptions
 FORMAT_VERSION = 1
 MANIFEST_NAME = "manifest.json"  # written last: its presence means "complete"
 META_FILES = ("meta/info.json", "meta/stats.json", "meta/tasks.parquet")  # copied unchanged
+# LeRobot's episode table (per-episode stats/* included), copied unchanged since session 6 so that
+# ``export`` can give the stats back; absent beside older conversions. Nothing else reads it.
+EPISODES_META_GLOB = "meta/episodes/*/*.parquet"
 SHARD_DIR = "shards"
 EPISODE_KEY_PREFIX = "ep_"
 META_SUFFIX = "meta.json"
@@ -44,6 +48,9 @@ TAR_MTIME = 0  # an int: a float mtime makes tarfile add a 1 KiB PAX header per 
 TAR_USER = ""
 TAR_GROUP = ""
 TAR_MODE = 0o444
+
+
+EpisodeValue = bool | int | float | str | None  # a per-episode field's value (a JSON scalar)
 
 
 class ShardFormatError(ValueError):
@@ -224,6 +231,9 @@ class EpisodeEntry:
     task_indices: tuple[int, ...]
     # zlib.crc32 of those bytes: checked by the reader on every fetch (None: written before it existed)
     crc32: int | None = None
+    # Per-episode scalars the source's meta/episodes parquet records beyond LeRobot's own columns (e.g. a
+    # success flag), as (name, value) pairs sorted by name; () when it has none (or before they were kept).
+    fields: tuple[tuple[str, EpisodeValue], ...] = ()
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -305,7 +315,7 @@ class Manifest:
 
     def to_json(self) -> bytes:
         shard_index = {s.path: i for i, s in enumerate(self.shards)}
-        columns: dict[str, list[Any]] = {name: [] for name in _EPISODE_COLUMNS}
+        columns: dict[str, Any] = {name: [] for name in _EPISODE_COLUMNS}
         for e in self.episodes:
             columns["episode_index"].append(e.episode_index)
             columns["num_frames"].append(e.num_frames)
@@ -316,6 +326,10 @@ class Manifest:
             columns["task_indices"].append(list(e.task_indices))
         if any(e.crc32 is not None for e in self.episodes):
             columns["crc32"] = [e.crc32 for e in self.episodes]
+        names = sorted({name for e in self.episodes for name, _ in e.fields})
+        if names:
+            values = [dict(e.fields) for e in self.episodes]
+            columns["fields"] = {name: [v.get(name) for v in values] for name in names}
         obj = {
             "format_version": self.format_version,
             "source": asdict(self.source),
@@ -360,6 +374,7 @@ def _episodes_from_json(columns: dict[str, Any], shards: list[ShardEntry], where
     crcs = json_field(columns, "crc32", list, f"{where}: episodes") if "crc32" in columns else None
     if len({len(v) for v in [*values, *([crcs] if crcs is not None else [])]}) > 1:
         raise ShardFormatError(f"{where}: episodes columns have different lengths")
+    fields = _fields_from_json(columns, len(values[0]), where)
     entries = []
     seen: set[int] = set()
     for position, row in enumerate(zip(*values, strict=True)):
@@ -395,9 +410,35 @@ def _episodes_from_json(columns: dict[str, Any], shards: list[ShardEntry], where
                 size_bytes=size,
                 task_indices=tuple(_int(t, "task_indices", at) for t in tasks),
                 crc32=crc,
+                fields=fields[position],
             )
         )
     return entries
+
+
+def _fields_from_json(
+    columns: dict[str, Any], num_episodes: int, where: str
+) -> list[tuple[tuple[str, EpisodeValue], ...]]:
+    """The optional ``episodes.fields`` (``{name: [value per episode]}``) as each episode's pairs."""
+    if "fields" not in columns:
+        return [()] * num_episodes
+    fields = json_field(columns, "fields", dict, f"{where}: episodes")
+    pairs: list[list[tuple[str, EpisodeValue]]] = [[] for _ in range(num_episodes)]
+    for name in sorted(fields):
+        values = json_field(fields, name, list, f"{where}: episodes.fields")
+        if len(values) != num_episodes:
+            raise ShardFormatError(
+                f"{where}: episodes.fields[{name!r}] has {len(values)} values; expected {num_episodes}"
+            )
+        for position, value in enumerate(values):
+            if not isinstance(value, bool | int | float | str | None):
+                raise ShardFormatError(
+                    f"{where}: episodes.fields[{name!r}][{position}] is {type(value).__name__}; "
+                    "expected a JSON scalar (bool, number, string or null)"
+                )
+            if value is not None:
+                pairs[position].append((name, value))
+    return [tuple(p) for p in pairs]
 
 
 def _int(value: Any, name: str, where: str) -> int:

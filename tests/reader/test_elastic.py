@@ -36,7 +36,7 @@ def state(who: WorkerInfo, draws: int, **extra: object) -> dict[str, object]:
     """A reader state as ShardedLeRobotDataset.state_dict writes it (envelope values are placeholders)."""
     return {"format_version": 1, "fingerprint": "f", "epoch": EPOCH, "draws": draws, "rank": who.rank,
             "world_size": who.world_size, "worker": who.worker, "num_workers": who.num_workers,
-            "split": "frames", "num_frames": sum(LENGTHS), **extra}  # fmt: skip
+            "partition": "frames", "num_frames": sum(LENGTHS), **extra}  # fmt: skip
 
 
 def keys(draws: list[Draw]) -> list[tuple[int, int]]:
@@ -117,7 +117,7 @@ def test_states_of_different_runs_or_old_versions_are_refused() -> None:
     with pytest.raises(ValueError, match="differ in"):
         elastic_state([state(who, 1), state(WorkerInfo(worker=1, num_workers=2), 1)])
     legacy = state(who, 1)
-    del legacy["split"]
+    del legacy["partition"]
     with pytest.raises(ValueError, match="saved before elastic resume"):
         elastic_state([legacy])
     two = WorkerInfo(rank=1, world_size=2)

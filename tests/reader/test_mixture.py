@@ -196,6 +196,66 @@ def test_sources_that_disagree_are_refused_clearly(converted: dict[str, str]) ->
         MixedDataset([a, b], [1])
 
 
+WRIST = "observation.images.wrist"
+
+
+def test_dropping_a_key_resolves_a_shape_mismatch(converted: dict[str, str]) -> None:
+    """Source a has a 2-frame window on the wrist camera, b single frames: refused, unless a drops it."""
+    windowed = source(converted["multi"], FIRST, delta_timestamps={WRIST: [-1 / 15, 0.0]})
+    single = source(converted["multi"], SECOND)
+    message = (
+        rf"sources 'a' and 'b' disagree on '{WRIST}': shape \(2, 3, 96, 128\) dtype video as float32 in "
+        r"'a', shape \(3, 96, 128\) dtype video as float32 in 'b'; .*or drop it"
+    )
+    with pytest.raises(ValueError, match=message):
+        MixedDataset([windowed, single], [1, 1], names=["a", "b"])
+    dataset = MixedDataset(
+        [windowed, single], [1, 1], samples_per_epoch=40, names=["a", "b"], drop=[[WRIST], []]
+    )
+    seen = list(DataLoader(dataset, batch_size=None))
+    keys = {name: {frozenset(i) for i in seen if i["dataset_name"] == name} for name in ("a", "b")}
+    assert all(WRIST not in k and f"{WRIST}_is_pad" not in k for k in keys["a"])
+    assert all(WRIST in k for k in keys["b"])
+    assert next(item[WRIST].shape for item in seen if item["dataset_name"] == "b") == (3, 96, 128)
+    assert WRIST in dataset.meta.features  # b's
+    assert WRIST not in dataset.meta.stats  # aggregated over the sources that keep it: all of them
+    undecoded = next(windowed.stream(windowed.worker_info(), skip_videos={WRIST}))
+    assert WRIST not in undecoded  # a's wrist frames are not decoded at all
+    first_b = next(i for i in seen if i["dataset_name"] == "b")
+    with pytest.raises(ValueError, match=rf"collate: an item \(dataset_name 'b'\) has keys \['{WRIST}'\]"):
+        lerobot_wds.collate([seen[[i["dataset_name"] for i in seen].index("a")], first_b])
+    both = MixedDataset([windowed, single], [1, 1], samples_per_epoch=16, drop=[[WRIST], [WRIST]])
+    batch = next(iter(DataLoader(both, batch_size=16, collate_fn=lerobot_wds.collate)))
+    assert WRIST not in batch
+    assert batch["observation.images.front"].shape == (16, 3, 96, 128)
+    with pytest.raises(TypeError, match=r"drop: got \['action', 'action'\]; expected one list of keys per"):
+        MixedDataset([windowed, single], [1, 1], drop=["action", "action"])
+    with pytest.raises(ValueError, match=r"drop of source 'b': keys \['nope'\] are not its features"):
+        MixedDataset([windowed, single], [1, 1], names=["a", "b"], drop=[[], ["nope"]])
+    with pytest.raises(ValueError, match=r"drop of source 'a': keys \['action'\] are renamed too"):
+        MixedDataset([windowed, single], [1, 1], names=["a", "b"], drop=[["action"], []],
+                     rename=[{"action": "act"}, {}])  # fmt: skip
+
+
+@pytest.mark.parametrize("num_workers", [0, 2])
+def test_timing_stats_per_source_and_total(converted: dict[str, str], num_workers: int) -> None:
+    """Source a (2 episodes) runs two laps; its counters cover both."""
+    small = source(converted["multi"], [0, 1])
+    frames = small.num_frames
+    sources = [small, source(converted["multi"], SECOND)]
+    dataset = mixture(converted["multi"], [0.5, 0.5], samples=4 * frames, sources=sources)
+    assert len(items(dataset, num_workers)) == 4 * frames
+    stats = dataset.timing_stats()
+    a, b = stats["sources"]
+    assert a == small.timing_stats()
+    assert (a["items"], b["items"], stats["total"]["items"]) == (2 * frames, 2 * frames, 4 * frames)
+    assert a["episodes"] == 4  # 2 episodes, 2 laps
+    assert a["decode_s"] > 0
+    assert b["fetch_s"] > 0
+    assert stats["total"]["decode_s"] == pytest.approx(a["decode_s"] + b["decode_s"])
+    assert set(stats["total"]) == set(a)
+
+
 def test_stats_aggregate_as_lerobot(converted: dict[str, str]) -> None:
     """Against a hand computation, and against the raw actions of tiny and multi together."""
     metas = [ShardedLeRobotDataset(converted[name]).meta for name in ("tiny", "multi")]

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from lerobot_wds.format import EpisodeEntry
-from lerobot_wds.reader.order import Split, WorkerInfo, episode_order, plan_slot, split_by_frames
+from lerobot_wds.reader.order import Partition, WorkerInfo, episode_order, plan_slot, split_by_frames
 from lerobot_wds.reader.windows import delta_indices, window_indices
 
 
@@ -39,14 +39,16 @@ def test_split_balances_frames_and_covers_each_episode_once() -> None:
 
 
 @pytest.mark.parametrize(("world_size", "num_workers"), [(1, 1), (2, 2), (3, 1), (1, 3), (4, 3), (7, 8)])
-@pytest.mark.parametrize("split", ["frames", "episodes"])
-def test_every_frame_goes_to_exactly_one_reader(world_size: int, num_workers: int, split: Split) -> None:
+@pytest.mark.parametrize("partition", ["frames", "episodes"])
+def test_every_frame_goes_to_exactly_one_reader(
+    world_size: int, num_workers: int, partition: Partition
+) -> None:
     episodes = entries([30 + (7 * i) % 50 for i in range(40)])
     seen: list[tuple[int, int]] = []
     for rank in range(world_size):
         for worker in range(num_workers):
             who = WorkerInfo(rank=rank, world_size=world_size, worker=worker, num_workers=num_workers)
-            plan = plan_slot(episodes, who, seed=1, epoch=2, shuffle=True, split=split)
+            plan = plan_slot(episodes, who, seed=1, epoch=2, shuffle=True, partition=partition)
             seen += [(p.entry.episode_index, f) for p in plan.parts for f in range(p.frame_from, p.frame_to)]
     assert sorted(seen) == [(e.episode_index, f) for e in episodes for f in range(e.num_frames)]
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import pytest
 
 from lerobot_wds.format import EpisodeEntry
-from lerobot_wds.reader.order import Split, WorkerInfo, episode_order, plan_slot, stream_seed
+from lerobot_wds.reader.order import Partition, WorkerInfo, episode_order, plan_slot, stream_seed
 from lerobot_wds.reader.schedule import DrawSchedule
 
 
@@ -23,14 +23,14 @@ def reader_draws(
     epoch: int,
     frame_order: str,
     pool_size: int,
-    split: Split = "frames",
+    partition: Partition = "frames",
 ) -> list[tuple[int, int]]:
     """Every (episode_index, frame_index) that reader ``who`` yields in ``epoch``, padding included.
 
     The one place this file touches the reader's stages: the schedule, wired as pipeline.build_pipeline
     does (it needs no bytes). A refactor of the stages adapts this only.
     """
-    plan = plan_slot(episodes, who, seed=seed, epoch=epoch, shuffle=True, split=split)
+    plan = plan_slot(episodes, who, seed=seed, epoch=epoch, shuffle=True, partition=partition)
     schedule = DrawSchedule(
         plan,
         seed=stream_seed(seed, epoch, who.slot),
@@ -70,8 +70,8 @@ def test_episode_order_is_pinned() -> None:
 
 
 # (rank, world_size, frame_order) -> (number of draws, first 20 draws, draws past the rank's own frames).
-# The whole-episode split (split="episodes"): the order of states saved before the frame split (session 6),
-# which still restore by it for the rest of their epoch.
+# The whole-episode partition ("episodes"): the order of states saved before the frame partition
+# (session 6), which still restore by it for the rest of their epoch.
 PINNED_EPISODES = {
     (0, 1, "shuffled"): (67, [
         (8, 0), (8, 7), (8, 1), (3, 4), (3, 1), (9, 1), (5, 0), (3, 2), (8, 5), (8, 3),
@@ -129,14 +129,20 @@ PINNED = {(*key, "episodes"): value for key, value in PINNED_EPISODES.items()} |
 
 
 @pytest.mark.parametrize(
-    "key", PINNED, ids=[f"rank{r}of{w}-{order}-{split}" for r, w, order, split in PINNED]
+    "key", PINNED, ids=[f"rank{r}of{w}-{order}-{partition}" for r, w, order, partition in PINNED]
 )
-def test_draws_are_pinned(key: tuple[int, int, str, Split]) -> None:
-    rank, world_size, frame_order, split = key
+def test_draws_are_pinned(key: tuple[int, int, str, Partition]) -> None:
+    rank, world_size, frame_order, partition = key
     num_draws, first, repeats = PINNED[key]
     who = WorkerInfo(rank=rank, world_size=world_size)
     draws = reader_draws(
-        make_episodes(), who, seed=SEED, epoch=0, frame_order=frame_order, pool_size=POOL_SIZE, split=split
+        make_episodes(),
+        who,
+        seed=SEED,
+        epoch=0,
+        frame_order=frame_order,
+        pool_size=POOL_SIZE,
+        partition=partition,
     )
     assert len(draws) == num_draws
     assert draws[:20] == first

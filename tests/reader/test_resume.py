@@ -165,12 +165,12 @@ def test_restored_epoch_then_next_epoch(converted: dict[str, str]) -> None:
 def test_state_saved_before_the_frame_split_restores_by_the_whole_episode_split(
     converted: dict[str, str],
 ) -> None:
-    """States of session 5 and older carry no "split": the rest of their epoch follows the old plan."""
+    """States of session 5 and older carry no "partition": the rest of their epoch follows the old plan."""
     dataset = make(converted["tiny"], rank=1, world_size=2)
     who = dataset.worker_info()
-    old = reader_schedule(dataset.entries, dataset.config, who, 0, split="episodes")
+    old = reader_schedule(dataset.entries, dataset.config, who, 0, partition="episodes")
     expected = [d.entry.dataset_from_index + d.frame_index for d in old]
-    state = {k: v for k, v in dataset.state_dict().items() if k not in ("split", "num_frames")}
+    state = {k: v for k, v in dataset.state_dict().items() if k not in ("partition", "num_frames")}
     dataset.load_state_dict({**state, "draws": 30})
     rest = [int(item["index"]) for item in dataset]
     assert rest == expected[30:]

@@ -41,5 +41,16 @@ action_window = [i / {manifest.fps} for i in range(16)]
 dataset = ShardedLeRobotDataset("hf://datasets/<this repo>", delta_timestamps={{"action": action_window}})
 ```
 
+Or browse the episodes with Hugging Face `datasets` (one row per episode: `meta.json` as a dict, each
+camera a torchcodec `VideoDecoder`, `rows.arrow` as Arrow IPC bytes):
+
+```python
+from datasets import load_dataset
+episodes = load_dataset("<this repo>", split="train", streaming=True)
+```
+
+Look at an episode: `lerobot-wds preview hf://datasets/<this repo> --episode 0` (camera strips, state
+and action plots; `pip install 'lerobot-wds[preview]'`).
+
 `manifest.json` (written last) lists every shard and episode; `meta/` holds LeRobot's own metadata.
 """

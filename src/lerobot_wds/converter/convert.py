@@ -279,9 +279,17 @@ def _manifest(lerobot: LeRobotSource, config: ConvertConfig, written: Sequence[W
         camera_keys=lerobot.camera_keys,
         options=config.shaping_options(),
         shards=[w.shard for w in written],
-        episodes=[e for w in written for e in w.episodes],
+        episodes=[_with_fields(e, lerobot.episode_fields) for w in written for e in w.episodes],
         psnr_db=_psnr_summary(written),
     )
+
+
+def _with_fields(
+    entry: fmt.EpisodeEntry, fields: Mapping[int, tuple[tuple[str, fmt.EpisodeValue], ...]]
+) -> fmt.EpisodeEntry:
+    """The entry with its episode's extra meta/episodes columns (``fields``), if the source has any."""
+    extra = fields.get(entry.episode_index, ())
+    return replace(entry, fields=extra) if extra else entry
 
 
 def _psnr_summary(written: Sequence[WrittenShard]) -> dict[str, dict[str, float]]:
@@ -300,5 +308,8 @@ def _publish(lerobot: LeRobotSource, dest: str, manifest: fmt.Manifest, opts: Ma
             storage.write_bytes(path.read_bytes(), storage.join(dest, name), opts)
         else:
             logger.warning("%s: no %s to copy", lerobot.location, name)
+    for path in sorted(lerobot.root.glob(fmt.EPISODES_META_GLOB)):  # per-episode stats, for `export`
+        relative = path.relative_to(lerobot.root).as_posix()
+        storage.write_bytes(path.read_bytes(), storage.join(dest, relative), opts)
     storage.write_bytes(manifest.to_json(), storage.join(dest, fmt.MANIFEST_NAME), opts)
     storage.remove(work_url(dest), opts, recursive=True)

@@ -15,6 +15,7 @@ from typing import Any
 from datatrove.executor import LocalPipelineExecutor
 from datatrove.io import DataFolder
 from datatrove.pipeline.base import PipelineStep
+from loguru import logger as loguru_logger  # datatrove's logger
 
 from .. import storage
 from . import workdir
@@ -141,7 +142,13 @@ def _run_isolated(executor: LocalPipelineExecutor) -> None:
     scripts without an ``if __name__ == "__main__"`` guard keep working).
     """
     if executor.workers > 1:
-        _run_executor(executor)
+        # The tasks log in their own processes; this one logs a stats summary to the stderr that loguru
+        # held when it was imported, which redirect_stderr does not reach: silenced here instead.
+        loguru_logger.disable("datatrove")
+        try:
+            _run_executor(executor)
+        finally:
+            loguru_logger.enable("datatrove")
         return
     failures: list[BaseException] = []
 

@@ -80,6 +80,10 @@ def plan_commits(
         for name in fmt.META_FILES
         if (local_root / name).is_file()
     ]
+    last += [
+        (target.path_in_repo(path.relative_to(local_root).as_posix()), path)
+        for path in sorted(local_root.glob(fmt.EPISODES_META_GLOB))
+    ]
     last.append((target.path_in_repo("README.md"), dataset_card(manifest, target.prefix).encode()))
     last.append((target.path_in_repo(fmt.MANIFEST_NAME), local_root / fmt.MANIFEST_NAME))
     return [*commits, last]

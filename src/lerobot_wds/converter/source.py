@@ -16,7 +16,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from ..format import task_strings
+from ..format import EpisodeValue, task_strings
 
 logger = logging.getLogger(__name__)
 
@@ -64,6 +64,7 @@ class LeRobotSource:
         self.data_columns = [k for k, v in self.features.items() if v.get("dtype") != "video"]
         self.task_indices = _read_task_indices(root / "meta/tasks.parquet")
         self.episodes = _read_episodes(root, self.info, self.camera_keys)
+        self.episode_fields = _read_episode_fields(root)
 
     @property
     def codebase_version(self) -> str:
@@ -237,6 +238,37 @@ def _read_episodes(root: Path, info: dict[str, Any], camera_keys: list[str]) -> 
             )
             episodes[episode.episode_index] = episode
         return dict(sorted(episodes.items()))
+
+
+# Columns of meta/episodes that LeRobot itself writes (besides these prefixes: file locations, stats).
+_LEROBOT_EPISODE_COLUMNS = frozenset(
+    {"episode_index", "tasks", "length", "dataset_from_index", "dataset_to_index"}
+)
+_LEROBOT_EPISODE_PREFIXES = ("data/", "videos/", "meta/", "stats/")
+
+
+def _read_episode_fields(root: Path) -> dict[int, tuple[tuple[str, EpisodeValue], ...]]:
+    """Per episode, the scalar columns of meta/episodes beyond LeRobot's own (e.g. a success flag some
+    datasets record), for the manifest's ``episodes.fields``; nested columns are left out."""
+    fields: dict[int, tuple[tuple[str, EpisodeValue], ...]] = {}
+    for path in sorted((root / "meta/episodes").glob("chunk-*/file-*.parquet")):
+        schema = pq.read_schema(path)
+        extra = sorted(
+            name
+            for name, kind in zip(schema.names, schema.types, strict=True)
+            if name not in _LEROBOT_EPISODE_COLUMNS
+            and not name.startswith(_LEROBOT_EPISODE_PREFIXES)
+            and (pa.types.is_boolean(kind) or pa.types.is_integer(kind) or pa.types.is_floating(kind)
+                 or pa.types.is_string(kind) or pa.types.is_large_string(kind))
+        )  # fmt: skip
+        if not extra:
+            continue
+        table = pq.read_table(path, columns=["episode_index", *extra])
+        values = [table.column(name).to_pylist() for name in extra]
+        for row, episode_index in enumerate(table.column("episode_index").to_pylist()):
+            pairs = ((name, column[row]) for name, column in zip(extra, values, strict=True))
+            fields[int(episode_index)] = tuple((name, value) for name, value in pairs if value is not None)
+    return fields
 
 
 @contextmanager

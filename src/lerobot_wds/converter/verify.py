@@ -5,11 +5,12 @@ from __future__ import annotations
 import hashlib
 import io
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import IO, Any
 
 import av
+import pyarrow.parquet as pq
 
 from .. import format as fmt
 from .. import storage
@@ -55,14 +56,28 @@ class _HashingReader(io.RawIOBase):
             pass
 
 
-def verify(url: str, storage_options: Mapping[str, Any] | None = None) -> VerifyReport:
-    """Re-read every shard: checksum, tar structure, member sets, offsets, frame and row counts."""
+def verify(
+    url: str,
+    storage_options: Mapping[str, Any] | None = None,
+    on_progress: Callable[[int, int], None] | None = None,
+) -> VerifyReport:
+    """Re-read every shard: checksum, tar structure, member sets, offsets, frame and row counts.
+
+    ``on_progress(bytes_checked, total_bytes)`` is called before the first shard and after each one
+    (sizes as the manifest lists them).
+    """
     manifest = fmt.read_manifest(url, storage_options)
     report = VerifyReport(url=url)
     entries = {e.episode_index: e for e in manifest.episodes}
+    checked_bytes = 0
+    if on_progress is not None:
+        on_progress(checked_bytes, manifest.total_bytes)
     for shard in manifest.shards:
         _verify_shard(url, manifest, shard, entries, storage_options, report)
         report.shards_checked += 1
+        checked_bytes += shard.size_bytes
+        if on_progress is not None:
+            on_progress(checked_bytes, manifest.total_bytes)
     return report
 
 
@@ -161,13 +176,14 @@ def count_video_frames(data: bytes) -> int:
 
 
 def inspect_dataset(url: str, storage_options: Mapping[str, Any] | None = None) -> dict[str, Any]:
-    """A summary of a converted dataset, from its manifest and one sample's metadata."""
+    """A JSON-able summary of a converted dataset, from its manifest and LeRobot's tasks beside it.
+
+    Keys: ``episodes``, ``frames``, ``hours``, ``shards``, ``bytes``, ``cameras`` (key -> codec,
+    height, width, depth), ``tasks`` (task index, task, episodes), and the conversion's provenance.
+    """
     manifest = fmt.read_manifest(url, storage_options)
-    tasks = Counter(t for e in manifest.episodes for t in e.task_indices)
-    codecs = {
-        key: manifest.features[key].get("info", {}).get("video.codec", "?") for key in manifest.camera_keys
-    }
     frames = [e.num_frames for e in manifest.episodes]
+    shard_sizes = [s.size_bytes for s in manifest.shards]
     return {
         "url": url,
         "format_version": manifest.format_version,
@@ -176,13 +192,46 @@ def inspect_dataset(url: str, storage_options: Mapping[str, Any] | None = None) 
         "fps": manifest.fps,
         "episodes": manifest.num_episodes,
         "frames": manifest.num_frames,
+        "hours": round(manifest.num_frames / manifest.fps / 3600, 4),
         "episode_frames_min_mean_max": [min(frames), round(sum(frames) / len(frames), 1), max(frames)]
         if frames
         else [],
         "shards": len(manifest.shards),
         "bytes": manifest.total_bytes,
-        "cameras": codecs,
-        "episodes_per_task_index": dict(sorted(tasks.items())),
+        "shard_bytes_min_max": [min(shard_sizes), max(shard_sizes)] if shard_sizes else [],
+        "cameras": {key: _camera_summary(manifest, key) for key in manifest.camera_keys},
+        "tasks": _task_summary(url, manifest, storage_options),
         "options": manifest.options,
         "psnr_db_vs_source": manifest.psnr_db or "stream copy: pixel-identical to the source",
     }
+
+
+def _camera_summary(manifest: fmt.Manifest, key: str) -> dict[str, Any]:
+    """Codec and size of a camera's segments: info.json's, or the re-encode's codec (depth maps are
+    never re-encoded: they keep their 12-bit source stream)."""
+    feature = manifest.features[key]
+    info = feature.get("info") or {}
+    depth = fmt.is_depth_map(feature)
+    vcodec = manifest.options.get("vcodec", "copy")
+    height, width = [*(feature.get("shape") or []), None, None][:2]  # LeRobot's (H, W, C)
+    return {
+        "codec": info.get("video.codec", "?") if vcodec == "copy" or depth else vcodec,
+        "height": info.get("video.height", height),
+        "width": info.get("video.width", width),
+        "depth": depth,
+    }
+
+
+def _task_summary(
+    url: str, manifest: fmt.Manifest, storage_options: Mapping[str, Any] | None
+) -> list[dict[str, Any]]:
+    """Each task index of the converted episodes with its task string and how many episodes have it."""
+    _, _, tasks_name = fmt.META_FILES
+    tasks_url = storage.join(url, tasks_name)
+    table = pq.read_table(io.BytesIO(storage.read_bytes(tasks_url, storage_options)))
+    strings = fmt.task_strings(table, tasks_url)
+    counts = Counter(t for e in manifest.episodes for t in e.task_indices)
+    return [
+        {"task_index": index, "task": strings.get(index, "?"), "episodes": count}
+        for index, count in sorted(counts.items())
+    ]

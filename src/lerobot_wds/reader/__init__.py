@@ -8,9 +8,11 @@ from .meta import DatasetMeta
 from .mixmeta import MixtureMeta
 from .mixture import MixedDataset
 from .order import WorkerInfo
+from .selection import EpisodeInfo
 
 __all__ = [
     "DatasetMeta",
+    "EpisodeInfo",
     "MixedDataset",
     "MixtureMeta",
     "ReaderConfig",

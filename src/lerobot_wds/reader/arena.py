@@ -238,6 +238,7 @@ def collate(items: list[dict[str, Any]]) -> dict[str, Any]:
     from torch.utils.data import default_collate
 
     first = items[0]
+    _check_same_keys(items)
     slots = {
         key: Slot((len(items), *value.shape), value.dtype, _is_channels_last(value))
         for key, value in first.items()
@@ -263,6 +264,19 @@ def collate(items: list[dict[str, Any]]) -> dict[str, Any]:
             np.stack([other.numpy() for other in values], out=out.numpy())
         batch[key] = out
     return deliver(batch, lease)
+
+
+def _check_same_keys(items: list[dict[str, Any]]) -> None:
+    keys = items[0].keys()
+    for item in items[1:]:
+        if item.keys() != keys:
+            extra, missing = sorted(item.keys() - keys), sorted(keys - item.keys())
+            source = f" (dataset_name {item['dataset_name']!r})" if "dataset_name" in item else ""
+            raise ValueError(
+                f"collate: an item{source} has keys {extra} and lacks {missing} compared with the first; "
+                "expected the same keys in every item (in a MixedDataset, drop or rename a key in every "
+                "source that has it)"
+            )
 
 
 def _is_channels_last(tensor: torch.Tensor) -> bool:

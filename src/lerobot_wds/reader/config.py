@@ -9,6 +9,7 @@ from typing import Any, Literal, get_args
 import torch
 
 from .. import storage
+from .selection import EpisodeFilter, Split, TaskSelection
 
 FrameOrder = Literal["shuffled", "forward"]
 Preset = Literal["lerobot", "fast"]
@@ -29,6 +30,14 @@ class ReaderConfig:
 
     delta_timestamps: Mapping[str, Sequence[float]] | None = None
     episodes: Sequence[int] | None = None  # None: every episode in the manifest (stored as a sorted tuple)
+    # Episodes with a task among these exact strings, or one a predicate over the task string accepts.
+    tasks: TaskSelection | None = None
+    episode_filter: EpisodeFilter | None = None  # a predicate over each episode's EpisodeInfo
+    # "train" | "val": an episode is in val if it is in val_episodes, or if the hash of its identity falls
+    # below val_fraction (selection.py); None: no split.
+    split: Split | None = None
+    val_fraction: float | None = None
+    val_episodes: Sequence[int] | None = None
     seed: int = 0
     shuffle: bool = True
     # 64 episodes: ~29 distinct episodes per batch of 32 on a 200-episode dataset, like map-style
@@ -49,6 +58,9 @@ class ReaderConfig:
     world_size: int | None = None
     video_decoder_cache_size: int | None = None  # None: pool size x cameras (one per episode and camera)
     video_decode_device: str = "cpu"
+    # Threads decoding items ahead of the consumer (with batch_size: a batch's rows). None: up to 4 with
+    # num_workers=0, 1 in a DataLoader worker. Items and order do not change (scripts/bench_read.py).
+    decode_threads: int | None = None
     # Batches built by the dataset (use DataLoader(batch_size=None)): frames are decoded straight into the
     # batch tensors, one copy less than default_collate (scripts/bench_read.py).
     batch_size: int | None = None
@@ -66,8 +78,10 @@ class ReaderConfig:
             if getattr(self, name) is None:
                 object.__setattr__(self, name, value)
         _check_choice("frame_order", self.frame_order, FrameOrder)
-        if self.episodes is not None:
-            object.__setattr__(self, "episodes", tuple(sorted(set(self.episodes))))
+        for name in ("episodes", "val_episodes"):
+            if getattr(self, name) is not None:
+                object.__setattr__(self, name, tuple(sorted(set(getattr(self, name)))))
+        self._check_selection()
         object.__setattr__(self, "storage_options", dict(self.storage_options or {}))
         object.__setattr__(self, "retry", self.retry or storage.RetryPolicy())
         _at_least(1, episode_pool_size=self.episode_pool_size, prefetch_threads=self.prefetch_threads)
@@ -84,8 +98,32 @@ class ReaderConfig:
                 f"rank, world_size: got {self.rank!r}, {self.world_size!r}; expected both or neither"
             )
 
+    def _check_selection(self) -> None:
+        tasks = self.tasks
+        if tasks is not None and not callable(tasks):
+            if isinstance(tasks, str):
+                tasks = (tasks,)
+            if not all(isinstance(t, str) for t in tasks):
+                raise TypeError(f"tasks: got {self.tasks!r}; expected a str, a list of str or a predicate")
+            object.__setattr__(self, "tasks", tuple(sorted(set(tasks))))
+        if self.episode_filter is not None and not callable(self.episode_filter):
+            raise TypeError(f"episode_filter: got {self.episode_filter!r}; expected a callable or None")
+        given = [n for n in ("val_fraction", "val_episodes") if getattr(self, n) is not None]
+        if self.split is None:
+            if given:
+                raise ValueError(f"{given[0]}: given without split; expected split='train' or 'val' too")
+            return
+        _check_choice("split", self.split, Split)
+        if len(given) != 1:
+            raise ValueError(
+                f"split={self.split!r}: got {given or 'neither val_fraction nor val_episodes'}; "
+                "expected exactly one of val_fraction or val_episodes"
+            )
+        if self.val_fraction is not None and not 0.0 < self.val_fraction < 1.0:
+            raise ValueError(f"val_fraction: got {self.val_fraction!r}; expected 0 < val_fraction < 1")
 
-_OPTIONAL_COUNTS = ("frame_shuffle_buffer_size", "batch_size", "video_decoder_cache_size")
+
+_OPTIONAL_COUNTS = ("frame_shuffle_buffer_size", "batch_size", "video_decoder_cache_size", "decode_threads")
 
 
 def _check_choice(name: str, value: object, choices: Any) -> None:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import asdict, fields
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
+from dataclasses import asdict, fields, replace
 from typing import Any
 
 import torch
@@ -16,17 +16,19 @@ from .. import storage
 from .config import FrameOrder, Preset, ReaderConfig
 from .elastic import Resume
 from .episodes import EpisodeSource
+from .epoch import SharedEpoch
 from .frames import DecoderCache
 from .items import build_item, item_spec
 from .meta import read_meta
-from .order import Split, WorkerInfo, distributed_rank_and_world, select_episodes
+from .order import Partition, WorkerInfo, distributed_rank_and_world
 from .orphans import exit_with_parent
 from .pipeline import ReaderStream, Reading, build_pipeline, reader_plan
-from .telemetry import CounterBoard
+from .selection import EpisodeFilter, Split, TaskSelection, select_episodes
+from .telemetry import CounterBoard, Counters
 from .windows import check_delta_timestamps
 
 
-class ShardedLeRobotDataset(IterableDataset[dict[str, Any]]):
+class ShardedLeRobotDataset(SharedEpoch, IterableDataset[dict[str, Any]]):
     """Streams a converted LeRobot v3 dataset; each item equals ``LeRobotDataset[index]`` for its frame.
 
     Each epoch's frames are split across ranks and DataLoader workers in equal contiguous ranges of the
@@ -37,6 +39,17 @@ class ShardedLeRobotDataset(IterableDataset[dict[str, Any]]):
         url: a converted dataset: local path or fsspec URL (``s3://…``, ``hf://…``).
         delta_timestamps: ``{key: [seconds, ...]}`` windows, as in LeRobot; offsets are multiples of
             ``1/fps``; windows clamp at episode edges and ``{key}_is_pad`` marks the clamped entries.
+        episodes: episode indices to stream (default: all). The selection options below narrow them
+            further; the chosen episodes are ``entries`` and enter ``fingerprint()``.
+        tasks: keep episodes with a task among these exact task strings (one ``str`` or several), or
+            with a task for which this predicate ``(task: str) -> bool`` is true.
+        episode_filter: keep episodes for which this predicate over their manifest metadata
+            (:class:`~lerobot_wds.EpisodeInfo`: ``episode_index``, ``num_frames``,
+            ``tasks``, ``task_indices``, ``dataset_from_index``) is true. Predicates run once, here;
+            any callable works (lambdas too: DataLoader workers receive the selected episodes).
+        split: ``"train"`` or ``"val"``, with ``val_fraction`` (an episode is in val when a fixed
+            hash of the dataset's name and its ``episode_index`` falls below it: stable across runs,
+            machines and releases) or ``val_episodes`` (an explicit list; train is the rest).
         preset: ``"lerobot"`` (LeRobot's items) or ``"fast"`` (each frame decoded once per epoch, uint8,
             channels_last: several times faster; see README). Options given explicitly win.
         **see** :class:`ReaderConfig` for the other options.
@@ -60,6 +73,11 @@ class ShardedLeRobotDataset(IterableDataset[dict[str, Any]]):
         *,
         delta_timestamps: Mapping[str, Sequence[float]] | None = None,
         episodes: Sequence[int] | None = None,
+        tasks: TaskSelection | None = None,
+        episode_filter: EpisodeFilter | None = None,
+        split: Split | None = None,
+        val_fraction: float | None = None,
+        val_episodes: Sequence[int] | None = None,
         seed: int = 0,
         shuffle: bool = True,
         episode_pool_size: int = 64,
@@ -74,6 +92,7 @@ class ShardedLeRobotDataset(IterableDataset[dict[str, Any]]):
         world_size: int | None = None,
         video_decoder_cache_size: int | None = None,
         video_decode_device: str = "cpu",
+        decode_threads: int | None = None,
         batch_size: int | None = None,
         drop_last: bool = False,
         prefetch_bytes: int = 64 << 20,
@@ -89,13 +108,15 @@ class ShardedLeRobotDataset(IterableDataset[dict[str, Any]]):
         self.config = config = ReaderConfig(**options)
         self.manifest = fmt.read_manifest(url, config.storage_options)
         self.meta = read_meta(url, config.storage_options)
-        self.entries = select_episodes(self.manifest, config.episodes, url)
+        self.entries = select_episodes(
+            self.manifest, self.meta.tasks, url, episodes=config.episodes, tasks=config.tasks,
+            episode_filter=config.episode_filter, split=config.split, val_fraction=config.val_fraction,
+            val_episodes=config.val_episodes,
+        )  # fmt: skip
         if delta_timestamps is not None:
             check_delta_timestamps(delta_timestamps, self.fps, tolerance_s, self.features)
         self.spec = item_spec(self.meta, self.video_keys, self.fps, config)
-        # In shared memory: DataLoader workers (persistent ones too) hold a copy of this object made when
-        # they started, and must still see set_epoch() calls made afterwards in the training process.
-        self._epoch = torch.zeros((), dtype=torch.int64).share_memory_()
+        self._share_epoch()
         self._board = CounterBoard()  # each reader process's counters, summed by timing_stats()
         self._rank_and_world = distributed_rank_and_world(rank, world_size)
         self._stream: ReaderStream | None = None  # the iteration under way in this process
@@ -131,27 +152,26 @@ class ShardedLeRobotDataset(IterableDataset[dict[str, Any]]):
             self._num_frames = sum(e.num_frames for e in self.entries)
         return self._num_frames
 
-    @property
-    def epoch(self) -> int:
-        return int(self._epoch)
-
-    @epoch.setter
-    def epoch(self, epoch: int) -> None:
-        self._epoch.fill_(epoch)
-
-    def set_epoch(self, epoch: int) -> None:
-        """Reshuffle: the order is a pure function of (seed, epoch, rank, worker).
-
-        Takes effect at the next ``iter(loader)``, in running DataLoader workers too
-        (``persistent_workers=True``): the epoch lives in shared memory.
-        """
-        self.epoch = epoch
+    def __getstate__(self) -> dict[str, Any]:
+        """What DataLoader workers receive (pickled under ``spawn``): the selection predicates are left
+        out of ``config`` (as None), since the selection they made is already in ``entries``; so lambdas
+        and local functions work as ``tasks``/``episode_filter`` whatever the start method."""
+        state = dict(self.__dict__)
+        config = self.config
+        if callable(config.tasks) or config.episode_filter is not None:
+            tasks = None if callable(config.tasks) else config.tasks
+            state["config"] = replace(config, tasks=tasks, episode_filter=None)
+        return state
 
     def timing_stats(self) -> dict[str, float]:
         """Counters of the iteration under way, summed over this process's DataLoader workers (or of this
         process at ``num_workers=0``): ``fetch_s``, ``decode_s``, ``episodes`` fetched, ``items`` built,
         ``requests`` made, ``fetch_waits`` (episodes waited for; all of them without read-ahead)."""
         return self._board.totals()
+
+    def reset_timing_stats(self, who: WorkerInfo) -> None:
+        """Zero the counters of reader ``who`` (as a new iteration does)."""
+        self._board.publish(who.worker, Counters())
 
     def video_decoder_cache_stats(self) -> dict[str, int]:
         """Decoder hits, misses, evictions and open decoders of the iteration under way in this process."""
@@ -175,16 +195,30 @@ class ShardedLeRobotDataset(IterableDataset[dict[str, Any]]):
         who = self.worker_info()
         if self._stream is not None:
             self._stream.close()
-        draws, split, resume = self._restored_position(who)
-        reading = Reading(self.url, self.entries, self.spec, self.config, self._board)
-        self._stream = build_pipeline(reading, who, self.epoch, draws, split=split, resume=resume)
+        draws, partition, resume = self._restored_position(who)
+        self._stream = self.stream(who, draws=draws, partition=partition, resume=resume)
         return self._stream
 
-    def stream(self, who: WorkerInfo, draws: int = 0, epoch: int | None = None) -> ReaderStream:
+    def stream(
+        self,
+        who: WorkerInfo,
+        draws: int = 0,
+        epoch: int | None = None,
+        skip_videos: Collection[str] = (),
+        *,
+        partition: Partition = "frames",
+        resume: Resume | None = None,
+    ) -> ReaderStream:
         """The items (or batches) that reader ``who`` yields in ``epoch`` (default: the current one), from
-        its ``draws``-th draw on. A mixture streams each source through this, with an epoch per lap."""
-        reading = Reading(self.url, self.entries, self.spec, self.config, self._board)
-        return build_pipeline(reading, who, self.epoch if epoch is None else epoch, draws)
+        its ``draws``-th draw on, without the video features in ``skip_videos`` (read, not decoded).
+        A mixture streams each source through this, with an epoch per lap. ``partition``/``resume``: a
+        restored state's plan (see :func:`~.pipeline.build_pipeline`)."""
+        spec = self.spec
+        if skip_videos:
+            spec = replace(spec, video_keys=[key for key in spec.video_keys if key not in skip_videos])
+        reading = Reading(self.url, self.entries, spec, self.config, self._board, self.video_keys)
+        epoch = self.epoch if epoch is None else epoch
+        return build_pipeline(reading, who, epoch, draws, partition=partition, resume=resume)
 
     def samples_per_reader(self, who: WorkerInfo, epoch: int | None = None) -> int:
         """How many items (draws) :meth:`stream` yields for reader ``who`` in ``epoch`` (pure, no I/O); the
@@ -207,7 +241,7 @@ class ShardedLeRobotDataset(IterableDataset[dict[str, Any]]):
         """Where this reader is in its epoch: small JSON-able data (no bytes, no frames).
 
         Called by torchdata's ``StatefulDataLoader`` (in each worker with ``num_workers > 0``). The plan it
-        refers to: ``split`` and ``num_frames``, and in an epoch resumed elastically ``resumed``, the
+        refers to: ``partition`` and ``num_frames``, and in an epoch resumed elastically ``resumed``, the
         positions that epoch was resumed with (one interval per reader saved, at most).
         """
         stream = self._stream
@@ -217,7 +251,7 @@ class ShardedLeRobotDataset(IterableDataset[dict[str, Any]]):
             "epoch": stream.epoch if stream is not None else self.epoch,
             "draws": stream.draws if stream is not None else 0,
             **asdict(stream.who if stream is not None else self.worker_info()),
-            "split": stream.split if stream is not None else "frames",
+            "partition": stream.partition if stream is not None else "frames",
             "num_frames": self.num_frames,
         }
         if stream is not None and stream.resume is not None:
@@ -263,7 +297,7 @@ class ShardedLeRobotDataset(IterableDataset[dict[str, Any]]):
         }  # fmt: skip
         return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:16]
 
-    def _restored_position(self, who: WorkerInfo) -> tuple[int, Split, Resume | None]:
+    def _restored_position(self, who: WorkerInfo) -> tuple[int, Partition, Resume | None]:
         """Where this reader starts: the draws to skip and the plan they count in (a loaded state's, for
         this epoch; else the current plan from its start)."""
         state, self._restore = self._restore, None
@@ -278,6 +312,6 @@ class ShardedLeRobotDataset(IterableDataset[dict[str, Any]]):
                 "another number of ranks or workers, load lerobot_wds.reader.elastic_state(<the run's "
                 "saved states>) into the dataset (see README, 'Elastic resume')"
             )
-        split: Split = "frames" if state.get("split") == "frames" else "episodes"  # before session 6: none
+        partition: Partition = "frames" if state.get("partition") == "frames" else "episodes"  # none: older
         resume = Resume.from_json(state["resumed"]) if "resumed" in state else None
-        return int(state["draws"]), split, resume
+        return int(state["draws"]), partition, resume

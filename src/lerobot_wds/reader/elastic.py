@@ -200,7 +200,15 @@ class ResumedSchedule(Iterator[Draw]):
 
 
 # Keys every reader state of one run shares (the envelope and the plan they refer to).
-_SHARED_KEYS = ("format_version", "fingerprint", "epoch", "world_size", "num_workers", "split", "num_frames")
+_SHARED_KEYS = (
+    "format_version",
+    "fingerprint",
+    "epoch",
+    "world_size",
+    "num_workers",
+    "partition",
+    "num_frames",
+)
 
 
 def elastic_state(states: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
@@ -222,7 +230,7 @@ def elastic_state(states: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     if not readers:
         raise ValueError("elastic_state: got no reader state; expected the saved states of a run")
     first = readers[0]
-    if "split" not in first:
+    if "partition" not in first:
         raise ValueError(
             "elastic_state: the states were saved before elastic resume (lerobot-wds session 5 or older); "
             "resume them with the same number of ranks and workers, or from the next epoch"
@@ -244,7 +252,7 @@ def elastic_state(states: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
                         remaining=((0, num_frames),) if num_frames else ())  # fmt: skip
     left = remaining_positions(resume.remaining, world_size, num_workers, draws)
     return {
-        **{k: first[k] for k in ("format_version", "fingerprint", "epoch", "split", "num_frames")},
+        **{k: first[k] for k in ("format_version", "fingerprint", "epoch", "partition", "num_frames")},
         "elastic": Resume(world_size=resume.world_size, num_workers=resume.num_workers,
                           num_frames=resume.num_frames, remaining=tuple(left)).to_json(),
     }  # fmt: skip

@@ -51,32 +51,38 @@ class DecoderCache:
         self.keep_last_window = keep_last_window
         self.depth_keys = depth_keys  # depth maps: 12-bit codes by PyAV (torchcodec returns RGB only)
         self._decoders: OrderedDict[tuple[int, str], EpisodeDecoder | DepthDecoder] = OrderedDict()
+        self._lock = threading.Lock()
         self.stats = DecoderStats()
 
     def get(self, episode: Episode, camera_key: str) -> EpisodeDecoder | DepthDecoder:
+        """The episode's decoder for ``camera_key``, opened on first use. Safe from several threads as
+        long as one (episode, camera) is asked for by one thread at a time (:mod:`.decodeahead`)."""
         key = (episode.entry.episode_index, camera_key)
-        decoder = self._decoders.get(key)
-        if decoder is not None:
-            self.stats.hits += 1
-            self._decoders.move_to_end(key)
-            return decoder
-        self.stats.misses += 1
+        with self._lock:
+            decoder = self._decoders.get(key)
+            if decoder is not None:
+                self.stats.hits += 1
+                self._decoders.move_to_end(key)
+                return decoder
+            self.stats.misses += 1
         data = episode.videos[camera_key]
         if camera_key in self.depth_keys:
             decoder = DepthDecoder(data, f"episode {episode.entry.episode_index}, {camera_key}")
         else:
             decoder = EpisodeDecoder(data, self.device, self.keep_last_window)
-        self._decoders[key] = decoder
-        while len(self._decoders) > self.capacity:
-            self._decoders.popitem(last=False)
-            self.stats.evictions += 1
-        self.stats.open = len(self._decoders)
+        with self._lock:
+            self._decoders[key] = decoder
+            while len(self._decoders) > self.capacity:  # a thread using an evicted one keeps its reference
+                self._decoders.popitem(last=False)
+                self.stats.evictions += 1
+            self.stats.open = len(self._decoders)
         return decoder
 
     def release(self, episode_index: int) -> None:
-        for key in [k for k in self._decoders if k[0] == episode_index]:
-            del self._decoders[key]
-        self.stats.open = len(self._decoders)
+        with self._lock:
+            for key in [k for k in self._decoders if k[0] == episode_index]:
+                del self._decoders[key]
+            self.stats.open = len(self._decoders)
 
 
 class EpisodeDecoder:

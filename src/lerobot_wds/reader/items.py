@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import time
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -82,11 +83,15 @@ def build_batch(
     spec: ItemSpec,
     decoders: DecoderCache,
     counters: Counters | None = None,
+    pool: Executor | None = None,
 ) -> dict[str, Any]:
     """``default_collate([build_item(...) for each sample])``, with camera frames decoded straight into
     the batch tensors: each frame is written once instead of being converted, then copied by the
     collate. The batch's CPU tensors are views of one buffer (:mod:`.arena`), in shared memory inside a
-    DataLoader worker, so the batch reaches the training process in one piece."""
+    DataLoader worker, so the batch reaches the training process in one piece.
+
+    With a thread ``pool`` (and no image transforms), the rows of different episodes are decoded on its
+    threads, each episode's rows in order on one thread (a decoder is not thread-safe)."""
     tabular = [_tabular(episode, frame_index, spec) for episode, frame_index in samples]
     started = time.perf_counter()
     windows: dict[str, list[np.ndarray]] = {}
@@ -128,12 +133,36 @@ def build_batch(
         if frames is None:  # frames decoded on a GPU stay there
             frames = arena.empty((len(samples), *first.shape), first.dtype, first.device, channels_last[key])
         _copy(frames[0], first)
-        for row in range(1, len(samples)):
-            _camera_frames(samples[row][0], windows[key][row], key, spec, decoders, out=frames[row])
+        _decode_rows(samples, windows[key], key, spec, decoders, frames, pool)
         batch[key] = frames
     _count(counters, started, len(samples))
     batch["task"] = [spec.tasks[int(i)] for i in batch["task_index"]]
     return arena.deliver(batch, lease)
+
+
+def _decode_rows(
+    samples: Sequence[tuple[Episode, int]],
+    windows: list[np.ndarray],
+    key: str,
+    spec: ItemSpec,
+    decoders: DecoderCache,
+    frames: torch.Tensor,
+    pool: Executor | None,
+) -> None:
+    """Rows 1.. of ``frames`` (row 0 is written): on ``pool``'s threads, one task per episode."""
+
+    def decode(rows: list[int]) -> None:
+        for row in rows:
+            _camera_frames(samples[row][0], windows[row], key, spec, decoders, out=frames[row])
+
+    by_episode: dict[int, list[int]] = {}
+    for row in range(1, len(samples)):
+        by_episode.setdefault(samples[row][0].entry.episode_index, []).append(row)
+    if pool is None or spec.image_transforms is not None or len(by_episode) < 2:
+        decode(list(range(1, len(samples))))
+        return
+    for task in [pool.submit(decode, rows) for rows in by_episode.values()]:
+        task.result()  # raises a task's error; every task ends before the batch is handed out
 
 
 def _tabular(episode: Episode, frame_index: int, spec: ItemSpec) -> dict[str, Any]:
@@ -193,8 +222,7 @@ def _stored_image(episode: Episode, frame_index: int, key: str, spec: ItemSpec) 
 
 def _count(counters: Counters | None, started: float, items: int) -> None:
     if counters is not None:
-        counters.decode_s += time.perf_counter() - started
-        counters.items += items
+        counters.add(decode_s=time.perf_counter() - started, items=items)  # from decode threads too
 
 
 def _values(array: np.ndarray) -> Any:

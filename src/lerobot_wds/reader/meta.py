@@ -15,6 +15,8 @@ from .. import format as fmt
 from .. import storage
 from .depth import MM_PER_METRE
 
+LANGUAGE_COLUMNS = ("language_persistent", "language_events")  # LeRobot's datasets/language.py
+
 
 @dataclass(frozen=True, slots=True)
 class DatasetMeta:
@@ -55,6 +57,11 @@ class DatasetMeta:
     def depth_keys(self) -> list[str]:
         """Depth-map features (``is_depth_map`` in the feature's ``info``), as LeRobot's."""
         return [key for key, feature in self.features.items() if fmt.is_depth_map(feature)]
+
+    @property
+    def has_language_columns(self) -> bool:
+        """Whether the dataset declares LeRobot's language columns (its trainer then collates them apart)."""
+        return any(key in self.features for key in LANGUAGE_COLUMNS)
 
     @property
     def names(self) -> dict[str, Any]:

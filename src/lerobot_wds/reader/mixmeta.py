@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -49,16 +49,18 @@ class MixtureMeta:
 
 
 def mixture_meta(
-    sources: Sequence[DatasetMeta], rename: Sequence[Mapping[str, str]], names: Sequence[str]
+    sources: Sequence[DatasetMeta],
+    rename: Sequence[Mapping[str, str]],
+    names: Sequence[str],
+    drop: Sequence[Collection[str]],
 ) -> MixtureMeta:
     features: dict[str, dict[str, Any]] = {}
-    for meta, renamed in zip(sources, rename, strict=True):
+    stats = []
+    for meta, renamed, dropped in zip(sources, rename, drop, strict=True):
         for key, feature in meta.features.items():
-            features.setdefault(renamed.get(key, key), feature)
-    stats = [
-        {renamed.get(k, k): v for k, v in meta.stats.items()}
-        for meta, renamed in zip(sources, rename, strict=True)
-    ]
+            if key not in dropped:
+                features.setdefault(renamed.get(key, key), feature)
+        stats.append({renamed.get(k, k): v for k, v in meta.stats.items() if k not in dropped})
     return MixtureMeta(
         sources=list(sources),
         dataset_names=list(names),
@@ -108,7 +110,7 @@ def _complete(feature_stats: Mapping[str, Any]) -> bool:
 
 
 def feature_signature(
-    dataset: ShardedLeRobotDataset, rename: Mapping[str, str]
+    dataset: ShardedLeRobotDataset, rename: Mapping[str, str], drop: Collection[str] = ()
 ) -> dict[str, tuple[Any, str]]:
     """Each feature's item shape and dtype (after ``rename``): a window's length leads the shape;
     cameras are ``(C, H, W)`` uint8 or float32 as the reader returns them (depth maps float32)."""
@@ -116,6 +118,8 @@ def feature_signature(
     deltas = dataset.spec.deltas
     depth = set(dataset.meta.depth_keys)
     for key, feature in dataset.meta.features.items():
+        if key in drop:
+            continue
         shape = tuple(feature["shape"])
         dtype = str(feature["dtype"])
         if dtype in ("video", "image") and len(shape) == 3:

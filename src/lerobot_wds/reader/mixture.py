@@ -16,7 +16,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from dataclasses import asdict
 from fractions import Fraction
 from typing import Any, Literal, get_args
@@ -27,11 +27,13 @@ from torch.utils.data import IterableDataset
 
 from .. import format as fmt
 from .dataset import ShardedLeRobotDataset
+from .epoch import SharedEpoch
 from .mixmeta import MixtureMeta, feature_signature, mixture_meta
 from .mixorder import apportion, first_overflow, lap_epoch, pick_order
 from .order import WorkerInfo
 from .orphans import exit_with_parent
 from .pipeline import ReaderStream
+from .telemetry import FIELDS
 
 OnExhausted = Literal["cycle", "stop"]
 WeightBy = Literal["samples", "episodes"]
@@ -67,11 +69,15 @@ class MixedStream(Iterator[dict[str, Any]]):
         self.streams: list[ReaderStream | None] = [
             self._open(i) if i in needed else None for i in range(num_sources)
         ]
+        for dataset, stream in zip(mixture.datasets, self.streams, strict=True):
+            if stream is None:  # its counters of an earlier iteration do not count in this one
+                dataset.reset_timing_stats(who)
 
     def _open(self, source: int) -> ReaderStream:
         dataset = self.mixture.datasets[source]
         epoch = lap_epoch(self.epoch, self.laps[source])
-        return dataset.stream(self.who, draws=self._draws[source], epoch=epoch)
+        skip = self.mixture.drop[source]
+        return dataset.stream(self.who, draws=self._draws[source], epoch=epoch, skip_videos=skip)
 
     @property
     def draws(self) -> list[int]:
@@ -99,7 +105,10 @@ class MixedStream(Iterator[dict[str, Any]]):
             raise StopIteration
         self.laps[source] += 1  # cycle: the source's next lap, a fresh shuffle
         self._draws[source] = 0
+        finished = stream.counters
         stream = self.streams[source] = self._open(source)
+        stream.counters.add(**{name: getattr(finished, name) for name in FIELDS})  # timing_stats: all laps
+        stream.publish()
         try:
             return next(stream)
         except StopIteration:
@@ -115,7 +124,7 @@ class MixedStream(Iterator[dict[str, Any]]):
                 stream.close()
 
 
-class MixedDataset(IterableDataset[dict[str, Any]]):
+class MixedDataset(SharedEpoch, IterableDataset[dict[str, Any]]):
     """Several converted datasets streamed as one, each sample's source picked in exact proportions.
 
     Each source (a :class:`ShardedLeRobotDataset`) keeps its own episode pool, windows and decode, and
@@ -140,6 +149,10 @@ class MixedDataset(IterableDataset[dict[str, Any]]):
         names: each source's ``dataset_name`` (default: the last component of its URL).
         rename: per source, ``{key: new_key}`` applied to its items (``{key}_is_pad`` too), features
             and stats, e.g. to tell two cameras apart or to give equal things one name.
+        drop: per source, keys (its own names, before renaming) left out of its items (``{key}_is_pad``
+            too; cameras are then not decoded), features, stats and the shape checks: e.g. a camera
+            that one source records at another size. Items then differ in keys across sources; to
+            batch them with ``collate``, drop (or rename) a key in every source that has it.
         on_exhausted: a source that runs out mid-epoch: ``"cycle"`` streams its next lap (a fresh
             shuffle: lap ``L`` is the source's epoch ``epoch + L * 2**32``); ``"stop"`` ends the epoch
             at the first pick of a source with nothing left (the earliest over the ranks, so that every
@@ -167,27 +180,33 @@ class MixedDataset(IterableDataset[dict[str, Any]]):
         weight_by: WeightBy = "samples",
         names: Sequence[str] | None = None,
         rename: Sequence[Mapping[str, str]] | None = None,
+        drop: Sequence[Collection[str]] | None = None,
         on_exhausted: OnExhausted = "cycle",
     ) -> None:
         super().__init__()
         _check_choice("weight_by", weight_by, WeightBy)
         _check_choice("on_exhausted", on_exhausted, OnExhausted)
         self.datasets = list(datasets)
-        _check_lengths(self.datasets, weights=weights, names=names, rename=rename)
+        _check_lengths(self.datasets, weights=weights, names=names, rename=rename, drop=drop)
         if samples_per_epoch is not None and samples_per_epoch < 1:
             raise ValueError(
                 f"MixedDataset: samples_per_epoch: got {samples_per_epoch}; expected >= 1 or None"
             )
         self.names = list(names) if names is not None else [_default_name(d.url) for d in self.datasets]
         self.rename = [dict(r) for r in rename] if rename is not None else [{} for _ in self.datasets]
+        if drop is not None and any(isinstance(keys, str) for keys in drop):
+            raise TypeError(f"MixedDataset: drop: got {list(drop)!r}; expected one list of keys per source")
+        self.drop = [frozenset(d) for d in drop] if drop is not None else [frozenset() for _ in self.datasets]
         self.seed = seed
         self.weight_by = weight_by
         self.on_exhausted = on_exhausted
         self.weights = _shares(weights, self.datasets, weight_by)
         self.samples_per_epoch = samples_per_epoch or sum(d.num_frames for d in self.datasets)
         self._check_sources()
-        self.meta: MixtureMeta = mixture_meta([d.meta for d in self.datasets], self.rename, self.names)
-        self._epoch = torch.zeros((), dtype=torch.int64).share_memory_()  # seen by running workers
+        self.meta: MixtureMeta = mixture_meta(
+            [d.meta for d in self.datasets], self.rename, self.names, self.drop
+        )
+        self._share_epoch()  # set_epoch reshuffles the picks and every source (in running workers too)
         self._stream: MixedStream | None = None
         self._restore: dict[str, Any] | None = None
 
@@ -216,7 +235,7 @@ class MixedDataset(IterableDataset[dict[str, Any]]):
                     f"{self.datasets[0].fps} and {dataset.fps}; expected equal"
                 )
             self._check_rename(i)
-            for key, signature in feature_signature(dataset, self.rename[i]).items():
+            for key, signature in feature_signature(dataset, self.rename[i], self.drop[i]).items():
                 if key not in signatures:
                     signatures[key] = (i, signature)
                     continue
@@ -225,7 +244,8 @@ class MixedDataset(IterableDataset[dict[str, Any]]):
                     raise ValueError(
                         f"MixedDataset: sources {self.names[j]!r} and {name!r} disagree on {key!r}: "
                         f"{_describe(other)} in {self.names[j]!r}, {_describe(signature)} in {name!r}; "
-                        "expected equal (or rename the key in one source: rename=[{...}, ...])"
+                        "expected equal (or rename the key in one source: rename=[{...}, ...], or drop it: "
+                        "drop=[[...], ...])"
                     )
 
     def _check_rename(self, source: int) -> None:
@@ -237,6 +257,14 @@ class MixedDataset(IterableDataset[dict[str, Any]]):
                 f"MixedDataset: rename of source {self.names[source]!r}: keys {unknown} are not its "
                 f"features; expected some of {sorted(keys)}"
             )
+        dropped = self.drop[source]
+        problems = {"are not its features": dropped - keys, "are renamed too": dropped & set(renamed)}
+        for problem, names in problems.items():
+            if names:
+                raise ValueError(
+                    f"MixedDataset: drop of source {self.names[source]!r}: keys {sorted(names)} {problem}; "
+                    f"expected some of {sorted(keys - set(renamed))}"
+                )
         targets = list(renamed.values())
         clashes = sorted({t for t in targets if targets.count(t) > 1 or t in keys - set(renamed)})
         if clashes:
@@ -247,17 +275,14 @@ class MixedDataset(IterableDataset[dict[str, Any]]):
 
     # ------------------------------------------------------------------ epoch and order
 
-    @property
-    def epoch(self) -> int:
-        return int(self._epoch)
-
-    @epoch.setter
-    def epoch(self, epoch: int) -> None:
-        self._epoch.fill_(epoch)
-
-    def set_epoch(self, epoch: int) -> None:
-        """Reshuffle the picks and every source (in running DataLoader workers too: shared memory)."""
-        self.epoch = epoch
+    def timing_stats(self) -> dict[str, Any]:
+        """The sources' :meth:`ShardedLeRobotDataset.timing_stats` over the iteration under way (every lap
+        of a cycled source), summed over this process's DataLoader workers: ``{"total": counters,
+        "sources": [counters, ...]}``, the sources in ``dataset_index`` order. A dataset object given as
+        two sources (or used elsewhere at the same time) shares its counters: give each source its own."""
+        sources = [dataset.timing_stats() for dataset in self.datasets]
+        total = {name: sum(stats[name] for stats in sources) for name in FIELDS}
+        return {"total": total, "sources": sources}
 
     def worker_info(self) -> WorkerInfo:
         """This process's reader identity (the sources' rank and world size, checked equal)."""
@@ -310,7 +335,11 @@ class MixedDataset(IterableDataset[dict[str, Any]]):
         return self._stream
 
     def label(self, source: int, item: dict[str, Any]) -> dict[str, Any]:
-        """``item`` of ``source`` with its keys renamed, ``dataset_index`` and ``dataset_name`` added."""
+        """``item`` of ``source`` with its keys dropped and renamed, ``dataset_index`` and ``dataset_name``
+        added."""
+        dropped = self.drop[source]
+        if dropped:
+            item = {key: value for key, value in item.items() if _feature_of(key) not in dropped}
         renamed = self.rename[source]
         if renamed:
             item = {_renamed_key(key, renamed): value for key, value in item.items()}
@@ -406,6 +435,11 @@ def _shares(
 
 def _default_name(url: str) -> str:
     return url.rstrip("/").rsplit("/", 1)[-1]
+
+
+def _feature_of(key: str) -> str:
+    """The feature an item key belongs to: ``key`` itself, or ``x`` for ``x_is_pad``."""
+    return key.removesuffix("_is_pad")
 
 
 def _renamed_key(key: str, rename: Mapping[str, str]) -> str:

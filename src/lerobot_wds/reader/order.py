@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
-from ..format import EpisodeEntry, Manifest
+from ..format import EpisodeEntry
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -161,9 +161,10 @@ class SlotPlan:
         return sum(p.num_frames for p in self.parts)
 
 
-# How readers split an epoch. "frames": contiguous, equal frame ranges (this version). "episodes": whole
-# episodes dealt by frame count (before); states saved then (no "split" key) restore by it.
-Split = Literal["frames", "episodes"]
+# How an epoch is partitioned among readers. "frames": contiguous, equal frame ranges (this version).
+# "episodes": whole episodes dealt by frame count (before); states saved then (no "partition" key) restore
+# by it. (Not selection.py's train/val split.)
+Partition = Literal["frames", "episodes"]
 
 
 def plan_slot(
@@ -173,7 +174,7 @@ def plan_slot(
     seed: int,
     epoch: int,
     shuffle: bool,
-    split: Split = "frames",
+    partition: Partition = "frames",
     order: Sequence[int] | None = None,
 ) -> SlotPlan:
     """This reader's part of the epoch (a pure function of its arguments).
@@ -184,7 +185,7 @@ def plan_slot(
     """
     if order is None:
         order = episode_order(episodes, seed=seed, epoch=epoch, shuffle=shuffle)
-    if split == "episodes":
+    if partition == "episodes":
         return _plan_whole_episodes(episodes, order, who)
     total = sum(e.num_frames for e in episodes)
     sizes = reader_sizes(total, who.world_size, who.num_workers)
@@ -208,14 +209,3 @@ def _plan_whole_episodes(episodes: Sequence[EpisodeEntry], order: Sequence[int],
         return SlotPlan(parts=parts, pad_parts=pad_parts, num_samples=own, num_repeated=0)
     num_samples = max(loads[rank * who.num_workers + who.worker] for rank in range(who.world_size))
     return SlotPlan(parts=parts, pad_parts=pad_parts, num_samples=num_samples, num_repeated=num_samples - own)
-
-
-def select_episodes(manifest: Manifest, episodes: Sequence[int] | None, url: str) -> list[EpisodeEntry]:
-    """The manifest's entries of ``episodes`` (all if None), in episode order; unknown ones refused."""
-    if episodes is None:
-        return list(manifest.episodes)
-    by_index = {e.episode_index: e for e in manifest.episodes}
-    missing = sorted(set(episodes) - set(by_index))
-    if missing:
-        raise ValueError(f"{url}: episodes {missing[:10]} are not in the manifest; it has {len(by_index)}")
-    return [by_index[i] for i in sorted(set(episodes))]

@@ -15,17 +15,22 @@ from __future__ import annotations
 
 import itertools
 import logging
+import os
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
+from torch.utils.data import get_worker_info
+
 from ..format import EpisodeEntry
 from .config import ReaderConfig
+from .decodeahead import DecodeAhead
 from .elastic import Resume, ResumedSchedule, reader_pieces
 from .episodes import EpisodeSource
 from .frames import DecoderCache, import_decoder_in_background
 from .items import ItemSpec, build_batch, build_item
-from .order import SlotPlan, Split, WorkerInfo, episode_order, plan_slot, stream_seed
+from .order import Partition, SlotPlan, WorkerInfo, episode_order, plan_slot, stream_seed
 from .readahead import EpisodeDraw, EpisodeReadAhead
 from .schedule import DrawSchedule
 from .telemetry import CounterBoard, Counters
@@ -45,6 +50,7 @@ class Reading:
     spec: ItemSpec
     config: ReaderConfig
     board: CounterBoard
+    stored_video_keys: list[str]  # every video segment of a sample (spec.video_keys: those decoded)
 
 
 def build_pipeline(
@@ -53,23 +59,24 @@ def build_pipeline(
     epoch: int,
     draws: int = 0,
     *,
-    split: Split = "frames",
+    partition: Partition = "frames",
     resume: Resume | None = None,
 ) -> ReaderStream:
     """The items (or batches) reader ``who`` yields in ``epoch``, from its ``draws``-th draw on.
 
     ``resume``: the rest of an epoch saved by another number of readers (elastic.py), which this reader
-    takes its slice of; ``split="episodes"``: the whole-episode plan of states saved before the frame split.
+    takes its slice of; ``partition="episodes"``: the whole-episode plan of states saved before the frame
+    partition.
     """
     config = reading.config
-    schedule = reader_schedule(reading.entries, config, who, epoch, split=split, resume=resume)
+    schedule = reader_schedule(reading.entries, config, who, epoch, partition=partition, resume=resume)
     if isinstance(schedule, DrawSchedule) and schedule.plan.num_repeated:
         logger.info("%s: %s repeats %d samples so that every rank yields %d",
                     reading.url, who, schedule.plan.num_repeated, schedule.num_samples)  # fmt: skip
     schedule.skip(draws)
     counters = Counters()
     source = EpisodeSource(
-        reading.url, reading.spec.video_keys, config.storage_options, config.retry, counters
+        reading.url, reading.stored_video_keys, config.storage_options, config.retry, counters
     )
     episodes = EpisodeReadAhead(
         schedule, source, counters, budget_bytes=config.prefetch_bytes, num_threads=config.prefetch_threads
@@ -83,12 +90,31 @@ def build_pipeline(
         keep_last_window=config.frame_order == "forward",
         depth_keys=frozenset(reading.spec.depth),
     )
-    stage = (
-        ItemStream(episodes, reading.spec, decoders, counters)
-        if config.batch_size is None
-        else BatchStream(episodes, reading.spec, decoders, counters, config.batch_size, config.drop_last)
+    stage: ItemStream | DecodeAhead
+    threads = decode_threads(config)
+    if config.batch_size is not None:
+        stage = BatchStream(
+            episodes, reading.spec, decoders, counters, config.batch_size, config.drop_last, threads
+        )
+    elif threads > 1:
+        stage = DecodeAhead(episodes, reading.spec, decoders, counters, threads)
+    else:
+        stage = ItemStream(episodes, reading.spec, decoders, counters)
+    return ReaderStream(
+        who, epoch, stage, episodes, decoders, reading.board, partition=partition, resume=resume
     )
-    return ReaderStream(who, epoch, stage, episodes, decoders, reading.board, split=split, resume=resume)
+
+
+def decode_threads(config: ReaderConfig) -> int:
+    """Threads that decode items (rows of a dataset-built batch): ``config.decode_threads``, else (None)
+    up to 4 of the machine's cores in a process without DataLoader workers (``num_workers=0``) and 1 in
+    a worker (the workers are the parallelism there). Always 1 with ``image_transforms`` (their random
+    draws stay in item order) or frames decoded on a GPU."""
+    if config.image_transforms is not None or config.video_decode_device != "cpu":
+        return 1
+    if config.decode_threads is not None:
+        return config.decode_threads
+    return 1 if get_worker_info() is not None else min(4, len(os.sched_getaffinity(0)))
 
 
 def reader_plan(
@@ -96,12 +122,12 @@ def reader_plan(
     config: ReaderConfig,
     who: WorkerInfo,
     epoch: int,
-    split: Split = "frames",
+    partition: Partition = "frames",
     order: list[int] | None = None,
 ) -> SlotPlan:
     """The episode parts reader ``who`` streams in ``epoch`` and its number of samples (pure, no I/O)."""
     return plan_slot(
-        entries, who, seed=config.seed, epoch=epoch, shuffle=config.shuffle, split=split, order=order
+        entries, who, seed=config.seed, epoch=epoch, shuffle=config.shuffle, partition=partition, order=order
     )
 
 
@@ -111,12 +137,12 @@ def reader_schedule(
     who: WorkerInfo,
     epoch: int,
     *,
-    split: Split = "frames",
+    partition: Partition = "frames",
     resume: Resume | None = None,
 ) -> DrawSchedule | ResumedSchedule:
     """Reader ``who``'s draws in ``epoch`` (pure, no I/O): its plan's, or its slice of a resumed epoch's."""
     if resume is None:
-        return _draw_schedule(reader_plan(entries, config, who, epoch, split), config, epoch, who.slot)
+        return _draw_schedule(reader_plan(entries, config, who, epoch, partition), config, epoch, who.slot)
     order = episode_order(entries, seed=config.seed, epoch=epoch, shuffle=config.shuffle)
 
     def base_schedule(slot: int) -> DrawSchedule:
@@ -157,6 +183,14 @@ class ItemStream(Iterator[dict[str, Any]]):
             self.decoders.release(draw.episode.entry.episode_index)
         return item
 
+    @property
+    def in_flight(self) -> int:
+        """Draws taken whose items are not handed out yet: none, items are built on demand."""
+        return 0
+
+    def close(self) -> None:
+        """Nothing to stop."""
+
 
 class BatchStream(ItemStream):
     """Batches of ``batch_size`` draws, equal to ``default_collate`` of their items (a reader's last
@@ -170,21 +204,28 @@ class BatchStream(ItemStream):
         counters: Counters,
         batch_size: int,
         drop_last: bool,
+        threads: int = 1,
     ) -> None:
         super().__init__(draws, spec, decoders, counters)
         self.batch_size = batch_size
         self.drop_last = drop_last
+        # Rows of different episodes decoded in parallel (each batch is complete before it is handed out)
+        self.pool = ThreadPoolExecutor(threads, "lerobot-wds-decode") if threads > 1 else None
 
     def __next__(self) -> dict[str, Any]:
         draws = list(itertools.islice(self.draws, self.batch_size))
         if not draws or (self.drop_last and len(draws) < self.batch_size):
             raise StopIteration
         samples = [(d.episode, d.frame_index) for d in draws]
-        batch = build_batch(samples, self.spec, self.decoders, self.counters)
+        batch = build_batch(samples, self.spec, self.decoders, self.counters, self.pool)
         for draw in draws:
             if draw.last:
                 self.decoders.release(draw.episode.entry.episode_index)
         return batch
+
+    def close(self) -> None:
+        if self.pool is not None:
+            self.pool.shutdown(wait=True)
 
 
 class ReaderStream(Iterator[dict[str, Any]]):
@@ -194,17 +235,17 @@ class ReaderStream(Iterator[dict[str, Any]]):
         self,
         who: WorkerInfo,
         epoch: int,
-        stage: ItemStream,
+        stage: ItemStream | DecodeAhead,
         episodes: EpisodeReadAhead,
         decoders: DecoderCache,
         board: CounterBoard,
         *,
-        split: Split = "frames",
+        partition: Partition = "frames",
         resume: Resume | None = None,
     ) -> None:
         self.who = who
         self.epoch = epoch
-        self.split = split  # the plan this stream follows, for its state
+        self.partition = partition  # the plan this stream follows, for its state
         self.resume = resume
         self.stage = stage
         self.episodes = episodes
@@ -217,7 +258,7 @@ class ReaderStream(Iterator[dict[str, Any]]):
     @property
     def draws(self) -> int:
         """Draws handed out so far: the reader's state."""
-        return self.episodes.draws
+        return self.episodes.draws - self.stage.in_flight
 
     @property
     def num_samples(self) -> int:
@@ -239,5 +280,6 @@ class ReaderStream(Iterator[dict[str, Any]]):
 
     def close(self) -> None:
         """Publish the last counters and stop reading ahead (the epoch ended, or a new iteration began)."""
+        self.stage.close()
         self.publish()
         self.episodes.close()
