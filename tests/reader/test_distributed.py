@@ -12,8 +12,10 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 from torch.utils.data import DataLoader
+from torchdata.stateful_dataloader import StatefulDataLoader
 
 from lerobot_wds import ShardedLeRobotDataset
+from lerobot_wds.reader import elastic_state
 from lerobot_wds.reader.order import WorkerInfo, plan_slot
 
 WORLD_SIZE = 2
@@ -67,3 +69,33 @@ def test_two_ranks_two_workers_cover_each_epoch(converted: dict[str, str], tmp_p
         assert sum(per_rank[0].values()) == sum(per_rank[1].values())
     orders = [[i for e, batch in results[0]["batches"] if e == epoch for i in batch] for epoch in range(2)]
     assert orders[0] != orders[1]  # set_epoch reshuffles
+
+
+def save_rank(rank: int, url: str, port: int, out_dir: str, num_batches: int) -> None:
+    """A rank of a 2-rank run: takes ``num_batches`` batches and saves its loader state (as a trainer)."""
+    os.environ["MASTER_ADDR"], os.environ["MASTER_PORT"] = "127.0.0.1", str(port)
+    dist.init_process_group("gloo", rank=rank, world_size=WORLD_SIZE)
+    try:
+        dataset = ShardedLeRobotDataset(url, seed=11)  # rank and world size from torch.distributed
+        loader = StatefulDataLoader(dataset, batch_size=16, num_workers=2)
+        iterator = iter(loader)
+        head = [next(iterator)["index"].tolist() for _ in range(num_batches)]
+        dist.barrier()
+        Path(out_dir, f"rank{rank}.json").write_text(json.dumps({"head": head, "state": loader.state_dict()}))
+        del iterator
+    finally:
+        dist.destroy_process_group()
+
+
+def test_saved_at_two_ranks_resumes_at_one(converted: dict[str, str], tmp_path: Path) -> None:
+    url = converted["multi"]
+    mp.spawn(save_rank, args=(url, free_port(), str(tmp_path), 20), nprocs=WORLD_SIZE, join=True)
+    saved = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in range(WORLD_SIZE)]
+    head = [i for rank in saved for batch in rank["head"] for i in batch]
+    assert len(head) == 2 * 20 * 16
+    dataset = ShardedLeRobotDataset(url, seed=11, rank=0, world_size=1)
+    dataset.load_state_dict(elastic_state([rank["state"] for rank in saved]))
+    rest = [i for batch in DataLoader(dataset, batch_size=16, num_workers=2) for i in batch["index"].tolist()]
+    assert sorted(head + rest) == list(range(1852))  # every frame once: 1852 = 2 * 926, no padding
+    # rank 0's state alone gives the same rest (DDP lockstep)
+    assert elastic_state([saved[0]["state"]]) == elastic_state([rank["state"] for rank in saved])

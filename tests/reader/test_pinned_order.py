@@ -11,19 +11,26 @@ from __future__ import annotations
 import pytest
 
 from lerobot_wds.format import EpisodeEntry
-from lerobot_wds.reader.order import WorkerInfo, episode_order, plan_slot, stream_seed
+from lerobot_wds.reader.order import Partition, WorkerInfo, episode_order, plan_slot, stream_seed
 from lerobot_wds.reader.schedule import DrawSchedule
 
 
 def reader_draws(
-    episodes: list[EpisodeEntry], who: WorkerInfo, *, seed: int, epoch: int, frame_order: str, pool_size: int
+    episodes: list[EpisodeEntry],
+    who: WorkerInfo,
+    *,
+    seed: int,
+    epoch: int,
+    frame_order: str,
+    pool_size: int,
+    partition: Partition = "frames",
 ) -> list[tuple[int, int]]:
     """Every (episode_index, frame_index) that reader ``who`` yields in ``epoch``, padding included.
 
     The one place this file touches the reader's stages: the schedule, wired as pipeline.build_pipeline
     does (it needs no bytes). A refactor of the stages adapts this only.
     """
-    plan = plan_slot(episodes, who, seed=seed, epoch=epoch, shuffle=True)
+    plan = plan_slot(episodes, who, seed=seed, epoch=epoch, shuffle=True, partition=partition)
     schedule = DrawSchedule(
         plan,
         seed=stream_seed(seed, epoch, who.slot),
@@ -35,7 +42,7 @@ def reader_draws(
     return [(draw.entry.episode_index, draw.frame_index) for draw in schedule]
 
 
-LENGTHS = [7, 3, 12, 5, 9, 4, 11, 6, 8, 2]  # 67 frames; two ranks split them 34 / 33 (+1 repeat)
+LENGTHS = [7, 3, 12, 5, 9, 4, 11, 6, 8, 2]  # 67 frames; two ranks own 34 / 33 (+1 repeat)
 SEED = 7
 POOL_SIZE = 4  # small, so that episodes leave and enter the pool within the pinned draws
 
@@ -62,8 +69,10 @@ def test_episode_order_is_pinned() -> None:
     assert episode_order(episodes, seed=SEED, epoch=1, shuffle=True) == [0, 5, 8, 4, 6, 1, 2, 7, 3, 9]
 
 
-# (rank, world_size, frame_order) -> (number of draws, first 20 draws, draws past the rank's own frames)
-PINNED = {
+# (rank, world_size, frame_order) -> (number of draws, first 20 draws, draws past the rank's own frames).
+# The whole-episode partition ("episodes"): the order of states saved before the frame partition
+# (session 6), which still restore by it for the rest of their epoch.
+PINNED_EPISODES = {
     (0, 1, "shuffled"): (67, [
         (8, 0), (8, 7), (8, 1), (3, 4), (3, 1), (9, 1), (5, 0), (3, 2), (8, 5), (8, 3),
         (9, 0), (7, 3), (5, 1), (5, 2), (8, 4), (8, 6), (7, 2), (7, 1), (3, 3), (3, 0),
@@ -91,13 +100,49 @@ PINNED = {
 }  # fmt: skip
 
 
-@pytest.mark.parametrize("key", PINNED, ids=[f"rank{r}of{w}-{order}" for r, w, order in PINNED])
-def test_draws_are_pinned(key: tuple[int, int, str]) -> None:
-    rank, world_size, frame_order = key
+# The frame split (session 6, issue 15): one rank draws exactly as before (the same literals as above);
+# with two ranks the readers' frame ranges changed on purpose (rank 0 owns frames 0-33 of the epoch's
+# sequence, ending inside episode 6; rank 1 the other 33 and repeats its first draw).
+PINNED_FRAMES = {
+    (0, 1, "shuffled"): PINNED_EPISODES[(0, 1, "shuffled")],
+    (0, 1, "forward"): PINNED_EPISODES[(0, 1, "forward")],
+    (0, 2, "shuffled"): (34, [
+        (8, 0), (8, 7), (8, 1), (3, 4), (3, 1), (9, 1), (5, 0), (3, 2), (8, 5), (8, 3),
+        (9, 0), (7, 3), (5, 1), (5, 2), (8, 4), (8, 6), (7, 2), (7, 1), (3, 3), (3, 0),
+    ], []),
+    (0, 2, "forward"): (34, [
+        (3, 0), (9, 0), (8, 0), (8, 1), (3, 1), (8, 2), (8, 3), (8, 4), (3, 2), (9, 1),
+        (8, 5), (5, 0), (3, 3), (7, 0), (7, 1), (8, 6), (7, 2), (3, 4), (7, 3), (7, 4),
+    ], []),
+    (1, 2, "shuffled"): (34, [
+        (4, 1), (2, 11), (0, 1), (0, 0), (2, 6), (4, 0), (2, 8), (0, 3), (2, 7), (6, 10),
+        (4, 3), (0, 5), (2, 2), (4, 2), (2, 4), (4, 4), (4, 5), (0, 4), (4, 8), (2, 10),
+    ], [(4, 1)]),
+    (1, 2, "forward"): (34, [
+        (4, 0), (2, 0), (2, 1), (0, 0), (2, 2), (2, 3), (0, 1), (4, 1), (0, 2), (4, 2),
+        (2, 4), (4, 3), (4, 4), (6, 9), (4, 5), (2, 5), (2, 6), (2, 7), (4, 6), (6, 10),
+    ], [(4, 0)]),
+}  # fmt: skip
+PINNED = {(*key, "episodes"): value for key, value in PINNED_EPISODES.items()} | {
+    (*key, "frames"): value for key, value in PINNED_FRAMES.items()
+}
+
+
+@pytest.mark.parametrize(
+    "key", PINNED, ids=[f"rank{r}of{w}-{order}-{partition}" for r, w, order, partition in PINNED]
+)
+def test_draws_are_pinned(key: tuple[int, int, str, Partition]) -> None:
+    rank, world_size, frame_order, partition = key
     num_draws, first, repeats = PINNED[key]
     who = WorkerInfo(rank=rank, world_size=world_size)
     draws = reader_draws(
-        make_episodes(), who, seed=SEED, epoch=0, frame_order=frame_order, pool_size=POOL_SIZE
+        make_episodes(),
+        who,
+        seed=SEED,
+        epoch=0,
+        frame_order=frame_order,
+        pool_size=POOL_SIZE,
+        partition=partition,
     )
     assert len(draws) == num_draws
     assert draws[:20] == first

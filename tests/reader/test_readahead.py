@@ -15,7 +15,7 @@ import torch
 from lerobot_wds import ShardedLeRobotDataset
 from lerobot_wds.format import EpisodeEntry
 from lerobot_wds.reader.episodes import Episode, EpisodeSource
-from lerobot_wds.reader.order import SlotPlan, WorkerInfo
+from lerobot_wds.reader.order import SlotPlan, WorkerInfo, whole
 from lerobot_wds.reader.readahead import EpisodeReadAhead
 from lerobot_wds.reader.schedule import DrawSchedule
 
@@ -43,7 +43,8 @@ def read_ahead(
     **options: Any,
 ) -> EpisodeReadAhead:  # fmt: skip
     frames = sum(e.num_frames for e in entries)
-    plan = SlotPlan(entries=entries, pad_entries=entries, num_samples=frames, num_repeated=0)
+    parts = [whole(e) for e in entries]
+    plan = SlotPlan(parts=parts, pad_parts=parts, num_samples=frames, num_repeated=0)
     defaults = {"seed": 0, "pool_size": 4, "max_pool_frames": None, "shuffle": True, "forward": False}
     schedule = DrawSchedule(plan, **(defaults | options))
     return EpisodeReadAhead(schedule, source, source.counters, budget_bytes=budget_bytes, num_threads=3)
@@ -79,9 +80,7 @@ def test_read_ahead_gives_the_items_of_on_demand_reads_reading_each_episode_once
 def test_padding_repeats_are_read_ahead_too(converted: dict[str, str]) -> None:
     dataset = ShardedLeRobotDataset(converted["multi"], seed=5, prefetch_bytes=1 << 30)
     streams = [dataset.stream(WorkerInfo(rank=r, world_size=5, worker=0, num_workers=1)) for r in range(5)]
-    padded = [
-        s for s in streams if s.num_samples > sum(e.num_frames for e in s.episodes.schedule.plan.entries)
-    ]
+    padded = [s for s in streams if s.num_samples > s.episodes.schedule.plan.num_frames]
     assert padded  # some rank pads
     for stream in padded:
         items = drain(stream)

@@ -7,7 +7,8 @@ from collections import Counter
 import pytest
 from test_order import entries
 
-from lerobot_wds.reader.order import SlotPlan, WorkerInfo, plan_slot
+from lerobot_wds.reader.order import EpisodePart, SlotPlan, WorkerInfo, plan_slot
+from lerobot_wds.reader.order import whole as whole_part
 from lerobot_wds.reader.schedule import Draw, DrawSchedule
 
 
@@ -19,8 +20,8 @@ def schedule(plan: SlotPlan, **options: object) -> DrawSchedule:
 
 
 def whole(lengths: list[int]) -> SlotPlan:
-    episodes = entries(lengths)
-    return SlotPlan(entries=episodes, pad_entries=episodes, num_samples=sum(lengths), num_repeated=0)
+    parts = [whole_part(e) for e in entries(lengths)]
+    return SlotPlan(parts=parts, pad_parts=parts, num_samples=sum(lengths), num_repeated=0)
 
 
 def keys(draws: list[Draw]) -> list[tuple[int, int]]:
@@ -58,10 +59,10 @@ def test_padding_repeats_the_readers_own_first_draws_as_new_admissions() -> None
     plan = max(plans, key=lambda p: p.num_repeated)
     assert plan.num_repeated > 0
     draws = list(schedule(plan))
-    own = sum(e.num_frames for e in plan.entries)
+    own = plan.num_frames
     assert len(draws) == plan.num_samples
     assert keys(draws[own:]) == keys(draws[: plan.num_repeated])
-    assert min(d.admission for d in draws[own:]) >= len(plan.entries)  # named apart from the first reads
+    assert min(d.admission for d in draws[own:]) >= len(plan.parts)  # named apart from the first reads
 
 
 def test_skip_restores_the_rest_of_the_stream() -> None:
@@ -82,3 +83,14 @@ def test_draws_depend_on_the_seed_only_through_the_order() -> None:
     first, second = keys(list(schedule(plan, seed=1))), keys(list(schedule(plan, seed=2)))
     assert first != second
     assert Counter(first) == Counter(second)
+
+
+def test_a_part_of_an_episode_draws_only_its_frames() -> None:
+    episodes = entries([6, 9, 4])
+    parts = [EpisodePart(episodes[0], 4, 6), whole_part(episodes[2]), EpisodePart(episodes[1], 0, 3)]
+    plan = SlotPlan(parts=parts, pad_parts=parts, num_samples=9, num_repeated=0)
+    for options in ({}, {"forward": True}, {"shuffle": False}):
+        draws = list(schedule(plan, **options))
+        expected = [(0, 4), (0, 5), (1, 0), (1, 1), (1, 2), (2, 0), (2, 1), (2, 2), (2, 3)]
+        assert sorted(keys(draws)) == expected
+        assert sum(d.last for d in draws) == 3  # each part's last draw releases its episode

@@ -14,6 +14,7 @@ from torch.utils.data import DataLoader
 from torchdata.stateful_dataloader import StatefulDataLoader
 
 from lerobot_wds import ShardedLeRobotDataset
+from lerobot_wds.reader.order import WorkerInfo, plan_slot
 
 FPS = {"tiny": 30, "multi": 15, "h264": 10}
 
@@ -73,15 +74,19 @@ def test_forward_frame_order_is_exact_and_moves_forward(converted: dict[str, str
     dataset = make(converted["multi"], "multi", return_uint8=True, frame_order="forward")
     lengths = episode_lengths(dataset)
     seen: list[int] = []
-    last_frame: dict[int, int] = {}
+    last_frame: dict[tuple[int, int], int] = {}  # (reader, episode) -> frame
     distinct = []
-    for batch in DataLoader(dataset, batch_size=32, num_workers=num_workers):
+    for number, batch in enumerate(DataLoader(dataset, batch_size=32, num_workers=num_workers)):
         check_batch(batch, dataset, lengths)
+        reader = number % max(num_workers, 1)  # the DataLoader takes batches from its workers in turn
         for episode, frame in zip(
             batch["episode_index"].tolist(), batch["frame_index"].tolist(), strict=True
         ):
-            assert frame == last_frame.get(episode, -1) + 1  # every episode read front to back
-            last_frame[episode] = frame
+            # every reader reads its frames of an episode front to back (one reader's part of an
+            # episode shared by two readers may start past frame 0)
+            previous = last_frame.get((reader, episode))
+            assert previous is None or frame == previous + 1
+            last_frame[reader, episode] = frame
         distinct.append(len(set(batch["episode_index"].tolist())))
         seen += batch["index"].tolist()
     assert sorted(seen) == list(range(dataset.num_frames))
@@ -179,8 +184,11 @@ def test_timing_stats_sum_the_workers_counters(converted: dict[str, str]) -> Non
     assert sum(1 for _ in DataLoader(dataset, batch_size=16, num_workers=2)) == 116
     stats = dataset.timing_stats()  # read in this process; counted in the two workers
     assert stats["items"] == 1852
-    assert stats["episodes"] == 24
-    assert stats["requests"] == 24  # one GET per episode, never per frame
+    readers = [WorkerInfo(worker=w, num_workers=2) for w in range(2)]
+    parts = sum(len(plan_slot(dataset.entries, who, seed=3, epoch=0, shuffle=True).parts) for who in readers)
+    assert parts == 25  # an episode at the boundary of the workers' frame ranges is read by both
+    assert stats["episodes"] == parts
+    assert stats["requests"] == parts  # one GET per episode and reader, never per frame
     assert stats["decode_s"] > 0
     assert stats["fetch_s"] > 0
     assert 0 <= stats["fetch_waits"] <= 24

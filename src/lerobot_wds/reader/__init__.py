@@ -3,6 +3,7 @@
 from .arena import collate
 from .config import ReaderConfig
 from .dataset import ShardedLeRobotDataset
+from .elastic import elastic_state
 from .meta import DatasetMeta
 from .mixmeta import MixtureMeta
 from .mixture import MixedDataset
@@ -18,4 +19,5 @@ __all__ = [
     "ShardedLeRobotDataset",
     "WorkerInfo",
     "collate",
+    "elastic_state",
 ]

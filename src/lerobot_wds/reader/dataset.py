@@ -14,12 +14,13 @@ from torch.utils.data import IterableDataset, get_worker_info
 from .. import format as fmt
 from .. import storage
 from .config import FrameOrder, OnError, Preset, ReaderConfig
+from .elastic import Resume
 from .episodes import EpisodeSource
 from .epoch import SharedEpoch
 from .frames import DecoderCache
 from .items import build_item, item_spec
 from .meta import read_meta
-from .order import WorkerInfo, distributed_rank_and_world
+from .order import Partition, WorkerInfo, distributed_rank_and_world
 from .orphans import exit_with_parent
 from .pipeline import ReaderStream, Reading, build_pipeline, reader_plan
 from .selection import EpisodeFilter, Split, TaskSelection, select_episodes
@@ -30,9 +31,9 @@ from .windows import check_delta_timestamps
 class ShardedLeRobotDataset(SharedEpoch, IterableDataset[dict[str, Any]]):
     """Streams a converted LeRobot v3 dataset; each item equals ``LeRobotDataset[index]`` for its frame.
 
-    Episodes are split across ranks and DataLoader workers (balanced by frames), held whole and
-    encoded in a pool of ``episode_pool_size``, drawn from frame by frame, and only the frames of
-    each window are decoded, as the item leaves the pool.
+    Each epoch's frames are split across ranks and DataLoader workers in equal contiguous ranges of the
+    shuffled episodes; episodes are held whole and encoded in a pool of ``episode_pool_size``, drawn from
+    frame by frame, and only the frames of each window are decoded, as the item leaves the pool.
 
     Args:
         url: a converted dataset: local path or fsspec URL (``s3://…``, ``hf://…``).
@@ -123,6 +124,8 @@ class ShardedLeRobotDataset(SharedEpoch, IterableDataset[dict[str, Any]]):
         self._rank_and_world = distributed_rank_and_world(rank, world_size)
         self._stream: ReaderStream | None = None  # the iteration under way in this process
         self._restore: dict[str, Any] | None = None  # a loaded state, applied by the next __iter__
+        self._num_frames: int | None = None
+        self._fingerprint: str | None = None
 
     @property
     def fps(self) -> int:
@@ -148,7 +151,9 @@ class ShardedLeRobotDataset(SharedEpoch, IterableDataset[dict[str, Any]]):
 
     @property
     def num_frames(self) -> int:
-        return sum(e.num_frames for e in self.entries)
+        if self._num_frames is None:  # once: state_dict() reads it after every batch (130,000 episodes)
+            self._num_frames = sum(e.num_frames for e in self.entries)
+        return self._num_frames
 
     def __getstate__(self) -> dict[str, Any]:
         """What DataLoader workers receive (pickled under ``spawn``): the selection predicates are left
@@ -193,22 +198,32 @@ class ShardedLeRobotDataset(SharedEpoch, IterableDataset[dict[str, Any]]):
         who = self.worker_info()
         if self._stream is not None:
             self._stream.close()
-        self._stream = self.stream(who, draws=self._restored_draws(who))
+        draws, partition, resume = self._restored_position(who)
+        self._stream = self.stream(who, draws=draws, partition=partition, resume=resume)
         return self._stream
 
     def stream(
-        self, who: WorkerInfo, draws: int = 0, epoch: int | None = None, skip_videos: Collection[str] = ()
+        self,
+        who: WorkerInfo,
+        draws: int = 0,
+        epoch: int | None = None,
+        skip_videos: Collection[str] = (),
+        *,
+        partition: Partition = "frames",
+        resume: Resume | None = None,
     ) -> ReaderStream:
         """The items (or batches) that reader ``who`` yields in ``epoch`` (default: the current one), from
         its ``draws``-th draw on, without the video features in ``skip_videos`` (read, not decoded).
-        A mixture streams each source through this, with an epoch per lap."""
+        A mixture streams each source through this, with an epoch per lap. ``partition``/``resume``: a
+        restored state's plan (see :func:`~.pipeline.build_pipeline`)."""
         spec = self.spec
         if skip_videos:
             spec = replace(spec, video_keys=[key for key in spec.video_keys if key not in skip_videos])
         reading = Reading(
             self.url, self.entries, spec, self.config, self._board, self.video_keys, self.features
         )
-        return build_pipeline(reading, who, self.epoch if epoch is None else epoch, draws)
+        epoch = self.epoch if epoch is None else epoch
+        return build_pipeline(reading, who, epoch, draws, partition=partition, resume=resume)
 
     def samples_per_reader(self, who: WorkerInfo, epoch: int | None = None) -> int:
         """How many items (draws) :meth:`stream` yields for reader ``who`` in ``epoch`` (pure, no I/O); the
@@ -232,22 +247,31 @@ class ShardedLeRobotDataset(SharedEpoch, IterableDataset[dict[str, Any]]):
     def state_dict(self) -> dict[str, Any]:
         """Where this reader is in its epoch: small JSON-able data (no bytes, no frames).
 
-        Called by torchdata's ``StatefulDataLoader`` (in each worker with ``num_workers > 0``).
+        Called by torchdata's ``StatefulDataLoader`` (in each worker with ``num_workers > 0``). The plan it
+        refers to: ``partition`` and ``num_frames``, and in an epoch resumed elastically ``resumed``, the
+        positions that epoch was resumed with (one interval per reader saved, at most).
         """
         stream = self._stream
-        return {
+        state = {
             "format_version": fmt.FORMAT_VERSION,
             "fingerprint": self.fingerprint(),
             "epoch": stream.epoch if stream is not None else self.epoch,
             "draws": stream.draws if stream is not None else 0,
             **asdict(stream.who if stream is not None else self.worker_info()),
+            "partition": stream.partition if stream is not None else "frames",
+            "num_frames": self.num_frames,
         }
+        if stream is not None and stream.resume is not None:
+            state["resumed"] = stream.resume.to_json()
+        return state
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         """Resume where :meth:`state_dict` was taken: the next items are those that would have come next.
 
-        Refuses a state from another dataset or other order options, and a different number of ranks
-        or workers (an elastic restore is not re-planned: it could not keep every frame exactly once).
+        Also loads :func:`~lerobot_wds.reader.elastic.elastic_state` of a run with another number of ranks
+        or workers: this reader then yields its equal share of the frames that run had not handed out.
+        Refuses a state from another dataset or other order options, and a reader state of another number
+        of ranks or workers (the next ``iter``: combine the run's states with ``elastic_state`` instead).
         """
         if state.get("format_version") != fmt.FORMAT_VERSION:
             raise ValueError(
@@ -265,6 +289,11 @@ class ShardedLeRobotDataset(SharedEpoch, IterableDataset[dict[str, Any]]):
 
     def fingerprint(self) -> str:
         """A hash of the dataset's identity and of every option that changes the order of items."""
+        if self._fingerprint is None:  # once: state_dict() reads it after every batch
+            self._fingerprint = self._compute_fingerprint()
+        return self._fingerprint
+
+    def _compute_fingerprint(self) -> str:
         config = self.config
         identity = {
             "source": [self.manifest.source.location, self.manifest.source.revision],
@@ -275,15 +304,21 @@ class ShardedLeRobotDataset(SharedEpoch, IterableDataset[dict[str, Any]]):
         }  # fmt: skip
         return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:16]
 
-    def _restored_draws(self, who: WorkerInfo) -> int:
-        """Draws to skip: those of a loaded state for this epoch and reader, else 0."""
+    def _restored_position(self, who: WorkerInfo) -> tuple[int, Partition, Resume | None]:
+        """Where this reader starts: the draws to skip and the plan they count in (a loaded state's, for
+        this epoch; else the current plan from its start)."""
         state, self._restore = self._restore, None
         if state is None or int(state["epoch"]) != self.epoch:
-            return 0
+            return 0, "frames", None
+        if "elastic" in state:  # elastic_state(): this reader's slice of what the saved run left
+            return 0, "frames", Resume.from_json(state["elastic"])
         saved = WorkerInfo(**{k: int(state[k]) for k in ("rank", "world_size", "worker", "num_workers")})
         if saved != who:
             raise ValueError(
-                f"{self.shown_url}: reader state was saved by {saved}; this reader is {who}; restoring with "
-                "another number of ranks or workers is not supported (it could not keep every frame once)"
+                f"{self.shown_url}: reader state was saved by {saved}; this reader is {who}; to resume with "
+                "another number of ranks or workers, load lerobot_wds.reader.elastic_state(<the run's "
+                "saved states>) into the dataset (see README, 'Elastic resume')"
             )
-        return int(state["draws"])
+        partition: Partition = "frames" if state.get("partition") == "frames" else "episodes"  # none: older
+        resume = Resume.from_json(state["resumed"]) if "resumed" in state else None
+        return int(state["draws"]), partition, resume

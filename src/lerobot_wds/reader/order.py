@@ -7,6 +7,7 @@ import os
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Literal
 
 from ..format import EpisodeEntry
 
@@ -67,7 +68,8 @@ def episode_order(episodes: Sequence[EpisodeEntry], *, seed: int, epoch: int, sh
 
 
 def split_by_frames(order: Sequence[int], num_frames: Sequence[int], num_parts: int) -> list[list[int]]:
-    """Deal episodes (in ``order``) to ``num_parts`` readers, balancing frame counts.
+    """Deal episodes (in ``order``) to ``num_parts`` readers, balancing frame counts (the split before
+    frame-granular plans; kept to restore states saved by it, see :func:`plan_slot`).
 
     Each episode goes to the part with the fewest frames so far (ties: the lowest part), so parts
     differ by at most one episode's length and every episode lands in exactly one part.
@@ -81,35 +83,129 @@ def split_by_frames(order: Sequence[int], num_frames: Sequence[int], num_parts: 
     return parts
 
 
+@dataclass(frozen=True, slots=True)
+class EpisodePart:
+    """Frames ``[frame_from, frame_to)`` of one episode: the ones a reader draws from it. An episode at
+    the boundary of two readers' ranges is split between them; each still reads the whole episode (its
+    windows reach the other frames)."""
+
+    entry: EpisodeEntry
+    frame_from: int
+    frame_to: int
+
+    @property
+    def num_frames(self) -> int:
+        return self.frame_to - self.frame_from
+
+
+def whole(entry: EpisodeEntry) -> EpisodePart:
+    return EpisodePart(entry, 0, entry.num_frames)
+
+
+def reader_sizes(total: int, world_size: int, num_workers: int) -> list[int]:
+    """How many of ``total`` frames each reader slot (``rank * num_workers + worker``) owns.
+
+    Sizes differ by at most one. The ``total % (world_size * num_workers)`` larger ones go to worker 0 of
+    every rank first, then worker 1, ...: worker ``w`` then owns the same count on (almost) every rank,
+    so the padding to equal counts (:func:`reader_samples`) is below ``world_size`` samples per epoch.
+    """
+    base, extra = divmod(total, world_size * num_workers)
+    return [base + (w * world_size + r < extra) for r in range(world_size) for w in range(num_workers)]
+
+
+def reader_samples(total: int, world_size: int, worker: int, num_workers: int) -> int:
+    """Samples worker ``worker`` of every rank yields: the most frames that worker owns on any rank."""
+    base, extra = divmod(total, world_size * num_workers)
+    return base + (worker * world_size < extra)
+
+
+def frame_parts(
+    order: Sequence[int], episodes: Sequence[EpisodeEntry], start: int, stop: int
+) -> list[EpisodePart]:
+    """Positions ``[start, stop)`` of the epoch's frame sequence (``order``'s episodes laid end to end)."""
+    parts: list[EpisodePart] = []
+    first = 0  # position of the current episode's frame 0 in the sequence
+    for position in order:
+        entry = episodes[position]
+        end = first + entry.num_frames
+        if end > start and first < stop:
+            parts.append(EpisodePart(entry, max(start - first, 0), min(stop, end) - first))
+        if end >= stop:
+            break
+        first = end
+    return parts
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class SlotPlan:
-    """What one reader streams this epoch: its episodes in order, and how many samples it yields.
+    """What one reader streams this epoch: its episode parts in order, and how many samples it yields.
 
     ``num_samples`` is the same for worker ``w`` of every rank (the most frames any rank's worker ``w``
     has), so every rank yields the same number of samples and batches: the contract that keeps DDP
     from hanging. A reader with fewer frames repeats its own first draws to make up the difference
-    (``num_repeated``), as ``DistributedSampler`` pads by default. With one rank nothing is repeated.
+    (``num_repeated``: at most 1 with the frame split), as ``DistributedSampler`` pads.
     """
 
-    entries: list[EpisodeEntry]
-    pad_entries: list[EpisodeEntry]  # where repeats come from: its own episodes (all, if it has none)
+    parts: list[EpisodePart]
+    pad_parts: list[EpisodePart]  # where repeats come from: its own parts (all episodes, if it has none)
     num_samples: int
     num_repeated: int
 
+    @property
+    def entries(self) -> list[EpisodeEntry]:
+        return [p.entry for p in self.parts]
+
+    @property
+    def num_frames(self) -> int:
+        """Frames the reader owns (its draws before the repeats)."""
+        return sum(p.num_frames for p in self.parts)
+
+
+# How an epoch is partitioned among readers. "frames": contiguous, equal frame ranges (this version).
+# "episodes": whole episodes dealt by frame count (before); states saved then (no "partition" key) restore
+# by it. (Not selection.py's train/val split.)
+Partition = Literal["frames", "episodes"]
+
 
 def plan_slot(
-    episodes: Sequence[EpisodeEntry], who: WorkerInfo, *, seed: int, epoch: int, shuffle: bool
+    episodes: Sequence[EpisodeEntry],
+    who: WorkerInfo,
+    *,
+    seed: int,
+    epoch: int,
+    shuffle: bool,
+    partition: Partition = "frames",
+    order: Sequence[int] | None = None,
 ) -> SlotPlan:
-    """This reader's part of the epoch (a pure function of its arguments)."""
-    order = episode_order(episodes, seed=seed, epoch=epoch, shuffle=shuffle)
-    parts = split_by_frames(order, [e.num_frames for e in episodes], who.num_slots)
-    loads = [sum(episodes[p].num_frames for p in part) for part in parts]
-    own = loads[who.slot]
-    entries = [episodes[p] for p in parts[who.slot]]
-    pad_entries = entries or [episodes[p] for p in order]
-    if who.world_size == 1:
-        return SlotPlan(entries=entries, pad_entries=pad_entries, num_samples=own, num_repeated=0)
-    num_samples = max(loads[rank * who.num_workers + who.worker] for rank in range(who.world_size))
+    """This reader's part of the epoch (a pure function of its arguments).
+
+    The epoch's episode order laid end to end is one sequence of frames; reader slot ``s`` owns the
+    contiguous range of it that :func:`reader_sizes` gives (sizes differ by at most one). ``order`` is
+    :func:`episode_order`'s result when the caller has it already.
+    """
+    if order is None:
+        order = episode_order(episodes, seed=seed, epoch=epoch, shuffle=shuffle)
+    if partition == "episodes":
+        return _plan_whole_episodes(episodes, order, who)
+    total = sum(e.num_frames for e in episodes)
+    sizes = reader_sizes(total, who.world_size, who.num_workers)
+    start = sum(sizes[: who.slot])
+    parts = frame_parts(order, episodes, start, start + sizes[who.slot])
+    pad_parts = parts or [whole(episodes[p]) for p in order]
+    num_samples = reader_samples(total, who.world_size, who.worker, who.num_workers)
     return SlotPlan(
-        entries=entries, pad_entries=pad_entries, num_samples=num_samples, num_repeated=num_samples - own
+        parts=parts, pad_parts=pad_parts, num_samples=num_samples, num_repeated=num_samples - sizes[who.slot]
     )
+
+
+def _plan_whole_episodes(episodes: Sequence[EpisodeEntry], order: Sequence[int], who: WorkerInfo) -> SlotPlan:
+    """The split before frame-granular plans: whole episodes, padding up to an episode's length."""
+    split = split_by_frames(order, [e.num_frames for e in episodes], who.num_slots)
+    loads = [sum(episodes[p].num_frames for p in part) for part in split]
+    own = loads[who.slot]
+    parts = [whole(episodes[p]) for p in split[who.slot]]
+    pad_parts = parts or [whole(episodes[p]) for p in order]
+    if who.world_size == 1:
+        return SlotPlan(parts=parts, pad_parts=pad_parts, num_samples=own, num_repeated=0)
+    num_samples = max(loads[rank * who.num_workers + who.worker] for rank in range(who.world_size))
+    return SlotPlan(parts=parts, pad_parts=pad_parts, num_samples=num_samples, num_repeated=num_samples - own)

@@ -1,7 +1,8 @@
 """The reader's data path, assembled in one place.
 
-    plan_slot           which episodes this reader streams, and how many samples (order.py)
+    plan_slot           which frames (a contiguous range of the epoch's) this reader streams (order.py)
     DrawSchedule        which frame of which episode comes next: pure, state = draws (schedule.py)
+      or ResumedSchedule  ... or its slice of an epoch saved by other readers (elastic.py)
     EpisodeReadAhead    the episodes those draws need, read ahead along the schedule (readahead.py)
     ItemStream          the LeRobot item of each draw (windows.py, items.py), frames decoded last
       or BatchStream    ... or batches of them, frames decoded straight into the batch (frames.py)
@@ -25,10 +26,11 @@ from torch.utils.data import get_worker_info
 from ..format import EpisodeEntry, ShardFormatError
 from .config import ReaderConfig
 from .decodeahead import DecodeAhead
+from .elastic import Resume, ResumedSchedule, reader_pieces
 from .episodes import Episode, EpisodeSource
 from .frames import DecoderCache, import_decoder_in_background
 from .items import ItemSpec, build_batch, build_item
-from .order import SlotPlan, WorkerInfo, plan_slot, stream_seed
+from .order import Partition, SlotPlan, WorkerInfo, episode_order, plan_slot, stream_seed
 from .readahead import EpisodeDraw, EpisodeReadAhead
 from .schedule import DrawSchedule
 from .skip import SKIPPABLE, SkippedDraw, SkipPolicy
@@ -53,21 +55,26 @@ class Reading:
     features: dict[str, Any]  # the manifest's (bounds what an episode's rows may inflate to)
 
 
-def build_pipeline(reading: Reading, who: WorkerInfo, epoch: int, draws: int = 0) -> ReaderStream:
-    """The items (or batches) reader ``who`` yields in ``epoch``, from its ``draws``-th draw on."""
+def build_pipeline(
+    reading: Reading,
+    who: WorkerInfo,
+    epoch: int,
+    draws: int = 0,
+    *,
+    partition: Partition = "frames",
+    resume: Resume | None = None,
+) -> ReaderStream:
+    """The items (or batches) reader ``who`` yields in ``epoch``, from its ``draws``-th draw on.
+
+    ``resume``: the rest of an epoch saved by another number of readers (elastic.py), which this reader
+    takes its slice of; ``partition="episodes"``: the whole-episode plan of states saved before the frame
+    partition.
+    """
     config = reading.config
-    plan = reader_plan(reading.entries, config, who, epoch)
-    if plan.num_repeated:
+    schedule = reader_schedule(reading.entries, config, who, epoch, partition=partition, resume=resume)
+    if isinstance(schedule, DrawSchedule) and schedule.plan.num_repeated:
         logger.info("%s: %s repeats %d samples so that every rank yields %d",
-                    reading.url, who, plan.num_repeated, plan.num_samples)  # fmt: skip
-    schedule = DrawSchedule(
-        plan,
-        seed=stream_seed(config.seed, epoch, who.slot),
-        pool_size=config.episode_pool_size,
-        max_pool_frames=config.frame_shuffle_buffer_size,
-        shuffle=config.shuffle,
-        forward=config.frame_order == "forward",
-    )
+                    reading.url, who, schedule.plan.num_repeated, schedule.num_samples)  # fmt: skip
     schedule.skip(draws)
     counters = Counters()
     source = EpisodeSource(
@@ -107,7 +114,9 @@ def build_pipeline(reading: Reading, who: WorkerInfo, epoch: int, draws: int = 0
         stage = DecodeAhead(episodes, reading.spec, decoders, counters, threads)
     else:
         stage = ItemStream(episodes, reading.spec, decoders, counters, skip)
-    return ReaderStream(who, epoch, stage, episodes, decoders, reading.board)
+    return ReaderStream(
+        who, epoch, stage, episodes, decoders, reading.board, partition=partition, resume=resume
+    )
 
 
 def decode_threads(config: ReaderConfig) -> int:
@@ -122,9 +131,52 @@ def decode_threads(config: ReaderConfig) -> int:
     return 1 if get_worker_info() is not None else min(4, len(os.sched_getaffinity(0)))
 
 
-def reader_plan(entries: list[EpisodeEntry], config: ReaderConfig, who: WorkerInfo, epoch: int) -> SlotPlan:
-    """The episodes reader ``who`` streams in ``epoch`` and its number of samples (pure, no I/O)."""
-    return plan_slot(entries, who, seed=config.seed, epoch=epoch, shuffle=config.shuffle)
+def reader_plan(
+    entries: list[EpisodeEntry],
+    config: ReaderConfig,
+    who: WorkerInfo,
+    epoch: int,
+    partition: Partition = "frames",
+    order: list[int] | None = None,
+) -> SlotPlan:
+    """The episode parts reader ``who`` streams in ``epoch`` and its number of samples (pure, no I/O)."""
+    return plan_slot(
+        entries, who, seed=config.seed, epoch=epoch, shuffle=config.shuffle, partition=partition, order=order
+    )
+
+
+def reader_schedule(
+    entries: list[EpisodeEntry],
+    config: ReaderConfig,
+    who: WorkerInfo,
+    epoch: int,
+    *,
+    partition: Partition = "frames",
+    resume: Resume | None = None,
+) -> DrawSchedule | ResumedSchedule:
+    """Reader ``who``'s draws in ``epoch`` (pure, no I/O): its plan's, or its slice of a resumed epoch's."""
+    if resume is None:
+        return _draw_schedule(reader_plan(entries, config, who, epoch, partition), config, epoch, who.slot)
+    order = episode_order(entries, seed=config.seed, epoch=epoch, shuffle=config.shuffle)
+
+    def base_schedule(slot: int) -> DrawSchedule:
+        base = WorkerInfo(rank=slot // resume.num_workers, world_size=resume.world_size,
+                          worker=slot % resume.num_workers, num_workers=resume.num_workers)  # fmt: skip
+        return _draw_schedule(reader_plan(entries, config, base, epoch, order=order), config, epoch, slot)
+
+    pieces, num_samples = reader_pieces(resume, who)
+    return ResumedSchedule(pieces, num_samples, base_schedule)
+
+
+def _draw_schedule(plan: SlotPlan, config: ReaderConfig, epoch: int, slot: int) -> DrawSchedule:
+    return DrawSchedule(
+        plan,
+        seed=stream_seed(config.seed, epoch, slot),
+        pool_size=config.episode_pool_size,
+        max_pool_frames=config.frame_shuffle_buffer_size,
+        shuffle=config.shuffle,
+        forward=config.frame_order == "forward",
+    )
 
 
 class ItemStream(Iterator[dict[str, Any]]):
@@ -325,9 +377,14 @@ class ReaderStream(Iterator[dict[str, Any]]):
         episodes: EpisodeReadAhead,
         decoders: DecoderCache,
         board: CounterBoard,
+        *,
+        partition: Partition = "frames",
+        resume: Resume | None = None,
     ) -> None:
         self.who = who
         self.epoch = epoch
+        self.partition = partition  # the plan this stream follows, for its state
+        self.resume = resume
         self.stage = stage
         self.episodes = episodes
         self.decoders = decoders

@@ -17,12 +17,15 @@ from collections import deque
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import cast
+from typing import TYPE_CHECKING, cast
 
 from ..format import EpisodeEntry
 from .episodes import Episode, EpisodeSource
 from .schedule import Draw, DrawSchedule
 from .skip import SKIPPABLE, SkippedDraw
+
+if TYPE_CHECKING:
+    from .elastic import ResumedSchedule
 from .telemetry import Counters
 
 # At most this many draws are computed ahead of the consumer, whatever the byte budget: ~100 bytes each.
@@ -44,7 +47,7 @@ class EpisodeReadAhead(Iterator[EpisodeDraw]):
 
     def __init__(
         self,
-        schedule: DrawSchedule,
+        schedule: DrawSchedule | ResumedSchedule,
         source: EpisodeSource,
         counters: Counters,
         *,

@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from ..format import EpisodeEntry
-from .order import SlotPlan
+from .order import EpisodePart, SlotPlan
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,7 +55,7 @@ class EpisodeShuffle(Iterator[Draw]):
 
     def __init__(
         self,
-        entries: list[EpisodeEntry],
+        parts: list[EpisodePart],
         *,
         pool_size: int,
         max_pool_frames: int | None,
@@ -64,7 +64,7 @@ class EpisodeShuffle(Iterator[Draw]):
         forward: bool,
         first_admission: int = 0,
     ) -> None:
-        self.entries = entries
+        self.parts = parts
         self.pool_size = pool_size if shuffle else 1
         self.max_pool_frames = max_pool_frames
         self.shuffle = shuffle
@@ -92,20 +92,20 @@ class EpisodeShuffle(Iterator[Draw]):
         return sum(s.remaining for s in self._slots)
 
     def _fill(self) -> None:
-        while self._next_entry < len(self.entries) and len(self._slots) < self.pool_size:
+        while self._next_entry < len(self.parts) and len(self._slots) < self.pool_size:
             if (
                 self._slots
                 and self.max_pool_frames is not None
                 and self._pool_frames() >= self.max_pool_frames
             ):
                 return
-            entry = self.entries[self._next_entry]
+            part = self.parts[self._next_entry]
             admission = self.first_admission + self._next_entry
             self._next_entry += 1
-            frames = list(range(entry.num_frames))
+            frames = list(range(part.frame_from, part.frame_to))
             if self.shuffle and not self.forward:
                 self._rng.shuffle(frames)
-            self._slots.append(_Slot(admission, entry, frames))
+            self._slots.append(_Slot(admission, part.entry, frames))
 
     def _pick(self) -> _Slot:
         if not self.shuffle:
@@ -122,7 +122,7 @@ class DrawSchedule(Iterator[Draw]):
     """A reader's draws for one epoch: its pool, then repeats of its first draws up to the plan's
     ``num_samples`` (equal counts per rank, as ``DistributedSampler`` pads).
 
-    The repeats come from a second pool over the plan's ``pad_entries`` with the same seed, so they are
+    The repeats come from a second pool over the plan's ``pad_parts`` with the same seed, so they are
     the reader's own first draws again. The state is one integer, :attr:`draws`; :meth:`skip` replays
     draws without a byte of I/O, so a restored reader fetches only the episodes it still needs.
     """
@@ -143,13 +143,13 @@ class DrawSchedule(Iterator[Draw]):
         self.max_pool_frames = max_pool_frames
         self.shuffle = shuffle
         self.forward = forward
-        self.main = self._pool(plan.entries, first_admission=0)
-        self.main_frames = sum(e.num_frames for e in plan.entries)
+        self.main = self._pool(plan.parts, first_admission=0)
+        self.main_frames = plan.num_frames
         self.pad: EpisodeShuffle | None = None
 
-    def _pool(self, entries: list[EpisodeEntry], first_admission: int) -> EpisodeShuffle:
+    def _pool(self, parts: list[EpisodePart], first_admission: int) -> EpisodeShuffle:
         return EpisodeShuffle(
-            entries,
+            parts,
             pool_size=self.pool_size,
             max_pool_frames=self.max_pool_frames,
             seed=self.seed,
@@ -172,7 +172,7 @@ class DrawSchedule(Iterator[Draw]):
         if self.pad is None and self.main.draws < self.main_frames:
             return next(self.main)
         if self.pad is None:
-            self.pad = self._pool(self.plan.pad_entries, first_admission=len(self.plan.entries))
+            self.pad = self._pool(self.plan.pad_parts, first_admission=len(self.plan.parts))
         return next(self.pad)
 
     def skip(self, num_draws: int) -> None:
