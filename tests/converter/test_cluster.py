@@ -14,6 +14,7 @@ import sys
 import time
 from pathlib import Path
 
+import psutil
 import pytest
 from helpers import DATA
 
@@ -74,6 +75,18 @@ def test_part_shards_cover_the_plan_once() -> None:
 
 
 @pytest.mark.slow
+def assert_no_process_survives(marker: str, within_s: float) -> None:
+    deadline = time.monotonic() + within_s
+    while True:
+        alive = [
+            p.pid for p in psutil.process_iter(["cmdline"]) if marker in " ".join(p.info["cmdline"] or [])
+        ]
+        if not alive:
+            return
+        assert time.monotonic() < deadline, f"processes of the killed part still alive: {alive}"
+        time.sleep(0.2)
+
+
 def test_parts_in_random_order_one_killed_then_finalize_equal_local(local: Path, tmp_path: Path) -> None:
     dest = tmp_path / "parts"
     tasks = 2
@@ -93,6 +106,8 @@ def test_parts_in_random_order_one_killed_then_finalize_equal_local(local: Path,
         time.sleep(0.005)
     process.send_signal(signal.SIGKILL)
     process.wait()
+    # Nothing it forked lives on (datatrove's multiprocess Manager server used to serve forever).
+    assert_no_process_survives(str(dest), within_s=10)
     done = sorted(int(p.name) for p in markers.iterdir())
     assert 0 < len(done) < len(ranks), done
     # The other parts run as separate processes, in the shuffled order.

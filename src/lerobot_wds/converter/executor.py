@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import os
 import shutil
 import tempfile
 import threading
@@ -18,6 +19,7 @@ from datatrove.pipeline.base import PipelineStep
 from loguru import logger as loguru_logger  # datatrove's logger
 
 from .. import storage
+from ..reader.orphans import watch_parent
 from . import workdir
 from .plan import ShardPlan
 from .shards import VideoOptions, write_shard
@@ -151,8 +153,27 @@ def run_shard_tasks(
 
 
 def _run_executor(executor: LocalPipelineExecutor) -> None:
-    with contextlib.redirect_stderr(io.StringIO()):  # datatrove's loguru summary; its log files keep it
-        executor.run()
+    global _forks_watch_parent
+    _forks_watch_parent = True
+    try:
+        with contextlib.redirect_stderr(io.StringIO()):  # datatrove's loguru summary; its log files keep it
+            executor.run()
+    finally:
+        _forks_watch_parent = False
+
+
+# datatrove's LocalPipelineExecutor forks a multiprocess Manager server that serves until told to stop:
+# a conversion killed without cleanup (SIGKILL of a `--task-index` part, a crash) left it running for
+# good. Processes forked while the executor runs end when the converting process is gone.
+_forks_watch_parent = False
+
+
+def _watch_parent_after_fork() -> None:
+    if _forks_watch_parent:
+        watch_parent(os.getppid())
+
+
+os.register_at_fork(after_in_child=_watch_parent_after_fork)
 
 
 def _run_isolated(executor: LocalPipelineExecutor) -> None:

@@ -34,6 +34,11 @@ def exit_with_parent() -> None:
     if parent <= 1:
         return
     _watched_pid = os.getpid()
+    watch_parent(parent)
+
+
+def watch_parent(parent: int) -> None:
+    """End this process (``os._exit(1)``) within about ``POLL_INTERVAL_S`` once ``parent`` is gone."""
     threading.Thread(target=_watch, args=(parent,), name="lerobot-wds-parent-watch", daemon=True).start()
 
 
@@ -41,5 +46,5 @@ def _watch(parent: int) -> None:
     event = threading.Event()
     while not event.wait(POLL_INTERVAL_S):
         if os.getppid() != parent:  # reparented: the training process is gone
-            logger.warning("training process %d is gone: worker %d exits", parent, os.getpid())
+            logger.warning("parent process %d is gone: process %d exits", parent, os.getpid())
             os._exit(1)
