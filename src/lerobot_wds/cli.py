@@ -224,12 +224,13 @@ def _run_convert(args: argparse.Namespace) -> int:
     with tqdm(unit="ep", desc="converting", dynamic_ncols=True, disable=args.quiet) as bar:
 
         def on_progress(progress: ConvertProgress) -> None:
-            bar.total = progress.total_episodes
-            bar.n = progress.num_episodes
-            seconds = max(bar.format_dict["elapsed"], 1e-9)
-            frames_per_s, mb_per_s = progress.num_frames / seconds, progress.bytes_written / 1e6 / seconds
-            bar.set_postfix_str(f"{frames_per_s:,.0f} frames/s, {mb_per_s:.1f} MB/s", refresh=False)
-            bar.refresh()
+            _show_rates(
+                bar,
+                progress.num_episodes,
+                progress.total_episodes,
+                progress.num_frames,
+                progress.bytes_written,
+            )
 
         result = convert(args.source, args.dest, config, on_progress=on_progress)
     if args.quiet:
@@ -305,16 +306,24 @@ def _run_verify(args: argparse.Namespace) -> int:
     return 0 if report.ok else 1
 
 
+def _show_rates(bar: tqdm, episodes: int, total: int, frames: int, num_bytes: int) -> None:
+    """An episode bar's position, with frames/s and MB/s since it started."""
+    bar.total = total
+    bar.n = episodes
+    seconds = max(bar.format_dict["elapsed"], 1e-9)
+    bar.set_postfix_str(
+        f"{frames / seconds:,.0f} frames/s, {num_bytes / 1e6 / seconds:.1f} MB/s", refresh=False
+    )
+    bar.refresh()
+
+
 def _run_export(args: argparse.Namespace) -> int:
     with tqdm(unit="ep", desc="exporting", dynamic_ncols=True, disable=args.quiet) as bar:
 
         def on_progress(progress: ExportProgress) -> None:
-            bar.total = progress.total_episodes
-            bar.n = progress.num_episodes
-            seconds = max(bar.format_dict["elapsed"], 1e-9)
-            frames_per_s, mb_per_s = progress.num_frames / seconds, progress.bytes_read / 1e6 / seconds
-            bar.set_postfix_str(f"{frames_per_s:,.0f} frames/s, {mb_per_s:.1f} MB/s", refresh=False)
-            bar.refresh()
+            _show_rates(
+                bar, progress.num_episodes, progress.total_episodes, progress.num_frames, progress.bytes_read
+            )
 
         result = export(args.url, args.dest, ExportConfig(overwrite=args.overwrite), on_progress=on_progress)
     if args.quiet:
