@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
@@ -112,3 +113,69 @@ def test_image_features_stored_in_parquet_are_carried_through(tmp_path: Path, fi
     rows = fmt.decode_rows(read_samples(dest)[2][fmt.ROWS_SUFFIX], "test", max_rows=40, max_bytes=1 << 20)
     expected = [{"bytes": bytes([i % 256]) * 8, "path": None} for i in rows["index"].to_pylist()]
     assert rows["observation.images.static"].to_pylist() == expected
+
+
+def rewrite_rows(source: Path, column: str, change) -> None:
+    """Apply ``change`` to a column of tiny's data file (all episodes), as numpy, in place."""
+    data = source / "data/chunk-000/file-000.parquet"
+    table = pq.read_table(data)
+    values = change(table[column].to_numpy().copy())
+    position = table.schema.get_field_index(column)
+    pq.write_table(table.set_column(position, column, pa.array(values, table[column].type)), data)
+
+
+def test_non_monotonic_timestamps_are_refused(tmp_path: Path, fixture_copy) -> None:
+    source = fixture_copy("tiny")
+
+    def swap(timestamps):  # frames 10 and 11 of episode 0 (rows 10 and 11)
+        timestamps[[10, 11]] = timestamps[[11, 10]]
+        return timestamps
+
+    rewrite_rows(source, "timestamp", swap)
+    with pytest.raises(
+        ValueError, match=r"episode 0: timestamp goes from .* between frames 10 and 11; expected"
+    ):
+        convert(str(source), str(tmp_path / "d"))
+    assert_nothing_published(tmp_path / "d")
+
+
+def test_rows_out_of_frame_order_are_refused(tmp_path: Path, fixture_copy) -> None:
+    source = fixture_copy("tiny")
+
+    def shift(frames):
+        frames[5] += 1
+        return frames
+
+    rewrite_rows(source, "frame_index", shift)
+    with pytest.raises(ValueError, match=r"episode 0: row 5 has frame_index 6; expected 5"):
+        convert(str(source), str(tmp_path / "d"))
+    assert_nothing_published(tmp_path / "d")
+
+
+def test_jittered_timestamps_are_kept(tmp_path: Path, fixture_copy) -> None:
+    """Off the 1/fps grid but increasing (a real recording's clock): converted as they are."""
+    source = fixture_copy("tiny")
+    rewrite_rows(source, "timestamp", lambda t: t + (np.arange(len(t)) % 2) * np.float32(0.003))
+    result = convert(str(source), str(tmp_path / "d"))
+    assert result.manifest.num_frames == 224
+
+
+def test_missing_or_malformed_info_json(tmp_path: Path, fixture_copy) -> None:
+    source = fixture_copy("tiny")
+    info = source / "meta/info.json"
+    info.write_text("{not json")
+    with pytest.raises(ValueError, match=r"meta/info\.json"):
+        convert(str(source), str(tmp_path / "d"))
+    info.unlink()
+    with pytest.raises(FileNotFoundError, match=r"meta/info\.json"):
+        convert(str(source), str(tmp_path / "d"))
+    assert_nothing_published(tmp_path / "d")
+
+
+def test_video_ffmpeg_cannot_read_is_named(tmp_path: Path, fixture_copy) -> None:
+    source = fixture_copy("tiny")
+    video = source / "videos/observation.images.front/chunk-000/file-000.mp4"
+    video.write_bytes(np.random.default_rng(0).integers(0, 256, 50_000, dtype=np.uint8).tobytes())
+    with pytest.raises(ValueError, match=r"observation\.images\.front/chunk-000/file-000\.mp4"):
+        convert(str(source), str(tmp_path / "d"))
+    assert_nothing_published(tmp_path / "d")

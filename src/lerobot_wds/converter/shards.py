@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import av
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
@@ -46,6 +47,7 @@ class _RowReader:
                 f"{self.source.location}: episode {episode.episode_index} has {rows.num_rows} rows in "
                 f"{episode.data_file}; expected {episode.length} (meta/episodes length)"
             )
+        _check_frames_and_timestamps(rows, episode, f"{self.source.location}: {episode.data_file}")
         return rows
 
     def _read(self, relative: str) -> pa.Table:
@@ -64,6 +66,31 @@ class _RowReader:
         return pq.read_table(
             path, columns=self.source.data_columns, filters=[("episode_index", "in", sorted(self._wanted))]
         )
+
+
+def _check_frames_and_timestamps(rows: pa.Table, episode: SourceEpisode, where: str) -> None:
+    """An episode's rows in frame order (``frame_index`` 0..length-1) with increasing ``timestamp``s:
+    otherwise one error naming the first bad row. Timestamps off the 1/fps grid are kept: recordings
+    jitter, LeRobot 0.6 loads them, and frames are addressed by index (``round(t * fps)``)."""
+    name = f"{where}: episode {episode.episode_index}"
+    if "frame_index" in rows.column_names:
+        frames = rows["frame_index"].to_numpy()
+        wrong = np.flatnonzero(frames != np.arange(len(frames)))
+        if wrong.size:
+            row = int(wrong[0])
+            raise ValueError(
+                f"{name}: row {row} has frame_index {int(frames[row])}; expected {row} (rows in frame order, "
+                "frame_index from 0)"
+            )
+    if "timestamp" in rows.column_names and rows.num_rows > 1:
+        timestamps = rows["timestamp"].to_numpy()
+        wrong = np.flatnonzero(np.diff(timestamps) <= 0)
+        if wrong.size:
+            row = int(wrong[0])
+            raise ValueError(
+                f"{name}: timestamp goes from {timestamps[row]} to {timestamps[row + 1]} between frames "
+                f"{row} and {row + 1}; expected increasing timestamps"
+            )
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
