@@ -89,6 +89,16 @@ def _verify(root: str) -> tuple[str, str]:
     return ("ok" if code == 0 else "error"), f"exit {code}: {out.getvalue()}"
 
 
+def _peak_rss_kb() -> int:
+    """This process's peak RSS since it started (VmHWM). Not ``getrusage(RUSAGE_SELF).ru_maxrss``: Linux
+    carries that across exec, so it held the peak of the pytest process this child was forked from (over
+    1 GB late in a full run)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1])
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+
+
 def main(spec_path: str) -> None:
     spec = json.loads(Path(spec_path).read_text())
     limit = spec["memory_bytes"]
@@ -110,10 +120,7 @@ def main(spec_path: str) -> None:
                 gc.collect()
             if (Path(root) / "unpickled.marker").exists():
                 outcome, detail = "unpickled", "a pickle member was loaded"
-            rss = max(
-                resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
-                resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss,
-            )
+            rss = max(_peak_rss_kb(), resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)
             record = {
                 "case": name,
                 "mode": mode,
