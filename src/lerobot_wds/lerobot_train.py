@@ -157,7 +157,8 @@ def make_train_eval_datasets(
     url = url or (saved.url if saved is not None else None)
     if url is None:
         raise ValueError(f"lerobot_wds.lerobot_train: no dataset; got no {URL_OPTION}=..., expected the URL")
-    probe = ShardedLeRobotDataset(url, **_storage_keywords(reader_options))
+    # The selected episodes and the metadata, read once: delta_timestamps and the eval split come from it.
+    probe = ShardedLeRobotDataset(url, episodes=cfg.dataset.episodes, **_storage_keywords(reader_options))
     transforms = cfg.dataset.image_transforms
     common: dict[str, Any] = {
         **reader_options,
@@ -168,10 +169,7 @@ def make_train_eval_datasets(
     }
     train_episodes, eval_episodes = cfg.dataset.episodes, None
     if cfg.dataset.eval_split > 0:
-        train_episodes, eval_episodes = split_episodes_per_task(
-            ShardedLeRobotDataset(url, episodes=cfg.dataset.episodes, **_storage_keywords(reader_options)),
-            cfg.dataset.eval_split,
-        )
+        train_episodes, eval_episodes = split_episodes_per_task(probe, cfg.dataset.eval_split)
     dataset = ShardedLeRobotDataset(
         url,
         episodes=train_episodes,
