@@ -20,7 +20,7 @@ import os
 import secrets
 import weakref
 from collections import OrderedDict
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -229,7 +229,7 @@ def _lay_out(physical: torch.Tensor, slot: Slot) -> torch.Tensor:
 # ----------------------------------------------------------------------- item-mode collation
 
 
-def collate(items: list[dict[str, Any]]) -> dict[str, Any]:
+def collate(items: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     """``default_collate(items)`` with every CPU tensor of the batch a view of one buffer: pass it as
     ``DataLoader(collate_fn=collate)`` when the DataLoader batches items. In a worker the buffer is a
     recycled shared-memory one and the batch leaves as one file descriptor (``default_collate`` makes
@@ -266,7 +266,7 @@ def collate(items: list[dict[str, Any]]) -> dict[str, Any]:
     return deliver(batch, lease)
 
 
-def _check_same_keys(items: list[dict[str, Any]]) -> None:
+def _check_same_keys(items: Sequence[Mapping[str, Any]]) -> None:
     keys = items[0].keys()
     for item in items[1:]:
         if item.keys() != keys:
