@@ -38,6 +38,7 @@ LINES = {
     "lerobot_float32": ("LeRobot 0.6.1 float32", "C3"),
     "lerobot_uint8": ("LeRobot 0.6.1 uint8", "C1"),
     "defaults": ("ours defaults", "C0"),
+    "defaults_torch_collate": ("ours defaults, torch's collate", "C9"),
     "defaults_collate": ("ours defaults + collate", "C9"),
     "drop_in": ("ours drop-in", "C2"),
     "fast": ("ours fast", "C6"),
