@@ -80,3 +80,39 @@ def test_converts_verifies_and_reads_back_g1(big: Path, tmp_path: Path) -> None:
         picked = list(range(n)) if episode_index == 19 else [0, n // 2, n - 1]
         np.testing.assert_array_equal(frames(mine[camera], picked), frames(g1[camera], picked))
         from_index += n
+
+
+LEROBOT_CHECK = """
+import sys, torch, torchvision_shim  # the lerobot venv's CPU torchvision stand-in
+from lerobot.datasets.lerobot_dataset import LeRobotDataset
+big, g1 = LeRobotDataset("local/big", root=sys.argv[1]), LeRobotDataset("local/g1", root=sys.argv[2])
+assert (len(big), big.num_episodes) == (2 * len(g1), 20), (len(big), big.num_episodes)
+for i in (0, 5, len(g1) - 1, len(g1), len(g1) + 17, 2 * len(g1) - 1):
+    a, b = big[i], g1[i % len(g1)]
+    assert set(a) == set(b), i
+    for key, value in b.items():
+        if key == "index":
+            assert a[key].item() == i, (i, key)
+        elif key == "episode_index":
+            assert a[key].item() == value.item() + 10 * (i >= len(g1)), (i, key)
+        elif isinstance(value, torch.Tensor):
+            assert torch.equal(a[key], value), (i, key)
+        else:
+            assert a[key] == value, (i, key)
+print("ok")
+"""
+
+
+@pytest.mark.lerobot
+@pytest.mark.skipif(not os.environ.get("LEROBOT_VENV"), reason="LEROBOT_VENV (a LeRobot venv) not given")
+def test_lerobot_loads_it_equal_to_g1(big: Path) -> None:
+    """LeRobot 0.6.1's LeRobotDataset: item i of the copy == g1's item i % len(g1), but index and
+    episode_index; every key, frames included."""
+    python = Path(os.environ["LEROBOT_VENV"]) / "bin/python"
+    environment = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent)}
+    command = [str(python), "-c", LEROBOT_CHECK, str(big), str(fixture_dir("g1"))]
+    completed = subprocess.run(
+        command, capture_output=True, text=True, timeout=600, env=environment, check=False
+    )
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    assert completed.stdout.strip().endswith("ok")
