@@ -260,9 +260,11 @@ def plot_workers(workers: dict[str, Any], plots: Path) -> list[Path]:
     for count, rows in workers_best(workers).items():
         xs, ys = [r["source_mb"] for r in rows], [r["mb_per_s"] for r in rows]
         ax.plot(xs, ys, "o-", label=f"{count} worker{'s' if count > 1 else ''}")
-    crossing = workers.get("crossover_interpolated_mb") or workers.get("crossover_measured_mb")
-    if crossing is not None:
-        ax.axvline(crossing, color="C3", ls=":", label=f"measured crossover ~{fmt_number(crossing)} MB")
+    interpolated, measured = workers.get("crossover_interpolated_mb"), workers.get("crossover_measured_mb")
+    if interpolated is not None or measured is not None:
+        how = "interpolated" if interpolated is not None else "first measured size faster"
+        crossing = interpolated if interpolated is not None else measured
+        ax.axvline(crossing, color="C3", ls=":", label=f"crossover ~{fmt_number(crossing)} MB ({how})")
     sizes = sorted({r["source_mb"] for r in workers["rows"]})
     ax.set(xscale="log", xlabel="source MB (first N episodes)", ylabel="MB/s of source (best run)")
     ax.set_xticks(sizes, labels=[fmt_number(x) for x in sizes])
