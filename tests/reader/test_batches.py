@@ -203,6 +203,32 @@ def test_process_buffers_come_back_only_when_no_view_is_left() -> None:
     del second
 
 
+def test_process_buffers_keep_at_most_max_bytes() -> None:
+    buffers = arena.ProcessBuffers(count=4, max_bytes=2500)
+    taken = [buffers.take(1000) for _ in range(4)]
+    taken.clear()  # all four come back; the third would pass 2500 bytes
+    assert [a.nbytes for a in buffers.free] == [1000, 1000]
+    big = arena.ProcessBuffers(count=4, max_bytes=10)
+    taken = [big.take(1000) for _ in range(2)]
+    taken.clear()
+    assert len(big.free) == 1  # one buffer at least, whatever its size
+
+
+def test_worker_buffers_keep_at_most_max_bytes() -> None:
+    buffers = arena.WorkerBuffers(count=4, max_bytes=2500)
+    leases = [buffers.take(1000)[1] for _ in range(4)]
+    assert [lease is not None for lease in leases] == [True, True, False, False]  # fresh, untracked
+    assert sum(b is not None for b in buffers.buffers) == 2
+    buffers.board[0] = 0  # the training process dropped the first batch
+    buffer, lease = buffers.take(1000)
+    assert lease is not None and lease.slot == 0
+    buffers.board[0] = 0
+    assert buffers.take(3000)[1] is None  # growing buffer 0 would pass max_bytes next to buffer 1
+    buffers.board[:] = 0
+    one = arena.WorkerBuffers(count=4, max_bytes=10)
+    assert one.take(1000)[1] is not None  # one buffer at least
+
+
 def test_batches_built_in_the_training_process_are_never_overwritten_while_viewed(
     converted: dict[str, str],
 ) -> None:
