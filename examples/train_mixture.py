@@ -28,7 +28,6 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
-import lerobot_wds
 from lerobot_wds import ConvertConfig, MixedDataset, ShardedLeRobotDataset, convert
 
 FIXTURE = Path(__file__).resolve().parent.parent / "tests" / "data" / "multi"
@@ -71,9 +70,7 @@ class StatePolicy(nn.Module):
 def train(mixture: MixedDataset, args: argparse.Namespace) -> None:
     policy = StatePolicy(mixture.meta.stats)
     optimizer = torch.optim.Adam(policy.parameters(), lr=1e-3)
-    loader = DataLoader(
-        mixture, batch_size=args.batch_size, num_workers=args.num_workers, collate_fn=lerobot_wds.collate
-    )
+    loader = DataLoader(mixture, batch_size=args.batch_size, num_workers=args.num_workers)
     names = mixture.meta.dataset_names
     step, epoch = 0, 0
     while step < args.steps:

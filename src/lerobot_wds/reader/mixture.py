@@ -139,7 +139,7 @@ class MixedDataset(SharedEpoch, IterableDataset[dict[str, Any]]):
 
     Args:
         datasets: the sources, built without ``batch_size`` (a mixture builds items: batch with
-            ``DataLoader(batch_size=..., collate_fn=lerobot_wds.collate)``), with the same rank and
+            ``DataLoader(batch_size=...)``), with the same rank and
             world size.
         weights: one non-negative weight per source (normalised; proportions of the samples).
         seed: the pick order's seed (each source shuffles with its own ``seed``).
@@ -153,7 +153,7 @@ class MixedDataset(SharedEpoch, IterableDataset[dict[str, Any]]):
         drop: per source, keys (its own names, before renaming) left out of its items (``{key}_is_pad``
             too; cameras are then not decoded), features, stats and the shape checks: e.g. a camera
             that one source records at another size. Items then differ in keys across sources; to
-            batch them with ``collate``, drop (or rename) a key in every source that has it.
+            batch them, drop (or rename) a key in every source that has it.
         on_exhausted: a source that runs out mid-epoch: ``"cycle"`` streams its next lap (a fresh
             shuffle: lap ``L`` is the source's epoch ``epoch + L * 2**32``); ``"stop"`` ends the epoch
             at the first pick of a source with nothing left (the earliest over the ranks, so that every
@@ -168,7 +168,7 @@ class MixedDataset(SharedEpoch, IterableDataset[dict[str, Any]]):
         >>> a = ShardedLeRobotDataset("out/a", delta_timestamps={"action": [0, 1 / 30]})
         >>> b = ShardedLeRobotDataset("out/b", delta_timestamps={"action": [0, 1 / 30]})
         >>> mixture = MixedDataset([a, b], weights=[0.7, 0.3], samples_per_epoch=10_000)
-        >>> loader = DataLoader(mixture, batch_size=32, num_workers=2, collate_fn=lerobot_wds.collate)
+        >>> loader = DataLoader(mixture, batch_size=32, num_workers=2)
     """
 
     def __init__(
@@ -221,8 +221,7 @@ class MixedDataset(SharedEpoch, IterableDataset[dict[str, Any]]):
             if dataset.config.batch_size is not None:
                 raise ValueError(
                     f"MixedDataset: source {name!r} was built with batch_size={dataset.config.batch_size}; "
-                    "expected None: a mixture builds items (batch them with DataLoader(batch_size=..., "
-                    "collate_fn=lerobot_wds.collate))"
+                    "expected None: a mixture builds items (batch them with DataLoader(batch_size=...))"
                 )
             who = dataset.worker_info()
             if (who.rank, who.world_size) != (first_who.rank, first_who.world_size):
