@@ -22,6 +22,7 @@ from .. import storage
 from ..reader.orphans import watch_parent
 from . import workdir
 from .plan import ShardPlan
+from .remote import task_files, task_key
 from .shards import VideoOptions, write_shard
 from .source import LeRobotSource
 
@@ -78,6 +79,15 @@ class ShardTask(PipelineStep):
 
     def _write(self, rank: int, folder: Path) -> None:
         plan = self.plans[rank]
+        if self.lerobot.remote is None:
+            self._write_shard(self.lerobot, plan, rank, folder)
+            return
+        # A remote source: this task downloads the files its own episodes live in, and deletes them after
+        files = self.lerobot.files_of(plan.episodes)
+        with task_files(self.lerobot.remote, files, task_key(self.dest, plan.shard_index)) as downloaded:
+            self._write_shard(self.lerobot.with_files_at(downloaded), plan, rank, folder)
+
+    def _write_shard(self, lerobot: LeRobotSource, plan: ShardPlan, rank: int, folder: Path) -> None:
         staging = folder / f"shard-{plan.shard_index:06d}.tar.partial"
         with open(folder / f"task-{rank:05d}.log", "a") as log:
 
@@ -87,7 +97,7 @@ class ShardTask(PipelineStep):
                 self.stat_update("episodes")
                 self.stat_update("frames", value=frames)
 
-            written = write_shard(self.lerobot, plan, staging, on_episode, self.video)
+            written = write_shard(lerobot, plan, staging, on_episode, self.video)
         storage.move_file(str(staging), storage.join(self.dest, plan.path), self.opts.options)
         workdir.write_index(self.dest, plan.shard_index, written, self.opts.options)
 
