@@ -15,7 +15,7 @@ from .. import storage
 from .cluster import SlurmConfig, SlurmJobs, run_shard_tasks_ray, submit_shard_tasks_slurm
 from .executor import ConvertProgress, completion_url, run_shard_tasks
 from .finalize import existing_manifest, finalize
-from .hub import HubTarget, hub_target, publish_to_hub
+from .hub import HubTarget, hub_target, publish_to_hub, stage_update
 from .plan import ConversionPlan, ShardPlan, plan_episodes, plan_shards
 from .reencode import VCODECS
 from .shards import VideoOptions
@@ -306,10 +306,16 @@ def _convert_to_hub(
     config: ConvertConfig,
     on_progress: Callable[[ConvertProgress], None] | None,
 ) -> ConvertResult:
-    """Convert into a local staging folder, publish it in a few commits, then drop the staging folder."""
+    """Convert into a local staging folder (an update of the repo's manifest if it has one), publish it
+    in a few commits, then drop the staging folder."""
     name = "--".join([target.repo_id.replace("/", "--"), *filter(None, [target.prefix.replace("/", "--")])])
     staging = Path(config.staging_dir or Path.home() / ".cache" / "lerobot-wds" / "staging" / name)
+    there = None if config.overwrite else stage_update(dest, staging, config.storage_options)
     local = convert(source, str(staging), replace(config, storage_options={}), on_progress=on_progress)
+    if there is not None and local.manifest == there:
+        logger.info("%s: already converted (no new episodes); nothing to publish", dest)
+        shutil.rmtree(staging)
+        return replace(local, dest=dest)
     uploaded = publish_to_hub(staging, dest, config.storage_options)
     logger.info(
         "%s: %d shards uploaded (%d already there)", dest, uploaded, len(local.manifest.shards) - uploaded

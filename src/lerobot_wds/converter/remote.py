@@ -52,9 +52,10 @@ class RemoteFiles:
         return Path(os.path.expanduser(self.cache_dir or DEFAULT_CACHE_DIR))
 
     def task_folder(self, key: str) -> Path:
-        """This source's files for one task (``key``: the shard and its destination) under the cache."""
+        """This source's files for one task (``key``: the shard and its destination), directly under the
+        cache: a task removes its own folder only, never a parent that another task may be creating."""
         source = re.sub(r"[^A-Za-z0-9._-]+", "-", self.url.split("://", 1)[-1]).strip("-")[-80:]
-        return self.cache_root() / source / key
+        return self.cache_root() / f"{source}--{key}"
 
 
 def is_remote(source: str) -> bool:
@@ -120,7 +121,6 @@ def task_files(remote: RemoteFiles, relatives: Iterable[str], key: str) -> Itera
     finally:
         if not remote.keep_cache:
             shutil.rmtree(folder, ignore_errors=True)
-            _remove_empty_parents(folder.parent, remote.cache_root())
 
 
 def fetch(remote: RemoteFiles, relatives: list[str], folder: Path) -> None:
@@ -147,17 +147,6 @@ def fetch(remote: RemoteFiles, relatives: list[str], folder: Path) -> None:
     logger.info("%s: downloaded %d files into %s", storage.redact(remote.url), len(todo), folder)
 
 
-def _remove_empty_parents(folder: Path, top: Path) -> None:
-    """Remove ``folder`` and its parents below ``top`` while they are empty (``top`` itself is kept)."""
-    for path in [folder, *folder.parents]:
-        if path == top or top not in path.parents:
-            return
-        try:
-            path.rmdir()
-        except OSError:  # not empty (another task's folder), or gone
-            return
-
-
 def meta_folder(remote: RemoteFiles) -> Path:
     """A private temporary folder for the planning process's copy of ``meta/``."""
     cache = remote.cache_root()
@@ -165,6 +154,5 @@ def meta_folder(remote: RemoteFiles) -> Path:
     return Path(tempfile.mkdtemp(prefix="meta-", dir=cache))
 
 
-def remove_meta_folder(remote: RemoteFiles, folder: Path) -> None:
+def remove_meta_folder(folder: Path) -> None:
     shutil.rmtree(folder, ignore_errors=True)
-    _remove_empty_parents(folder.parent, remote.cache_root())

@@ -126,7 +126,7 @@ class LeRobotSource:
     def close(self) -> None:
         """Remove a remote source's temporary copy of ``meta/`` (planning is done; tasks do not read it)."""
         if self.remote is not None and self.root.is_dir():
-            remove_meta_folder(self.remote, self.root)
+            remove_meta_folder(self.root)
 
     @cached_property
     def video_durations_s(self) -> dict[str, float]:
@@ -221,7 +221,7 @@ def _open_meta(remote: RemoteFiles, *, location: str, revision: str | None) -> L
         download_meta(remote, folder)
         return LeRobotSource(folder, location=location, revision=revision, remote=remote)
     except BaseException:
-        remove_meta_folder(remote, folder)
+        remove_meta_folder(folder)
         raise
 
 
