@@ -85,14 +85,19 @@ def test_each_task_downloads_its_own_episodes_files(
     folders = {p.name.rpartition("-shard-")[2]: p for p in cache.iterdir()}
     assert sorted(folders) == [f"{s.shard_index:06d}" for s in plan.shards]
     everything = files_under(DATA / "multi")
+    inodes: dict[str, set[int]] = {}
     for shard in plan.shards:
-        fetched = files_under(folders[f"{shard.shard_index:06d}"])
+        folder = folders[f"{shard.shard_index:06d}"]
+        fetched = files_under(folder)
         assert fetched == plan.source.files_of(shard.episodes), shard
         assert len(fetched) < len([f for f in everything if f.startswith(("data/", "videos/"))])
         for name in fetched:
-            assert (folders[f"{shard.shard_index:06d}"] / name).read_bytes() == (
-                DATA / "multi" / name
-            ).read_bytes()
+            assert (folder / name).read_bytes() == (DATA / "multi" / name).read_bytes()
+            inodes.setdefault(name, set()).add((folder / name).stat().st_ino)
+    # One worker: a file neighbouring shards share was downloaded once and handed over (hard-linked)
+    users = {name: sum(name in plan.source.files_of(s.episodes) for s in plan.shards) for name in inodes}
+    assert sum(count > 1 for count in users.values()) >= 4
+    assert all(len(found) == 1 for found in inodes.values())
 
 
 def test_the_cache_is_emptied_without_keep_cache(

@@ -65,6 +65,9 @@ class ShardTask(PipelineStep):
         self.opts = storage.HiddenOptions(storage_options)  # never in datatrove's executor.json
         self.video = video
         self.progress_dir = progress_dir
+        # the ranks one worker runs one after another in this process (run_shard_tasks with workers=1):
+        # a remote source's task hands the files the next one needs over instead of deleting them
+        self.sequence: list[int] = []
 
     def run(self, data: Any, rank: int = 0, world_size: int = 1) -> Iterator[Any]:
         if self.progress_dir is None:  # on a cluster node: stage in a folder of this task's own
@@ -84,7 +87,13 @@ class ShardTask(PipelineStep):
             return
         # A remote source: this task downloads the files its own episodes live in, and deletes them after
         files = self.lerobot.files_of(plan.episodes)
-        with task_files(self.lerobot.remote, files, task_key(self.dest, plan.shard_index)) as downloaded:
+        following = self.sequence[self.sequence.index(rank) + 1 :] if rank in self.sequence else []
+        hand_over = None
+        if following:
+            after = self.plans[following[0]]
+            hand_over = (task_key(self.dest, after.shard_index), self.lerobot.files_of(after.episodes))
+        key = task_key(self.dest, plan.shard_index)
+        with task_files(self.lerobot.remote, files, key, hand_over) as downloaded:
             self._write_shard(self.lerobot.with_files_at(downloaded), plan, rank, folder)
 
     def _write_shard(self, lerobot: LeRobotSource, plan: ShardPlan, rank: int, folder: Path) -> None:
@@ -138,8 +147,9 @@ def run_shard_tasks(
     if local_work is not None:
         Path(local_work).mkdir(parents=True, exist_ok=True)
     progress_dir = tempfile.mkdtemp(prefix="lerobot-wds-", dir=local_work)
+    task = ShardTask(lerobot, dest, plans, video, storage_options, progress_dir)
     executor = _QuietExecutor(
-        pipeline=[ShardTask(lerobot, dest, plans, video, storage_options, progress_dir)],
+        pipeline=[task],
         tasks=len(plans),
         workers=min(workers, len(ranks)),
         logging_dir=datatrove_folder(dest, storage_options),
@@ -147,6 +157,8 @@ def run_shard_tasks(
         local_tasks=len(ranks),
         local_rank_offset=ranks.start,
     )
+    if executor.workers == 1:  # datatrove runs these in order, in this process
+        task.sequence = executor.get_incomplete_ranks(ranks)
     stop = threading.Event()
     monitor = threading.Thread(
         target=_report_progress, args=(Path(progress_dir), on_progress, total_episodes, stop), daemon=True

@@ -6,9 +6,11 @@ process downloads ``meta/`` alone (into a private temporary folder, removed once
 copies), and each shard task downloads only the files its own episodes live in, into a folder of its own
 under the cache, right before writing its shard, and deletes it when the shard is written (unless
 ``keep_cache``). A file two shards share (a v3 file holds many episodes) is downloaded by each task that
-needs it: no task ever deletes or reads another's files, whatever the executor (local processes, Ray,
-SLURM nodes) and however tasks overlap. Every file is downloaded under a temporary name and renamed, so
-a file in the cache is always complete (a task rerun with ``keep_cache`` reuses what it finds there).
+needs it, except from one task to the next in one worker's sequence (``workers=1``), where it is handed
+over (hard-linked into the next task's folder); no task ever deletes or reads another's files, whatever
+the executor (local processes, Ray, SLURM nodes) and however tasks overlap. Every file is downloaded
+under a temporary name and renamed, so a file in the cache is always complete (a task rerun with
+``keep_cache`` reuses what it finds there).
 """
 
 from __future__ import annotations
@@ -111,16 +113,43 @@ def task_key(dest: str, shard_index: int) -> str:
 
 
 @contextmanager
-def task_files(remote: RemoteFiles, relatives: Iterable[str], key: str) -> Iterator[Path]:
+def task_files(
+    remote: RemoteFiles,
+    relatives: Iterable[str],
+    key: str,
+    hand_over: tuple[str, Iterable[str]] | None = None,
+) -> Iterator[Path]:
     """Download ``relatives`` into the task's own folder, yield it, and delete it afterwards (even after
-    a failure) unless ``keep_cache``. Files already there (a kept cache) are not downloaded again."""
+    a failure) unless ``keep_cache``. Files already there (a kept cache, or handed over) are not
+    downloaded again.
+
+    ``hand_over``: ``(key, files)`` of the task that runs next in this same process (one worker runs
+    its tasks one after another): after a success, the files both need are hard-linked into that task's
+    folder before this one's is removed, so a file neighbouring shards share is downloaded once.
+    """
     folder = remote.task_folder(key)
     try:
         fetch(remote, sorted(set(relatives)), folder)
         yield folder
+        if hand_over is not None:
+            _hand_over(folder, remote.task_folder(hand_over[0]), set(relatives) & set(hand_over[1]))
     finally:
         if not remote.keep_cache:
             shutil.rmtree(folder, ignore_errors=True)
+
+
+def _hand_over(folder: Path, following: Path, relatives: set[str]) -> None:
+    for relative in sorted(relatives):
+        target = following / relative
+        if target.is_file():
+            continue
+        target.parent.mkdir(parents=True, exist_ok=True)
+        temporary = target.with_name(f"{target.name}.partial-{uuid.uuid4().hex[:8]}")
+        try:
+            os.link(folder / relative, temporary)  # the same inode: no copy, and it outlives this folder
+        except OSError:  # a filesystem without hard links
+            shutil.copyfile(folder / relative, temporary)
+        os.replace(temporary, target)
 
 
 def fetch(remote: RemoteFiles, relatives: list[str], folder: Path) -> None:
