@@ -9,7 +9,9 @@ A second run with ``keep_cache=True`` leaves every task's folder in place: their
 once) is what the tasks downloaded: a file two shards share is downloaded by both tasks at 2 workers, and
 handed from one task to the next at 1 worker. ``largest_task_mb`` is the most one task
 needs (the whole files its episodes live in), from the plan alone: the 1-worker high-water mark should
-be about that plus meta/. Shards are checked byte-equal to the local conversion's.
+be about that (meta/ is removed before the tasks start). Shards are checked byte-equal to the local
+conversion's. Last, from the plan alone (no download): what each task would fetch from a DROID-like
+10,000-episode source (bench_convert_plan.py's layout), the 1-worker bound at scale.
 """
 
 from __future__ import annotations
@@ -108,6 +110,35 @@ def measure(name: str, shard_mb: float, workers: int, url: str, options: dict, w
     return row
 
 
+def at_scale(num_episodes: int, work: Path, shard_sizes_mb: tuple[float, ...]) -> list[dict[str, Any]]:
+    """What each task would download from a DROID-like source, from the plan alone (nothing downloaded):
+    scripts/bench_convert_plan.py's synthetic layout (3 cameras, ~200 MB mp4s of 50 episodes, ~100 MB
+    data files of 1,000; sparse files), at each shard size."""
+    from bench_convert_plan import build_source
+
+    root = work / f"synthetic-{num_episodes}"
+    build_source(root, num_episodes)
+    return [_task_downloads(root, num_episodes, size) for size in shard_sizes_mb]
+
+
+def _task_downloads(root: Path, num_episodes: int, shard_size_mb: float) -> dict[str, Any]:
+    plan = plan_conversion(str(root), ConvertConfig(shard_size_mb=shard_size_mb))
+    source = plan.source
+    sizes = source.file_sizes(source.files_of(e.episode_index for e in plan.episodes))
+    needs = [set(source.files_of(s.episodes)) for s in plan.shards]
+    per_task = [sum(sizes[f] for f in files) for files in needs]
+    previous = [set(), *needs[:-1]]  # at 1 worker a task gets the files its predecessor had handed over
+    handed = [sum(sizes[f] for f in files - before) for before, files in zip(previous, needs, strict=True)]
+    total = sum(sizes.values())
+    return {
+        "episodes": num_episodes, "shard_size_mb": shard_size_mb, "shards": len(plan.shards),
+        "source_mb": round(total / 1e6, 1), "largest_task_mb": round(max(per_task) / 1e6, 1),
+        "mean_task_mb": round(sum(per_task) / len(per_task) / 1e6, 1),
+        "downloaded_vs_source_1_worker": round(sum(handed) / total, 3),
+        "downloaded_vs_source_tasks_apart": round(sum(per_task) / total, 3),
+    }  # fmt: skip
+
+
 def _folder(path: Path) -> Path:
     path.mkdir()
     return path
@@ -117,6 +148,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks/results/remote_source.json")
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
+    parser.add_argument("--scale-episodes", type=int, default=10_000, help="the plan-only DROID-like row")
     args = parser.parse_args()
     import s3fs
     from s3server import seaweedfs
@@ -131,6 +163,9 @@ def main() -> None:
             for workers in args.workers:
                 rows.append(measure(name, shard_mb, workers, f"s3://sources/{name}", options, Path(tmp)))
                 print(json.dumps(rows[-1]), flush=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        scale = at_scale(args.scale_episodes, Path(tmp), (256.0, 1024.0))  # ConvertConfig's default, 4x
+        print(json.dumps(scale), flush=True)
     out = {
         "command": "python scripts/bench_remote_source.py",
         "machine": {
@@ -140,6 +175,7 @@ def main() -> None:
         },
         "load_avg_before_after": [round(v, 2) for v in (*load_before, *os.getloadavg())],
         "results": rows,
+        "at_scale": scale,
     }
     args.out.write_text(json.dumps(out, indent=2) + "\n")
     print(f"wrote {args.out}")
