@@ -133,3 +133,14 @@ def test_parts_from_s3_through_the_cli_then_finalize(
     assert files_under(cache) == kept  # part 0 left nothing behind
     assert main(["finalize", str(dest)]) == 0
     assert_same_conversion(dest, local_multi, s3_multi)
+
+
+def test_a_url_without_a_dataset_is_refused_and_leaves_nothing(
+    s3_server: dict, s3_bucket: str, tmp_path: Path
+) -> None:
+    cache = tmp_path / "cache"
+    with pytest.raises(FileNotFoundError, match=rf"s3://{s3_bucket}/nothing: no meta/info.json"):
+        open_source(f"s3://{s3_bucket}/nothing", storage_options=s3_server, cache_dir=str(cache))
+    assert list(cache.iterdir()) == []  # the meta/ folder made for it is gone
+    with pytest.raises(ValueError, match="--revision applies to Hub repos only"):
+        open_source(f"s3://{s3_bucket}/nothing", revision="main", storage_options=s3_server)
