@@ -9,6 +9,7 @@ then all 24.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import shutil
 from pathlib import Path
@@ -21,6 +22,8 @@ from test_update import CONFIG, rewind_to_20_episodes
 from lerobot_wds import convert, read_manifest, verify
 from lerobot_wds import format as fmt
 from lerobot_wds.converter.hub import HubTarget, RemoteFile, plan_commits, stage_update
+from lerobot_wds.converter.source import open_source
+from lerobot_wds.converter.update import check_same
 
 TARGET = HubTarget("me/multi-wds", None, "")
 
@@ -122,3 +125,16 @@ def test_staging_keeps_a_newer_manifest_and_a_lost_shard_is_named(
     # A shard the Hub lists without a checksum, at the manifest's size, is taken as there.
     remote[lost.path] = RemoteFile(lost.size_bytes, None)
     assert [p for c in plan_commits(staging, manifest, TARGET, remote)[:-1] for p, _ in c] == []
+
+
+def test_a_hub_source_may_move_to_a_new_revision_in_an_update(tmp_path: Path) -> None:
+    """A Hub repo that gained episodes has a new commit: same location, another revision is an update
+    (update_episodes then checks the converted episodes are unchanged); another location is refused."""
+    manifest = convert(str(DATA / "tiny"), str(tmp_path / "d"), CONFIG).manifest
+    lerobot = open_source(str(DATA / "tiny"))
+    options = CONFIG.shaping_options()
+    moved = dataclasses.replace(manifest.source, revision="0" * 40)
+    check_same("d", manifest, lerobot, moved, options)
+    elsewhere = dataclasses.replace(manifest.source, location="someone/else")
+    with pytest.raises(ValueError, match=r"d: holds a conversion of .*; got someone/else@"):
+        check_same("d", manifest, lerobot, elsewhere, options)
