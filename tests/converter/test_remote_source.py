@@ -7,6 +7,7 @@ cache folder and deletes them after (unless keep_cache). The result is the local
 from __future__ import annotations
 
 import dataclasses
+import logging
 from pathlib import Path
 
 import pytest
@@ -82,7 +83,7 @@ def test_each_task_downloads_its_own_episodes_files(
     assert_same_conversion(dest, local_multi, s3_multi)
     # keep_cache: each task's folder is still there, holding exactly what the task downloaded
     plan = plan_conversion(str(DATA / "multi"), ConvertConfig(shard_size_mb=SHARD_SIZE_MB))
-    folders = {p.name.rpartition("-shard-")[2]: p for p in cache.iterdir()}
+    folders = {p.name.rpartition("-shard-")[2]: p for p in cache.iterdir() if "-shard-" in p.name}
     assert sorted(folders) == [f"{s.shard_index:06d}" for s in plan.shards]
     everything = files_under(DATA / "multi")
     inodes: dict[str, set[int]] = {}
@@ -98,6 +99,8 @@ def test_each_task_downloads_its_own_episodes_files(
     users = {name: sum(name in plan.source.files_of(s.episodes) for s in plan.shards) for name in inodes}
     assert sum(count > 1 for count in users.values()) >= 4
     assert all(len(found) == 1 for found in inodes.values())
+    (shared,) = (p for p in cache.iterdir() if p.name.endswith("--shared"))  # what tasks link from
+    assert sorted(p.name.replace("%2F", "/") for p in shared.iterdir()) == sorted(inodes)
 
 
 def test_the_cache_is_emptied_without_keep_cache(
@@ -110,6 +113,30 @@ def test_the_cache_is_emptied_without_keep_cache(
     convert(s3_multi, str(dest), config)  # 2 processes: options and source pickled into spawned tasks
     assert_same_conversion(dest, local_multi, s3_multi)
     assert list(cache.iterdir()) == []  # no file, no folder left (the cache folder itself is kept)
+
+
+def test_one_worker_downloads_each_file_once_and_leaves_nothing(
+    s3_multi: str, s3_server: dict, local_multi: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Without keep_cache, a task keeps what the next one needs (nothing else shares it then)."""
+    cache, dest = tmp_path / "cache", tmp_path / "out"
+    config = ConvertConfig(
+        shard_size_mb=SHARD_SIZE_MB, source_storage_options=s3_server, cache_dir=str(cache)
+    )
+    with caplog.at_level(logging.DEBUG, logger="lerobot_wds.converter.remote"):
+        convert(s3_multi, str(dest), config)
+    downloaded = [
+        name
+        for record in caplog.records
+        if record.getMessage().startswith("downloaded: ")
+        for name in record.getMessage().removeprefix("downloaded: ").split()
+    ]
+    plan = plan_conversion(str(DATA / "multi"), ConvertConfig(shard_size_mb=SHARD_SIZE_MB))
+    needed = sorted({f for shard in plan.shards for f in plan.source.files_of(shard.episodes)})
+    assert sorted(downloaded) == needed  # each once, though 5 tasks need 17 files
+    assert sum(len(plan.source.files_of(shard.episodes)) for shard in plan.shards) > len(needed)
+    assert list(cache.iterdir()) == []
+    assert_same_conversion(dest, local_multi, s3_multi)
 
 
 def test_parts_from_s3_through_the_cli_then_finalize(
@@ -126,7 +153,8 @@ def test_parts_from_s3_through_the_cli_then_finalize(
     kept = files_under(cache)
     plan = plan_conversion(str(DATA / "multi"), ConvertConfig(shard_size_mb=SHARD_SIZE_MB))
     second_half = plan.shards[len(plan.shards) // 2 :]  # part 1 of 2 (convert.part_shards)
-    assert sorted({name.split("/", 1)[1] for name in kept}) == sorted(
+    in_tasks = [name.split("/", 1) for name in kept if "-shard-" in name.split("/", 1)[0]]
+    assert sorted({name for _, name in in_tasks}) == sorted(
         {f for shard in second_half for f in plan.source.files_of(shard.episodes)}
     )
     assert main(["-q", "convert", *common, "--tasks", "2", "--task-index", "0"]) == 0

@@ -66,7 +66,7 @@ class ShardTask(PipelineStep):
         self.video = video
         self.progress_dir = progress_dir
         # the ranks one worker runs one after another in this process (run_shard_tasks with workers=1):
-        # a remote source's task hands the files the next one needs over instead of deleting them
+        # a remote source's task keeps the files the next one needs instead of deleting them
         self.sequence: list[int] = []
 
     def run(self, data: Any, rank: int = 0, world_size: int = 1) -> Iterator[Any]:
@@ -88,12 +88,9 @@ class ShardTask(PipelineStep):
         # A remote source: this task downloads the files its own episodes live in, and deletes them after
         files = self.lerobot.files_of(plan.episodes)
         following = self.sequence[self.sequence.index(rank) + 1 :] if rank in self.sequence else []
-        hand_over = None
-        if following:
-            after = self.plans[following[0]]
-            hand_over = (task_key(self.dest, after.shard_index), self.lerobot.files_of(after.episodes))
+        keep = self.lerobot.files_of(self.plans[following[0]].episodes) if following else []
         key = task_key(self.dest, plan.shard_index)
-        with task_files(self.lerobot.remote, files, key, hand_over) as downloaded:
+        with task_files(self.lerobot.remote, files, key, keep) as downloaded:
             self._write_shard(self.lerobot.with_files_at(downloaded), plan, rank, folder)
 
     def _write_shard(self, lerobot: LeRobotSource, plan: ShardPlan, rank: int, folder: Path) -> None:

@@ -5,16 +5,21 @@ timestamps) and the data and video files' sizes, which one listing per folder gi
 process downloads ``meta/`` alone (into a private temporary folder, removed once the work folder has its
 copies), and each shard task downloads only the files its own episodes live in, into a folder of its own
 under the cache, right before writing its shard, and deletes it when the shard is written (unless
-``keep_cache``). A file two shards share (a v3 file holds many episodes) is downloaded by each task that
-needs it, except from one task to the next in one worker's sequence (``workers=1``), where it is handed
-over (hard-linked into the next task's folder); no task ever deletes or reads another's files, whatever
-the executor (local processes, Ray, SLURM nodes) and however tasks overlap. Every file is downloaded
-under a temporary name and renamed, so a file in the cache is always complete (a task rerun with
-``keep_cache`` reuses what it finds there).
+``keep_cache``).
+
+A file two shards share (a v3 file holds many episodes) is downloaded once per machine while some task
+holds it: a task that downloads a file also links it into the machine's shared folder, and a task that
+needs it links it from there into its own folder (hard links: no copy, and each task's link outlives the
+others'). A task done removes its folder, then the shared files no folder links any more (link count 1).
+Tasks that overlap in time share; one worker's tasks run one after another, so each keeps the files the
+next one needs. No task ever reads a partial file: downloads and shares go under a temporary name and are
+renamed, and a task that finds a shared file gone meanwhile downloads it. Tasks on other machines (Ray,
+SLURM) share only through a cache folder they have in common.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import os
@@ -56,8 +61,14 @@ class RemoteFiles:
     def task_folder(self, key: str) -> Path:
         """This source's files for one task (``key``: the shard and its destination), directly under the
         cache: a task removes its own folder only, never a parent that another task may be creating."""
-        source = re.sub(r"[^A-Za-z0-9._-]+", "-", self.url.split("://", 1)[-1]).strip("-")[-80:]
-        return self.cache_root() / f"{source}--{key}"
+        return self.cache_root() / f"{self._slug()}--{key}"
+
+    def store_folder(self) -> Path:
+        """The files tasks on this machine share (hard links into their folders), see task_files."""
+        return self.cache_root() / f"{self._slug()}--shared"
+
+    def _slug(self) -> str:
+        return re.sub(r"[^A-Za-z0-9._-]+", "-", self.url.split("://", 1)[-1]).strip("-")[-80:]
 
 
 def is_remote(source: str) -> bool:
@@ -114,66 +125,105 @@ def task_key(dest: str, shard_index: int) -> str:
 
 @contextmanager
 def task_files(
-    remote: RemoteFiles,
-    relatives: Iterable[str],
-    key: str,
-    hand_over: tuple[str, Iterable[str]] | None = None,
+    remote: RemoteFiles, relatives: Iterable[str], key: str, keep_for_next: Iterable[str] = ()
 ) -> Iterator[Path]:
-    """Download ``relatives`` into the task's own folder, yield it, and delete it afterwards (even after
-    a failure) unless ``keep_cache``. Files already there (a kept cache, or handed over) are not
-    downloaded again.
+    """The files ``relatives`` in the task's own folder: linked from the machine's shared store when
+    another task has them, else downloaded (then shared through the store). Yields the folder; after,
+    removes it and every store file no other task holds (unless ``keep_cache``).
 
-    ``hand_over``: ``(key, files)`` of the task that runs next in this same process (one worker runs
-    its tasks one after another): after a success, the files both need are hard-linked into that task's
-    folder before this one's is removed, so a file neighbouring shards share is downloaded once.
+    ``keep_for_next``: files the task that runs next in this same process needs (one worker runs its
+    tasks one after another, so they never overlap): kept in the store after a success.
     """
     folder = remote.task_folder(key)
+    store = remote.store_folder()
+    wanted = sorted(set(relatives))
+    succeeded = False
     try:
-        fetch(remote, sorted(set(relatives)), folder)
+        todo = [
+            r for r in wanted if not (folder / r).is_file() and not _link(store / _store_name(r), folder / r)
+        ]
+        fetch(remote, todo, folder)
+        for relative in todo:
+            _share(folder / relative, store, _store_name(relative))
         yield folder
-        if hand_over is not None:
-            _hand_over(folder, remote.task_folder(hand_over[0]), set(relatives) & set(hand_over[1]))
+        succeeded = True
     finally:
         if not remote.keep_cache:
             shutil.rmtree(folder, ignore_errors=True)
+            _release(store, [r for r in wanted if not (succeeded and r in set(keep_for_next))])
 
 
-def _hand_over(folder: Path, following: Path, relatives: set[str]) -> None:
-    for relative in sorted(relatives):
-        target = following / relative
-        if target.is_file():
-            continue
-        target.parent.mkdir(parents=True, exist_ok=True)
-        temporary = target.with_name(f"{target.name}.partial-{uuid.uuid4().hex[:8]}")
+def _store_name(relative: str) -> str:
+    """One flat folder (no subfolders to create or remove while other tasks use it)."""
+    return relative.replace("/", "%2F")
+
+
+def _link(source: Path, target: Path) -> bool:
+    """Hard-link a file another task shared; False if it is not there (or links are not supported)."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        os.link(source, target)
+    except FileExistsError:
+        return True
+    except OSError:  # missing (never shared, or released meanwhile), or a filesystem without links
+        return False
+    return True
+
+
+def _share(path: Path, store: Path, name: str) -> None:
+    """Put a downloaded file in the store (a hard link: no copy) for tasks that need it while this one
+    holds it. Renamed into place: the store never shows a partial file."""
+    for _ in range(3):  # the store folder may be removed by a task releasing the last file meanwhile
+        temporary = store / f"{name}.partial-{uuid.uuid4().hex[:8]}"
         try:
-            os.link(folder / relative, temporary)  # the same inode: no copy, and it outlives this folder
-        except OSError:  # a filesystem without hard links
-            shutil.copyfile(folder / relative, temporary)
-        os.replace(temporary, target)
+            store.mkdir(parents=True, exist_ok=True)
+            os.link(path, temporary)
+            os.replace(temporary, store / name)
+            return
+        except FileNotFoundError:
+            continue
+        except OSError:  # a filesystem without hard links: no sharing
+            return
+
+
+def _release(store: Path, relatives: list[str]) -> None:
+    """Remove the store's files that no task folder links to any more (a link count of 1), then the
+    store folder if empty. A task linking one meanwhile keeps its own link; the next one downloads it."""
+    for relative in relatives:
+        path = store / _store_name(relative)
+        try:
+            if os.stat(path).st_nlink == 1:
+                os.remove(path)
+        except FileNotFoundError:
+            pass
+    with contextlib.suppress(OSError):  # not empty: another task holds files; or gone
+        store.rmdir()
 
 
 def fetch(remote: RemoteFiles, relatives: list[str], folder: Path) -> None:
     """Each file to ``folder/<relative>``: downloaded under a temporary name, then renamed (a reader of
     the folder never sees a partial file)."""
+    if not relatives:
+        return
     fs, root = storage.url_to_fs(remote.url, remote.options.options)
     root = root.rstrip("/")
-    todo = [r for r in relatives if not (folder / r).is_file()]
-    if not todo:
-        return
-    temporary = {r: folder / f"{r}.partial-{uuid.uuid4().hex[:8]}" for r in todo}
+    temporary = {r: folder / f"{r}.partial-{uuid.uuid4().hex[:8]}" for r in relatives}
     for path in temporary.values():
         path.parent.mkdir(parents=True, exist_ok=True)
     try:
-        fs.get([f"{root}/{r}" for r in todo], [str(temporary[r]) for r in todo])
+        fs.get([f"{root}/{r}" for r in relatives], [str(temporary[r]) for r in relatives])
         for relative, path in temporary.items():
             os.replace(path, folder / relative)
     except FileNotFoundError as exc:
-        exc.add_note(f"while downloading {len(todo)} files of {storage.redact(remote.url)} into {folder}")
+        exc.add_note(
+            f"while downloading {len(relatives)} files of {storage.redact(remote.url)} into {folder}"
+        )
         raise
     finally:
         for path in temporary.values():
             path.unlink(missing_ok=True)
-    logger.info("%s: downloaded %d files into %s", storage.redact(remote.url), len(todo), folder)
+    logger.info("%s: downloaded %d files into %s", storage.redact(remote.url), len(relatives), folder)
+    logger.debug("downloaded: %s", " ".join(relatives))
 
 
 def meta_folder(remote: RemoteFiles) -> Path:
