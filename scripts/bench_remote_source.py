@@ -4,14 +4,14 @@
 
 Each fixture is copied into a real S3 server (SeaweedFS on 127.0.0.1, tests/s3server.py) and converted
 from ``s3://`` at 1 worker (and 2) into several shards. A thread sums the sizes of the files under the
-cache folder every 5 ms: its maximum is the high-water mark (the planning process's meta/ copy included).
-A second run with ``keep_cache=True`` leaves every task's folder in place: their total (hard links counted
-once) is what the tasks downloaded: a file two shards share is downloaded by both tasks at 2 workers, and
-handed from one task to the next at 1 worker. ``largest_task_mb`` is the most one task
-needs (the whole files its episodes live in), from the plan alone: the 1-worker high-water mark should
-be about that (meta/ is removed before the tasks start). Shards are checked byte-equal to the local
-conversion's. Last, from the plan alone (no download): what each task would fetch from a DROID-like
-10,000-episode source (bench_convert_plan.py's layout), the 1-worker bound at scale.
+cache folder every 5 ms (hard links once): its maximum is the high-water mark (meta/'s copy included).
+Downloaded bytes: what the tasks report to datatrove's stats (``source_downloaded_bytes``: files they
+fetched rather than linked from the machine's shared folder), read between the part and finalize.
+``largest_task_mb`` is the most one task needs (the whole files its episodes live in), from the plan
+alone: the 1-worker high-water mark should be about that (meta/ is removed before the tasks start).
+Shards are checked byte-equal to the local conversion's. Last, from the plan alone (no
+download): what each task would fetch from a DROID-like 10,000-episode source (bench_convert_plan.py's
+layout), the 1-worker bound at scale.
 """
 
 from __future__ import annotations
@@ -29,7 +29,9 @@ from pathlib import Path
 from typing import Any
 
 from lerobot_wds import ConvertConfig, convert
-from lerobot_wds.converter.convert import plan_conversion
+from lerobot_wds.converter.convert import convert_part, plan_conversion
+from lerobot_wds.converter.finalize import finalize
+from lerobot_wds.converter.workdir import WORK_DIR
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = ROOT.parent / "shared/fixtures"
@@ -87,24 +89,24 @@ def measure(name: str, shard_mb: float, workers: int, url: str, options: dict, w
         "source_mb": round(sum(files.values()) / 1e6, 2), "meta_mb": round(meta / 1e6, 3),
         "largest_task_mb": round(max(per_task) / 1e6, 2),
     }  # fmt: skip
-    for keep in (False, True):
-        cache, dest = work / f"cache-{name}-{workers}-{keep}", work / f"out-{name}-{workers}-{keep}"
-        cache.mkdir()
-        config = ConvertConfig(shard_size_mb=shard_mb, workers=workers, source_storage_options=options,
-                               cache_dir=str(cache), keep_cache=keep)  # fmt: skip
-        with HighWater(cache) as high:
-            started = time.perf_counter()
-            result = convert(url, str(dest), config)
-            wall_s = time.perf_counter() - started
-        for shard in result.manifest.shards:
-            if (dest / shard.path).read_bytes() != (reference / shard.path).read_bytes():
-                raise SystemExit(f"{name}: {shard.path} differs from the local conversion's")
-        if keep:
-            row["downloaded_mb"] = round(tree_bytes(cache) / 1e6, 2)
-        else:
-            left = tree_bytes(cache)
-            row |= {"high_water_mb": round(high.peak / 1e6, 2), "samples": high.samples,
-                    "wall_s": round(wall_s, 2), "left_in_cache_bytes": left}  # fmt: skip
+    cache, dest = work / f"cache-{name}-{workers}", work / f"out-{name}-{workers}"
+    cache.mkdir()
+    config = ConvertConfig(shard_size_mb=shard_mb, workers=workers, source_storage_options=options,
+                           cache_dir=str(cache))  # fmt: skip
+    with HighWater(cache) as high:
+        started = time.perf_counter()
+        # convert = its one part + finalize; between the two, datatrove's stats of the tasks are readable
+        convert_part(url, str(dest), config, tasks=1, task_index=0)
+        stats = json.loads((dest / WORK_DIR / "datatrove/stats.json").read_text())
+        manifest = finalize(str(dest))
+        wall_s = time.perf_counter() - started
+    for shard in manifest.shards:
+        if (dest / shard.path).read_bytes() != (reference / shard.path).read_bytes():
+            raise SystemExit(f"{name}: {shard.path} differs from the local conversion's")
+    downloaded = stats[0]["stats"]["source_downloaded_bytes"]["total"]
+    row |= {"high_water_mb": round(high.peak / 1e6, 2), "downloaded_mb": round(downloaded / 1e6, 2),
+            "samples": high.samples, "wall_s": round(wall_s, 2),
+            "left_in_cache_bytes": tree_bytes(cache)}  # fmt: skip
     row["high_water_vs_source"] = round(row["high_water_mb"] / row["source_mb"], 3)
     row["downloaded_vs_source"] = round(row["downloaded_mb"] / row["source_mb"], 3)
     return row

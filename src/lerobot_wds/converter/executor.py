@@ -90,8 +90,9 @@ class ShardTask(PipelineStep):
         following = self.sequence[self.sequence.index(rank) + 1 :] if rank in self.sequence else []
         keep = self.lerobot.files_of(self.plans[following[0]].episodes) if following else []
         key = task_key(self.dest, plan.shard_index)
-        with task_files(self.lerobot.remote, files, key, keep) as downloaded:
-            self._write_shard(self.lerobot.with_files_at(downloaded), plan, rank, folder)
+        with task_files(self.lerobot.remote, files, key, keep) as fetched:
+            self.stat_update("source_downloaded_bytes", value=fetched.downloaded_bytes)  # datatrove's stats
+            self._write_shard(self.lerobot.with_files_at(fetched.folder), plan, rank, folder)
 
     def _write_shard(self, lerobot: LeRobotSource, plan: ShardPlan, rank: int, folder: Path) -> None:
         staging = folder / f"shard-{plan.shard_index:06d}.tar.partial"

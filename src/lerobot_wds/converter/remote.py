@@ -123,13 +123,20 @@ def task_key(dest: str, shard_index: int) -> str:
     return f"{hashlib.sha256(dest.encode()).hexdigest()[:12]}-shard-{shard_index:06d}"
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TaskFiles:
+    folder: Path  # the task's files, at their paths relative to the source root
+    downloaded_bytes: int  # of those, downloaded by this task (the rest was linked or already there)
+
+
 @contextmanager
 def task_files(
     remote: RemoteFiles, relatives: Iterable[str], key: str, keep_for_next: Iterable[str] = ()
-) -> Iterator[Path]:
+) -> Iterator[TaskFiles]:
     """The files ``relatives`` in the task's own folder: linked from the machine's shared store when
-    another task has them, else downloaded (then shared through the store). Yields the folder; after,
-    removes it and every store file no other task holds (unless ``keep_cache``).
+    another task has them, else downloaded (then shared through the store). Yields the folder and what
+    was downloaded; after, removes the folder and every store file no other task holds (unless
+    ``keep_cache``).
 
     ``keep_for_next``: files the task that runs next in this same process needs (one worker runs its
     tasks one after another, so they never overlap): kept in the store after a success.
@@ -145,7 +152,7 @@ def task_files(
         fetch(remote, todo, folder)
         for relative in todo:
             _share(folder / relative, store, _store_name(relative))
-        yield folder
+        yield TaskFiles(folder=folder, downloaded_bytes=sum(os.path.getsize(folder / r) for r in todo))
         succeeded = True
     finally:
         if not remote.keep_cache:
