@@ -65,9 +65,10 @@ class ShardTask(PipelineStep):
         self.opts = storage.HiddenOptions(storage_options)  # never in datatrove's executor.json
         self.video = video
         self.progress_dir = progress_dir
-        # the ranks one worker runs one after another in this process (run_shard_tasks with workers=1):
-        # a remote source's task keeps the files the next one needs instead of deleting them
-        self.sequence: list[int] = []
+        # A remote source, run here (run_shard_tasks): the ranks this run executes on this machine, and a
+        # folder where each marks itself done: a task keeps shared files that ranks not done yet need
+        self.sequence: frozenset[int] = frozenset()
+        self.done_dir: str | None = None
 
     def run(self, data: Any, rank: int = 0, world_size: int = 1) -> Iterator[Any]:
         if self.progress_dir is None:  # on a cluster node: stage in a folder of this task's own
@@ -87,12 +88,27 @@ class ShardTask(PipelineStep):
             return
         # A remote source: this task downloads the files its own episodes live in, and deletes them after
         files = self.lerobot.files_of(plan.episodes)
-        following = self.sequence[self.sequence.index(rank) + 1 :] if rank in self.sequence else []
-        keep = self.lerobot.files_of(self.plans[following[0]].episodes) if following else []
         key = task_key(self.dest, plan.shard_index)
-        with task_files(self.lerobot.remote, files, key, keep) as fetched:
+        with task_files(self.lerobot.remote, files, key, lambda: self._done(rank, set(files))) as fetched:
             self.stat_update("source_downloaded_bytes", value=fetched.downloaded_bytes)  # datatrove's stats
             self._write_shard(self.lerobot.with_files_at(fetched.folder), plan, rank, folder)
+
+    def _done(self, rank: int, files: set[str]) -> set[str]:
+        """Mark task ``rank`` done in this run's folder; return which of its files tasks of this run that
+        are not done need. The shards needing one source file are consecutive in the plan (both hold
+        consecutive episodes), so the search stops at the first later shard sharing none of ``files``."""
+        if self.done_dir is None:
+            return set()
+        done = Path(self.done_dir)
+        (done / f"{rank:05d}").touch()
+        needed: set[str] = set()
+        for later in range(rank + 1, len(self.plans)):
+            shared = files & set(self.lerobot.files_of(self.plans[later].episodes))
+            if not shared:
+                break
+            if later in self.sequence and not (done / f"{later:05d}").exists():
+                needed |= shared
+        return needed
 
     def _write_shard(self, lerobot: LeRobotSource, plan: ShardPlan, rank: int, folder: Path) -> None:
         staging = folder / f"shard-{plan.shard_index:06d}.tar.partial"
@@ -155,8 +171,9 @@ def run_shard_tasks(
         local_tasks=len(ranks),
         local_rank_offset=ranks.start,
     )
-    if executor.workers == 1:  # datatrove runs these in order, in this process
-        task.sequence = executor.get_incomplete_ranks(ranks)
+    if lerobot.remote is not None:  # every rank of this run executes on this machine
+        task.sequence = frozenset(executor.get_incomplete_ranks(ranks))
+        task.done_dir = tempfile.mkdtemp(prefix="done-", dir=progress_dir)
     stop = threading.Event()
     monitor = threading.Thread(
         target=_report_progress, args=(Path(progress_dir), on_progress, total_episodes, stop), daemon=True

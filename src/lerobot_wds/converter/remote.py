@@ -8,13 +8,14 @@ under the cache, right before writing its shard, and deletes it when the shard i
 ``keep_cache``).
 
 A file two shards share (a v3 file holds many episodes) is downloaded once per machine while some task
-holds it: a task that downloads a file also links it into the machine's shared folder, and a task that
+needs it: a task that downloads a file also links it into the machine's shared folder, and a task that
 needs it links it from there into its own folder (hard links: no copy, and each task's link outlives the
-others'). A task done removes its folder, then the shared files no folder links any more (link count 1).
-Tasks that overlap in time share; one worker's tasks run one after another, so each keeps the files the
-next one needs. No task ever reads a partial file: downloads and shares go under a temporary name and are
-renamed, and a task that finds a shared file gone meanwhile downloads it. Tasks on other machines (Ray,
-SLURM) share only through a cache folder they have in common.
+others'). A task done removes its folder, then the shared files no folder links any more (link count 1)
+unless tasks of the same local run not done yet need them (datatrove's ranks of this machine, known when
+the run starts; a task marks itself done in the run's own folder before it lets go, so the last task out
+removes what it shared). No task ever reads a partial file: downloads and shares go under a temporary
+name and are renamed, and a task that finds a shared file gone meanwhile downloads it. Tasks on other
+machines (Ray, SLURM) share only through a cache folder they have in common.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ import re
 import shutil
 import tempfile
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -131,20 +132,22 @@ class TaskFiles:
 
 @contextmanager
 def task_files(
-    remote: RemoteFiles, relatives: Iterable[str], key: str, keep_for_next: Iterable[str] = ()
+    remote: RemoteFiles,
+    relatives: Iterable[str],
+    key: str,
+    still_needed: Callable[[], Iterable[str]] | None = None,
 ) -> Iterator[TaskFiles]:
     """The files ``relatives`` in the task's own folder: linked from the machine's shared store when
     another task has them, else downloaded (then shared through the store). Yields the folder and what
     was downloaded; after, removes the folder and every store file no other task holds (unless
     ``keep_cache``).
 
-    ``keep_for_next``: files the task that runs next in this same process needs (one worker runs its
-    tasks one after another, so they never overlap): kept in the store after a success.
+    ``still_needed``: called when the task is over (before its folder is removed): it marks the task
+    done and returns the files that tasks of this machine yet to run need, kept in the store for them.
     """
     folder = remote.task_folder(key)
     store = remote.store_folder()
     wanted = sorted(set(relatives))
-    succeeded = False
     try:
         todo = [
             r for r in wanted if not (folder / r).is_file() and not _link(store / _store_name(r), folder / r)
@@ -153,11 +156,11 @@ def task_files(
         for relative in todo:
             _share(folder / relative, store, _store_name(relative))
         yield TaskFiles(folder=folder, downloaded_bytes=sum(os.path.getsize(folder / r) for r in todo))
-        succeeded = True
     finally:
+        keep = set(still_needed()) if still_needed is not None else set()  # marks this task done first
         if not remote.keep_cache:
             shutil.rmtree(folder, ignore_errors=True)
-            _release(store, [r for r in wanted if not (succeeded and r in set(keep_for_next))])
+            _release(store, [r for r in wanted if r not in keep])
 
 
 def _store_name(relative: str) -> str:
