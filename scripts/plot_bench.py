@@ -449,10 +449,11 @@ def remote_table(remote: dict[str, Any]) -> str:
 def remote_source_table(record: dict[str, Any]) -> str:
     intro = (
         "Converting from `s3://` (SeaweedFS on 127.0.0.1): planning reads meta/ and a listing only; each "
-        "shard task downloads the whole files its episodes live in into its own cache folder and deletes "
-        "them after its shard; at 1 worker a file neighbouring shards share is handed to the next task. "
-        "High-water mark: the cache folder's size sampled every 5 ms. Downloaded: the cache kept "
-        "(`keep_cache`), hard links counted once. Shards byte-equal to the local conversion's."
+        "shard task gets the whole files its episodes live in into its own cache folder (downloaded, or "
+        "hard-linked from the machine's shared folder when another task of the run has or will need them) "
+        "and deletes them after its shard. High-water mark: the cache folder's size sampled every 5 ms "
+        "(hard links once). Downloaded: the tasks' own count (datatrove stats). Cache empty after every "
+        "run; shards byte-equal to the local conversion's."
     )
     header = ["dataset", "source MB", "shards", "workers", "largest task MB", "cache high-water MB",
               "high-water / source", "downloaded / source", "wall s"]  # fmt: skip
@@ -465,12 +466,13 @@ def remote_source_table(record: dict[str, Any]) -> str:
         parts.append(
             "From the plan alone (nothing downloaded), a DROID-like source "
             f"({scale[0]['episodes']:,} episodes, 3 cameras, ~200 MB mp4s of 50 episodes, ~100 MB data "
-            "files; `scripts/bench_convert_plan.py`'s layout): what each task would fetch. At 1 worker the "
-            "cache's high-water mark is about the largest task; tasks that never run back to back (2+ "
-            "workers, a cluster) each download their files."
+            "files; `scripts/bench_convert_plan.py`'s layout): what each task would fetch. On one machine "
+            "the cache's high-water mark is about the largest task per worker and each file is downloaded "
+            "about once; tasks on different machines (Ray, SLURM without a shared cache) each download "
+            "their files."
         )
         header = ["shard size MB", "shards", "source MB", "largest task MB", "mean task MB",
-                  "downloaded / source, 1 worker", "downloaded / source, tasks apart"]  # fmt: skip
+                  "downloaded / source, one machine", "downloaded / source, tasks apart"]  # fmt: skip
         rows = [[r["shard_size_mb"], r["shards"], r["source_mb"], r["largest_task_mb"], r["mean_task_mb"],
                  r["downloaded_vs_source_1_worker"], r["downloaded_vs_source_tasks_apart"]]
                 for r in scale]  # fmt: skip
