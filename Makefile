@@ -6,7 +6,7 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 PYTEST_ARGS ?=
 
-.PHONY: setup demo lint typecheck test test-all bench packaging-check
+.PHONY: setup demo lint typecheck test test-all bench bench-convert-scale packaging-check
 
 setup: $(VENV)/.installed
 
@@ -52,4 +52,14 @@ bench: setup
 	$(PY) scripts/bench_remote.py
 	$(PY) scripts/bench_remote_source.py
 	$(PY) scripts/bench_threads.py
+	$(PY) scripts/plot_bench.py
+
+# The converter at scale (issue 14), on a quiet machine: planning 1k-130k episodes (synthetic, sparse),
+# 1 vs 2 workers on g1 x40 (400 episodes, ~1.3 GB in /tmp) and the routes (local, task-index, Ray) on g1 x4.
+bench-convert-scale: setup
+	$(PY) scripts/bench_convert_plan.py
+	$(PY) scripts/make_big_source.py --repeat 40 --dest /tmp/g1x40 --overwrite
+	$(PY) scripts/bench_workers.py --source /tmp/g1x40 --episodes 10,40,100,200,400
+	$(PY) scripts/make_big_source.py --repeat 4 --dest /tmp/g1x4 --overwrite
+	$(PY) scripts/bench_routes.py --source /tmp/g1x4
 	$(PY) scripts/plot_bench.py

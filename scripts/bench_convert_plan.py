@@ -1,6 +1,6 @@
 """Converter planning at DROID's size: metadata read + size estimate + shard plan of a synthetic v3 source.
 
-    python scripts/bench_convert_plan.py [--episodes 1000 10000 130000]
+    python scripts/bench_convert_plan.py [--episodes 1000 3000 10000 30000 130000]
 
 Builds, per size, a LeRobot v3 source's metadata with 3 cameras (info.json, tasks.parquet, the
 episodes table split over files of 10,000 rows as LeRobot splits it) and its data/video files as
@@ -153,6 +153,12 @@ def measure(root: Path) -> dict[str, object]:
     from lerobot_wds.converter.plan import plan_episodes
     from lerobot_wds.converter.source import open_source
 
+    # open_source imports pandas on first use (pyarrow's to_pandas), ~0.3 s once per process: timed
+    # apart, so that the read time is the metadata's (it used to be imported by the imports above)
+    started = time.perf_counter()
+    import pandas  # noqa: F401
+
+    import_s = time.perf_counter() - started
     rss_before_mb = _rss_mb()
     started = time.perf_counter()
     source = open_source(str(root))
@@ -168,10 +174,11 @@ def measure(root: Path) -> dict[str, object]:
         + len({e.data_file for e in plan.episodes}),
         "shards": len(plan.shards),
         "estimated_source_gb": round(plan.source_bytes / 1e9, 1),
-        "metadata_read_s": round(read_s, 2),
-        "estimate_and_plan_s": round(plan_s, 2),
-        "total_s": round(read_s + plan_s, 2),
-        # Python and the converter's imports (pyarrow, datatrove, torch) before the source is opened
+        "lazy_import_s": round(import_s, 3),
+        "metadata_read_s": round(read_s, 3),
+        "estimate_and_plan_s": round(plan_s, 3),
+        "total_s": round(read_s + plan_s, 3),
+        # Python and the converter's imports (pyarrow, datatrove, torch, pandas) before the source is opened
         "rss_before_mb": round(rss_before_mb),
         "rss_growth_mb": round(rss_after_mb - rss_before_mb),  # source + plan, still held
         "process_peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / 1e6),
@@ -201,9 +208,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--episodes", type=int, nargs="+", default=[1000, 10_000, 130_000])
+    parser.add_argument("--episodes", type=int, nargs="+", default=[1000, 3000, 10_000, 30_000, 130_000])
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks/results/convert_plan.json")
     args = parser.parse_args()
+    load_before = os.getloadavg()
     results = [run(n) for n in args.episodes]
     machine = {"python": platform.python_version(), "machine": platform.machine(), "cpus": os.cpu_count()}
     layout = {
@@ -217,6 +225,7 @@ def main() -> None:
     record = {
         "command": "python scripts/bench_convert_plan.py",
         "machine": machine,
+        "load_avg_before_after": [round(v, 2) for v in (*load_before, *os.getloadavg())],
         "layout": layout,
         "target": {"episodes": 130_000, "total_s": 10, "process_peak_rss_mb": 1000},
         "results": results,

@@ -4,10 +4,11 @@
                                  [--markdown BENCHMARKS.md]
 
 Reads read.json (bench_read.py), sweep.json (bench_sweep.py), convert.json (bench_convert.py),
-plan.json (bench_plan.py), convert_plan.json (bench_convert_plan.py) and remote_source.json
-(bench_remote_source.py); a missing file skips its plots and tables with one printed line. Writes PNGs
-(matplotlib, Agg backend) to --plots and replaces everything between the two marker comments of
---markdown with the plots and tables, so that every number there comes from a results file.
+plan.json (bench_plan.py), convert_plan.json (bench_convert_plan.py), workers.json (bench_workers.py),
+routes.json (bench_routes.py) and remote_source.json (bench_remote_source.py); a missing file skips its
+plots and tables with one printed line. Writes PNGs (matplotlib, Agg backend) to --plots and replaces
+everything between the two marker comments of --markdown with the plots and tables, so that every number
+there comes from a results file.
 The reading section starts with g1 (the real robot's camera): its bar plot (samples/s of every reader
 row and both decode limits, per num_workers), then one table per dataset, g1 first. read.json files
 written before g1 (rows `ours*`, `lerobot`, `decode_limit`) still render.
@@ -38,6 +39,7 @@ LINES = {
     "lerobot_float32": ("LeRobot 0.6.1 float32", "C3"),
     "lerobot_uint8": ("LeRobot 0.6.1 uint8", "C1"),
     "defaults": ("ours defaults", "C0"),
+    "defaults_torch_collate": ("ours defaults, torch's collate", "C9"),
     "defaults_collate": ("ours defaults + collate", "C9"),
     "drop_in": ("ours drop-in", "C2"),
     "fast": ("ours fast", "C6"),
@@ -233,7 +235,8 @@ def plot_convert_plan(convert_plan: dict[str, Any], plots: Path) -> list[Path]:
     time_ax.plot(episodes, [r["metadata_read_s"] for r in rows], "s--", label="metadata read")
     time_ax.plot(episodes, [r["estimate_and_plan_s"] for r in rows], "^--", label="estimate + shard plan")
     time_ax.axhline(target["total_s"], color="C3", ls=":", label=f"target ({target['total_s']} s)")
-    time_ax.set(ylabel="seconds", title="Converter planning time")
+    # log: the 1k and 10k points are 70x and 13x below the 130k one
+    time_ax.set(ylabel="seconds (log)", yscale="log", title="Converter planning time")
     rss_ax.plot(episodes, [r["process_peak_rss_mb"] for r in rows], "o-", label="process peak RSS")
     rss_ax.plot(episodes, [r["rss_growth_mb"] for r in rows], "s--", label="held by source + plan")
     rss_ax.axhline(target["process_peak_rss_mb"], color="C3", ls=":", label="target (1 GB)")
@@ -243,6 +246,36 @@ def plot_convert_plan(convert_plan: dict[str, Any], plots: Path) -> list[Path]:
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
     return [save(fig, plots / "convert_plan.png")]
+
+
+def workers_best(workers: dict[str, Any]) -> dict[int, list[dict[str, Any]]]:
+    """workers.json's rows per worker count, by source size."""
+    out: dict[int, list[dict[str, Any]]] = {}
+    for row in sorted(workers["rows"], key=lambda r: r["source_mb"]):
+        out.setdefault(row["workers"], []).append(row)
+    return out
+
+
+def plot_workers(workers: dict[str, Any], plots: Path) -> list[Path]:
+    """(f) whole-convert MB/s of source against the source's size, 1 vs 2 workers, and the crossover."""
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for count, rows in workers_best(workers).items():
+        xs, ys = [r["source_mb"] for r in rows], [r["mb_per_s"] for r in rows]
+        ax.plot(xs, ys, "o-", label=f"{count} worker{'s' if count > 1 else ''}")
+    interpolated, measured = workers.get("crossover_interpolated_mb"), workers.get("crossover_measured_mb")
+    if interpolated is not None or measured is not None:
+        how = "interpolated" if interpolated is not None else "first measured size faster"
+        crossing = interpolated if interpolated is not None else measured
+        ax.axvline(crossing, color="C3", ls=":", label=f"crossover ~{fmt_number(crossing)} MB ({how})")
+    sizes = sorted({r["source_mb"] for r in workers["rows"]})
+    ax.set(xscale="log", xlabel="source MB (first N episodes)", ylabel="MB/s of source (best run)")
+    ax.set_xticks(sizes, labels=[fmt_number(x) for x in sizes])
+    ax.minorticks_off()
+    ax.set(title="convert: 1 vs 2 workers")
+    ax.set_ylim(bottom=0)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    return [save(fig, plots / "convert_workers.png")]
 
 
 # ----------------------------------------------------------------------------------------- tables
@@ -412,6 +445,15 @@ def convert_plan_table(convert_plan: dict[str, Any]) -> str:
         f"{layout['shard_size_mb']:g} MB. Peak RSS includes the "
         f"{convert_plan['results'][0]['rss_before_mb']} MB of Python and the converter's imports."
     )
+    if "lazy_import_s" in convert_plan["results"][0]:
+        imports = [r["lazy_import_s"] for r in convert_plan["results"]]
+        intro += (
+            f" pandas, which the first source opened in a process imports ({min(imports)}-{max(imports)} s, "
+            "once), is imported before the timings."
+        )
+    if "load_avg_before_after" in convert_plan:
+        load = convert_plan["load_avg_before_after"]
+        intro += f" Load average (1/5/15 min) {load[:3]} before, {load[3:]} after."
     header = ["episodes", "frames", "source files", "shards", "metadata read s", "estimate + plan s"]
     header += ["total s", "held by source + plan (MB)", "process peak RSS (MB)"]
     rows = [
@@ -419,6 +461,58 @@ def convert_plan_table(convert_plan: dict[str, Any]) -> str:
          r["metadata_read_s"], r["estimate_and_plan_s"], r["total_s"], r["rss_growth_mb"],
          r["process_peak_rss_mb"]]
         for r in convert_plan["results"]
+    ]  # fmt: skip
+    return f"{intro}\n\n{table(header, rows)}"
+
+
+def workers_table(workers: dict[str, Any]) -> str:
+    load = workers["load_avg_before_after"]
+    intro = (
+        f"Source: {workers['source']}. Best of the runs per size and worker count (wall seconds of "
+        f"every run in the results file); load average (1/5/15 min) {load[:3]} before, {load[3:]} after."
+    )
+    by_workers = workers_best(workers)
+    header = ["episodes", "source MB", "shards", "1 worker MB/s (best s)", "2 workers MB/s (best s)"]
+    header += ["2 workers / 1 worker (speed)"]
+    rows = []
+    for one, two in zip(by_workers[1], by_workers[2], strict=True):
+        rows.append([one["episodes"], one["source_mb"], one["shards"],
+                     f"{one['mb_per_s']} ({min(one['wall_s'])})", f"{two['mb_per_s']} ({min(two['wall_s'])})",
+                     f"{two['mb_per_s'] / one['mb_per_s']:.2f}{TIMES}"])  # fmt: skip
+    measured = workers.get("crossover_measured_mb")
+    interpolated = workers.get("crossover_interpolated_mb")
+    if "crossover_measured_mb" in workers:  # bench_workers.py since session 7
+        found = f"{workers['crossover_note']}"
+        found += f"; smallest measured size where 2 workers are faster: {measured} MB" if measured else ""
+        found += f"; interpolated: {interpolated} MB" if interpolated else ""
+        modelled, modelled_note = workers["crossover_modelled_mb"], workers["modelled_note"]
+    else:  # session 6's file: the model only
+        found = "not measured (this results file has the model only)"
+        modelled, modelled_note = workers["crossover_mb"], workers["crossover_note"]
+    lines = [
+        f"Crossover, measured: {found}.",
+        f"Model ({workers['model']}): R = {workers['rate_mb_s_1_worker']} MB/s, c1 = {workers['c1_s']} s, "
+        f"c2 = {workers['c2_s']} s: crossover {modelled} MB ({modelled_note}).",
+    ]
+    return f"{intro}\n\n{table(header, rows)}\n\n" + "\n".join(f"- {line}" for line in lines)
+
+
+def routes_table(routes: dict[str, Any]) -> str:
+    intro = (
+        f"Source: {routes['source']} ({routes['source_mb']} MB, {routes['episodes']} episodes, shards of "
+        f"{routes['shard_size_mb']:g} MB: {routes['shards']} shards). Every route run as its own CLI "
+        f"process(es); wall time from the first process's start to the last one's end, best of "
+        f"{routes['repeats']}. Same bytes: sha256 of every file of each destination against the local "
+        f"1-worker route's. Load average (1/5/15 min) {routes['load_avg_before_after'][:3]} before, "
+        f"{routes['load_avg_before_after'][3:]} after."
+    )
+    header = ["route", "what runs", "wall s (best)", "wall s (every run)", f"wall {TIMES} local, 1 worker"]
+    header += ["same bytes"]
+    local = min(routes["routes"][0]["wall_s"])
+    rows = [
+        [r["route"], r["what"], min(r["wall_s"]), ", ".join(str(t) for t in r["wall_s"]),
+         f"{min(r['wall_s']) / local:.2f}{TIMES}", "yes" if r["same_bytes"] else "**no**"]
+        for r in routes["routes"]
     ]  # fmt: skip
     return f"{intro}\n\n{table(header, rows)}"
 
@@ -504,6 +598,17 @@ def section(
     return "\n\n".join([f"### {title}", source_line(record, name), *parts(record)])
 
 
+def plain_section(
+    title: str, name: str, record: dict[str, Any] | None, parts: Callable[[dict[str, Any]], list[str]]
+) -> str:
+    """A section of a results file that records its machine as one string (bench_workers, bench_routes)."""
+    if record is None:
+        return f"### {title}\n\nNot measured yet (`benchmarks/results/{name}` is missing)."
+    command = record.get("command", f"python scripts/{'bench_' + name.removesuffix('.json')}.py")
+    line = f"From `benchmarks/results/{name}`, made by `{command}` on {record['machine']}."
+    return "\n\n".join([f"### {title}", line, *parts(record)])
+
+
 def images(paths: list[Path], markdown: Path) -> list[str]:
     return [f"![{p.stem}]({Path(os.path.relpath(p, markdown.parent)).as_posix()})" for p in paths]
 
@@ -530,6 +635,7 @@ def main() -> None:
     convert, plan = load(args.results, "convert.json"), load(args.results, "plan.json")
     remote, threads = load(args.results, "remote.json"), load(args.results, "threads.json")
     convert_plan = load(args.results, "convert_plan.json")
+    workers, routes = load(args.results, "workers.json"), load(args.results, "routes.json")
     remote_source = load(args.results, "remote_source.json")
     labels = labels_of(read, sweep)
     md = args.markdown
@@ -543,6 +649,10 @@ def main() -> None:
         section("FFmpeg threads per decoder", "threads.json", threads, lambda r: [threads_table(r)]),
         section("Converting", "convert.json", convert, lambda r: [
             *images(plot_convert(r, args.plots), md), convert_table(r)]),
+        plain_section("Converting: 1 vs 2 workers by source size", "workers.json", workers, lambda r: [
+            *images(plot_workers(r, args.plots), md), workers_table(r)]),
+        plain_section("Converting: one machine, task-index parts, Ray", "routes.json", routes, lambda r: [
+            routes_table(r)]),
         section("Planning at DROID's size", "plan.json", plan, lambda r: [plan_table(r)]),
         section("Converter planning at DROID's size", "convert_plan.json", convert_plan, lambda r: [
             *images(plot_convert_plan(r, args.plots), md), convert_plan_table(r)]),

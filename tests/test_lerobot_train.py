@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import itertools
 import json
+import math
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -227,3 +229,33 @@ def test_lerobot_train_on_two_processes_reads_each_rank_its_own_part(tmp_path: P
             tiny, start=0, count=3, batch_size=8, num_workers=1, seed=5, rank=rank, world_size=2
         )
         assert seen == expected, rank
+
+
+@pytest.mark.lerobot
+@pytest.mark.skipif(not os.environ.get("LEROBOT_VENV"), reason="LEROBOT_VENV (a LeRobot venv) not given")
+def test_accelerate_launch_module_form_with_an_eval_split(tmp_path: Path, tiny: str) -> None:
+    """README's form, ``accelerate launch ... -m lerobot_wds.lerobot_train``, with LeRobot's held-out
+    evaluation: per task the last episode of tiny's two is held out, and lerobot-train logs an eval loss
+    over them every ``eval_steps``."""
+    accelerate = Path(os.environ["LEROBOT_VENV"]) / "bin/accelerate"
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    command = [
+        str(accelerate), "launch", "--cpu", "--num_processes", "1", "--main_process_port", str(port),
+        "-m", "lerobot_wds.lerobot_train", f"--dataset.url={tiny}", *SMALL_ACT, "--steps=4",
+        "--batch_size=8", "--num_workers=1", "--save_freq=4", f"--output_dir={tmp_path / 'out'}",
+        "--dataset.eval_split=0.5", "--eval_steps=2",
+    ]  # fmt: skip
+    # The LeRobot venv's torchvision needs its shim imported first; with `-m` nothing of ours runs
+    # before lerobot, so a sitecustomize imports it (a real torchvision needs nothing).
+    (tmp_path / "site").mkdir()
+    (tmp_path / "site/sitecustomize.py").write_text("import torchvision_shim  # noqa: F401\n")
+    environment = {**os.environ, "PYTHONPATH": f"{ROOT / 'src'}{os.pathsep}{tmp_path / 'site'}"}
+    completed = subprocess.run(command, capture_output=True, text=True, timeout=600, env=environment)
+    assert completed.returncode == 0, completed.stderr[-4000:]
+    assert "episodes [3, 4, 5] held out for evaluation, 3 for training" in completed.stderr
+    losses = re.findall(r"step (\d+): eval_loss=([0-9.]+)", completed.stderr)
+    assert [step for step, _ in losses] == ["2", "4"]
+    assert all(math.isfinite(float(loss)) and float(loss) > 0 for _, loss in losses)
+    assert (tmp_path / "out/checkpoints/000004/training_state/lerobot_wds.json").exists()

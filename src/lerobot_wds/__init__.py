@@ -16,7 +16,7 @@ if TYPE_CHECKING:
     from .converter.convert import ConvertConfig, ConvertResult, convert
     from .converter.export import ExportConfig, ExportResult, export
     from .converter.verify import VerifyReport, inspect_dataset, verify
-    from .reader import EpisodeInfo, MixedDataset, ReaderConfig, ShardedLeRobotDataset, collate
+    from .reader import EpisodeInfo, Item, MixedDataset, ReaderConfig, ShardedLeRobotDataset, collate
 
 _LAZY = {
     "ConvertConfig": ".converter",
@@ -24,6 +24,7 @@ _LAZY = {
     "ExportConfig": ".converter",
     "ExportResult": ".converter",
     "EpisodeInfo": ".reader",
+    "Item": ".reader",
     "MixedDataset": ".reader",
     "ReaderConfig": ".reader",
     "ShardedLeRobotDataset": ".reader",
@@ -42,6 +43,7 @@ __all__ = [
     "EpisodeInfo",
     "ExportConfig",
     "ExportResult",
+    "Item",
     "Manifest",
     "MixedDataset",
     "ReaderConfig",

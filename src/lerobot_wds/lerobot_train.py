@@ -29,6 +29,7 @@ What is swapped, and nothing else:
 from __future__ import annotations
 
 import json
+import logging
 import math
 import sys
 from collections.abc import Iterator, Mapping, Sequence
@@ -41,6 +42,8 @@ from torch.utils.data import IterableDataset
 
 from .reader.config import ReaderConfig
 from .reader.dataset import ShardedLeRobotDataset
+
+logger = logging.getLogger(__name__)
 
 STATE_FILE = "lerobot_wds.json"
 URL_OPTION = "--dataset.url"
@@ -170,6 +173,10 @@ def make_train_eval_datasets(
     train_episodes, eval_episodes = cfg.dataset.episodes, None
     if cfg.dataset.eval_split > 0:
         train_episodes, eval_episodes = split_episodes_per_task(probe, cfg.dataset.eval_split)
+        logger.info(
+            "eval_split=%s: episodes %s held out for evaluation, %d for training",
+            cfg.dataset.eval_split, eval_episodes, len(train_episodes),
+        )  # fmt: skip
     dataset = ShardedLeRobotDataset(
         url,
         episodes=train_episodes,

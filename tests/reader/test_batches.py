@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 import torch
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, default_collate
 from torchdata.stateful_dataloader import StatefulDataLoader
 
 from lerobot_wds import ShardedLeRobotDataset, collate
@@ -19,6 +19,11 @@ BATCH = 16
 def windows(dataset: ShardedLeRobotDataset) -> dict[str, list[float]]:
     fps = dataset.fps
     return {"action": [i / fps for i in range(8)], dataset.camera_keys[0]: [-1 / fps, 0.0]}
+
+
+def plain_collate(items: list[dict[str, Any]]) -> Any:
+    """torch's default_collate of the items as plain dicts (our items' type routes them to ``collate``)."""
+    return default_collate([dict(item) for item in items])
 
 
 def assert_same_batches(ours: list[dict[str, Any]], reference: list[dict[str, Any]]) -> None:
@@ -47,7 +52,7 @@ def test_batches_equal_collated_items(
     batched = ShardedLeRobotDataset(converted["h264"], batch_size=BATCH, **common)
     items = ShardedLeRobotDataset(converted["h264"], **common)
     ours = list(DataLoader(batched, batch_size=None, num_workers=num_workers))
-    reference = list(DataLoader(items, batch_size=BATCH, num_workers=num_workers))
+    reference = list(DataLoader(items, batch_size=BATCH, num_workers=num_workers, collate_fn=plain_collate))
     assert_same_batches(ours, reference)
     assert sum(len(b["index"]) for b in ours) == probe.num_frames
     assert any(len(b["index"]) < BATCH for b in ours)  # a last, smaller batch per reader
@@ -57,7 +62,9 @@ def test_drop_last_drops_each_readers_smaller_batch(converted: dict[str, str]) -
     dataset = ShardedLeRobotDataset(converted["multi"], batch_size=BATCH, drop_last=True, seed=1)
     reference = ShardedLeRobotDataset(converted["multi"], seed=1)
     batches = list(DataLoader(dataset, batch_size=None, num_workers=2))
-    expected = list(DataLoader(reference, batch_size=BATCH, num_workers=2, drop_last=False))
+    expected = list(
+        DataLoader(reference, batch_size=BATCH, num_workers=2, drop_last=False, collate_fn=plain_collate)
+    )
     assert_same_batches(batches, [b for b in expected if len(b["index"]) == BATCH])
 
 
@@ -91,7 +98,9 @@ def test_channels_last_changes_the_layout_not_the_values(
     probe = ShardedLeRobotDataset(converted["h264"])
     common = {"delta_timestamps": windows(probe), "seed": 7, "return_uint8": return_uint8}
     contiguous = ShardedLeRobotDataset(converted["h264"], **common)
-    reference = list(DataLoader(contiguous, batch_size=BATCH, num_workers=num_workers))
+    reference = list(
+        DataLoader(contiguous, batch_size=BATCH, num_workers=num_workers, collate_fn=plain_collate)
+    )
     batched = ShardedLeRobotDataset(converted["h264"], batch_size=BATCH, channels_last=True, **common)
     ours = list(DataLoader(batched, batch_size=None, num_workers=num_workers))
     assert_same_batches(ours, reference)
@@ -156,11 +165,17 @@ def test_collate_equals_default_collate_in_one_buffer(
     probe = ShardedLeRobotDataset(converted["h264"])
     dataset = ShardedLeRobotDataset(converted["h264"], delta_timestamps=windows(probe), seed=7, **options)
     ours = list(DataLoader(dataset, batch_size=BATCH, num_workers=num_workers, collate_fn=collate))
-    reference = list(DataLoader(dataset, batch_size=BATCH, num_workers=num_workers))
+    by_default = list(DataLoader(dataset, batch_size=BATCH, num_workers=num_workers))  # no collate_fn
+    reference = list(DataLoader(dataset, batch_size=BATCH, num_workers=num_workers, collate_fn=plain_collate))
     assert_same_batches(ours, reference)
-    for batch in ours:
+    assert_same_batches(by_default, reference)
+    for batch in ours + by_default:
         tensors = [v for v in batch.values() if isinstance(v, torch.Tensor)]
         assert len({t.untyped_storage().data_ptr() for t in tensors}) == 1  # one buffer per batch
+    reference_storages = {
+        v.untyped_storage().data_ptr() for v in reference[0].values() if isinstance(v, torch.Tensor)
+    }
+    assert len(reference_storages) > 1  # (the check above can fail: plain dicts get one storage per key)
     camera = ours[0][probe.camera_keys[0]]
     assert camera.movedim(-3, -1).is_contiguous() == (
         options.get("preset") == "fast"
@@ -186,6 +201,33 @@ def test_process_buffers_come_back_only_when_no_view_is_left() -> None:
     assert len(buffers.free) == 1
     assert buffers.take(800).data_ptr() == address  # used again
     del second
+
+
+def test_process_buffers_keep_at_most_max_bytes() -> None:
+    buffers = arena.ProcessBuffers(count=4, max_bytes=2500)
+    taken = [buffers.take(1000) for _ in range(4)]
+    taken.clear()  # all four come back; the third would pass 2500 bytes
+    assert [a.nbytes for a in buffers.free] == [1000, 1000]
+    big = arena.ProcessBuffers(count=4, max_bytes=10)
+    taken = [big.take(1000) for _ in range(2)]
+    taken.clear()
+    assert len(big.free) == 1  # one buffer at least, whatever its size
+
+
+def test_worker_buffers_keep_at_most_max_bytes() -> None:
+    buffers = arena.WorkerBuffers(count=4, max_bytes=2500)
+    leases = [buffers.take(1000)[1] for _ in range(4)]
+    assert [lease is not None for lease in leases] == [True, True, False, False]  # fresh, untracked
+    assert sum(b is not None for b in buffers.buffers) == 2
+    buffers.board[0] = 0  # the training process dropped the first batch
+    lease = buffers.take(1000)[1]
+    assert lease is not None
+    assert lease.slot == 0
+    buffers.board[0] = 0
+    assert buffers.take(3000)[1] is None  # growing buffer 0 would pass max_bytes next to buffer 1
+    buffers.board[:] = 0
+    one = arena.WorkerBuffers(count=4, max_bytes=10)
+    assert one.take(1000)[1] is not None  # one buffer at least
 
 
 def test_batches_built_in_the_training_process_are_never_overwritten_while_viewed(

@@ -36,6 +36,7 @@ class ConcatenatedVideo:
         self._codec = ""
         self._offset = 0  # pts offset of the next segment, in time-base ticks
         self.duration_s = 0.0  # float sum of the segments' durations, as LeRobot's to_timestamp
+        self.size_bytes = 0  # sum of the appended segments' sizes
 
     def append(self, segment: bytes, where: str) -> tuple[float, float]:
         """Append one segment; return its ``(from_timestamp, to_timestamp)`` in this file, seconds.
@@ -58,6 +59,7 @@ class ConcatenatedVideo:
             from_timestamp = self.duration_s
             self.duration_s = from_timestamp + float(stream.duration * stream.time_base)
             self._offset += stream.duration
+        self.size_bytes += len(segment)
         return from_timestamp, self.duration_s
 
     def _open(self, stream: av.video.stream.VideoStream, where: str) -> av.video.stream.VideoStream:

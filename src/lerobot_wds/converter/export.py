@@ -118,7 +118,8 @@ def export(
         finally:
             writer.close()
         stats = _episode_stats(url, manifest, config.source_storage_options)
-        _write_meta(staging, info, meta, writer, manifest, stats)
+        totals = {"num_episodes": manifest.num_episodes, "num_frames": manifest.num_frames}
+        _write_meta(staging, info, meta, writer, stats, **totals)
         bytes_written = _publish(staging, dest, config)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
@@ -261,8 +262,10 @@ def _write_meta(
     info: dict[str, Any],
     meta: dict[str, bytes],
     writer: LeRobotWriter,
-    manifest: fmt.Manifest,
     stats: pa.Table | None,
+    *,
+    num_episodes: int,
+    num_frames: int,
 ) -> None:
     tasks = pq.read_table(pa.BufferReader(meta["meta/tasks.parquet"]))
     episodes = episode_table(writer.episodes, writer.camera_keys)
@@ -282,10 +285,10 @@ def _write_meta(
     info = dict(info)
     info["features"] = _with_codecs(info["features"], writer.video_codecs)
     info |= {
-        "total_episodes": manifest.num_episodes,
-        "total_frames": manifest.num_frames,
+        "total_episodes": num_episodes,
+        "total_frames": num_frames,
         "total_tasks": tasks.num_rows,
-        "splits": {"train": f"0:{manifest.num_episodes}"},
+        "splits": {"train": f"0:{num_episodes}"},
     }
     (root / INFO_PATH).write_text(json.dumps(info, indent=4))
 

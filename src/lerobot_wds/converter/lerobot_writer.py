@@ -3,7 +3,10 @@
 Used by :mod:`.export`. Data parquet: one row group per episode, a new file when the next episode would
 take the current one past ``data_files_size_in_mb`` (the rule of LeRobot's ``_save_episode_data``, on the
 bytes written so far). Videos: segments concatenated by stream copy (:mod:`.concat`), a new file
-whenever the segments' source file changes, numbered in order (see ``export``'s module docstring).
+whenever the segments' source file changes, numbered in order (see ``export``'s module docstring); or,
+with ``video_files_size_mb``, LeRobot's recording rule: a new file when the current one plus the next
+segment would reach that size (``_save_episode_video``; the current size is the sum of its segments'
+bytes, within a container header of the file on disk LeRobot measures).
 """
 
 from __future__ import annotations
@@ -25,8 +28,16 @@ DEFAULT_DATA_FILES_SIZE_MB = 100.0
 class LeRobotWriter:
     """Data parquet files, concatenated videos and the episode table, written into a staging folder."""
 
-    def __init__(self, root: Path, info: dict[str, Any], camera_keys: list[str]) -> None:
+    def __init__(
+        self,
+        root: Path,
+        info: dict[str, Any],
+        camera_keys: list[str],
+        *,
+        video_files_size_mb: float | None = None,  # None: a file per source file (export)
+    ) -> None:
         self.root = root
+        self.video_files_size_mb = video_files_size_mb
         self.info = info
         self.camera_keys = camera_keys
         self.chunks_size = int(info.get("chunks_size", DEFAULT_CHUNKS_SIZE))
@@ -52,8 +63,9 @@ class LeRobotWriter:
         for camera_key in self.camera_keys:
             segment = sample.meta.cameras[camera_key]
             where = f"episode {sample.meta.episode_index} camera {camera_key!r}"
-            (chunk_index, file_index), video = self._video(camera_key, segment.source_file)
-            from_timestamp, to_timestamp = video.append(sample.videos[camera_key], where)
+            video_bytes = sample.videos[camera_key]
+            (chunk_index, file_index), video = self._video(camera_key, segment.source_file, len(video_bytes))
+            from_timestamp, to_timestamp = video.append(video_bytes, where)
             self.video_codecs[camera_key] = segment.codec
             record |= {
                 f"videos/{camera_key}/chunk_index": chunk_index,
@@ -75,11 +87,19 @@ class LeRobotWriter:
         data.write(rows)
         return data.indices
 
-    def _video(self, camera_key: str, source_file: str) -> tuple[tuple[int, int], ConcatenatedVideo]:
-        """The open output of ``camera_key`` for segments from ``source_file`` (a new file on a change)."""
+    def _video(
+        self, camera_key: str, source_file: str, segment_bytes: int
+    ) -> tuple[tuple[int, int], ConcatenatedVideo]:
+        """The open output of ``camera_key`` for the next segment (a new file on a source file change,
+        or past ``video_files_size_mb``)."""
         current = self._videos.get(camera_key)
-        if current is not None and current[0] == source_file:
-            return current[2], current[1]
+        if current is not None:
+            if self.video_files_size_mb is None:
+                starts_new = current[0] != source_file
+            else:
+                starts_new = (current[1].size_bytes + segment_bytes) / 1024**2 >= self.video_files_size_mb
+            if not starts_new:
+                return current[2], current[1]
         if current is not None:
             current[1].close()
             indices = _next_indices(current[2], self.chunks_size)

@@ -4,6 +4,7 @@ from .arena import collate
 from .config import ReaderConfig
 from .dataset import ShardedLeRobotDataset
 from .elastic import elastic_state
+from .items import Item
 from .meta import DatasetMeta
 from .mixmeta import MixtureMeta
 from .mixture import MixedDataset
@@ -13,6 +14,7 @@ from .selection import EpisodeInfo
 __all__ = [
     "DatasetMeta",
     "EpisodeInfo",
+    "Item",
     "MixedDataset",
     "MixtureMeta",
     "ReaderConfig",

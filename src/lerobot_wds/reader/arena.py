@@ -20,7 +20,7 @@ import os
 import secrets
 import weakref
 from collections import OrderedDict
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,6 +30,10 @@ from torch.utils.data import get_worker_info
 
 ALIGN = 64  # bytes: every tensor starts on a cache line (and SIMD-aligned)
 RECYCLED_BUFFERS = 4  # per worker: DataLoader's 2 batches in flight, the one in use, one spare
+# ... and at most this many bytes of them (one buffer at least): a float32 batch of 32 two-frame
+# 480x640 windows is 236 MB, and four kept in each worker put peak RSS above torch's own collate,
+# which frees each batch's memory once the training process drops it (scripts/bench_read.py, g1).
+RECYCLED_BYTES = 256 << 20
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,8 +102,9 @@ class ProcessBuffers:
     object alive while any view lives) hands the memory back. Fresh memory costs a page fault per 4 KiB
     written: 15.6 ms against 9.3 ms to copy 64 480x640 frames into a used buffer (2-core VM)."""
 
-    def __init__(self, count: int = RECYCLED_BUFFERS) -> None:
+    def __init__(self, count: int = RECYCLED_BUFFERS, max_bytes: int = RECYCLED_BYTES) -> None:
         self.count = count
+        self.max_bytes = max_bytes
         self.free: list[np.ndarray] = []
 
     def take(self, size: int) -> torch.Tensor:
@@ -110,7 +115,8 @@ class ProcessBuffers:
         return buffer[:size]
 
     def _give_back(self, array: np.ndarray) -> None:
-        if len(self.free) < self.count:
+        kept = sum(free.nbytes for free in self.free)
+        if len(self.free) < self.count and (not self.free or kept + array.nbytes <= self.max_bytes):
             self.free.append(array)
 
 
@@ -132,7 +138,8 @@ class WorkerBuffers:
     is out (in flight, or held by the training process); ``board[-1]`` is set once the training
     process has the board."""
 
-    def __init__(self, count: int = RECYCLED_BUFFERS) -> None:
+    def __init__(self, count: int = RECYCLED_BUFFERS, max_bytes: int = RECYCLED_BYTES) -> None:
+        self.max_bytes = max_bytes
         self.pid = os.getpid()
         self.token = secrets.randbits(62)
         self.board = torch.zeros(count + 1, dtype=torch.int32).share_memory_()
@@ -140,13 +147,17 @@ class WorkerBuffers:
 
     def take(self, size: int) -> tuple[torch.Tensor, Lease | None]:
         """``size`` bytes of a free buffer (grown if too small), or of a fresh untracked one when all
-        are out."""
+        are out or a new one would take the buffers past ``max_bytes``."""
         board = self.board.numpy()
         free = [i for i, buffer in enumerate(self.buffers) if board[i] == 0]
-        if not free:
-            return _shared_bytes(size)[:size], None
         fitting = [i for i in free if (b := self.buffers[i]) is not None and b.numel() >= size]
-        slot = fitting[0] if fitting else free[0]
+        slot = fitting[0] if fitting else free[0] if free else None
+        if slot is not None and not fitting:  # a buffer is made or grown: within max_bytes?
+            others = sum(b.numel() for i, b in enumerate(self.buffers) if b is not None and i != slot)
+            if others and others + size > self.max_bytes:
+                slot = None
+        if slot is None:
+            return _shared_bytes(size)[:size], None
         buffer = self.buffers[slot]
         if buffer is None or buffer.numel() < size:
             buffer = self.buffers[slot] = _shared_bytes(size)
@@ -229,7 +240,7 @@ def _lay_out(physical: torch.Tensor, slot: Slot) -> torch.Tensor:
 # ----------------------------------------------------------------------- item-mode collation
 
 
-def collate(items: list[dict[str, Any]]) -> dict[str, Any]:
+def collate(items: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     """``default_collate(items)`` with every CPU tensor of the batch a view of one buffer: pass it as
     ``DataLoader(collate_fn=collate)`` when the DataLoader batches items. In a worker the buffer is a
     recycled shared-memory one and the batch leaves as one file descriptor (``default_collate`` makes
@@ -266,7 +277,7 @@ def collate(items: list[dict[str, Any]]) -> dict[str, Any]:
     return deliver(batch, lease)
 
 
-def _check_same_keys(items: list[dict[str, Any]]) -> None:
+def _check_same_keys(items: Sequence[Mapping[str, Any]]) -> None:
     keys = items[0].keys()
     for item in items[1:]:
         if item.keys() != keys:

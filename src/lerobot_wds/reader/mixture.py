@@ -28,6 +28,7 @@ from torch.utils.data import IterableDataset
 from .. import format as fmt
 from .dataset import ShardedLeRobotDataset
 from .epoch import SharedEpoch
+from .items import Item
 from .mixmeta import MixtureMeta, feature_signature, mixture_meta
 from .mixorder import apportion, first_overflow, lap_epoch, pick_order
 from .order import WorkerInfo
@@ -339,10 +340,10 @@ class MixedDataset(SharedEpoch, IterableDataset[dict[str, Any]]):
         added."""
         dropped = self.drop[source]
         if dropped:
-            item = {key: value for key, value in item.items() if _feature_of(key) not in dropped}
+            item = Item((key, value) for key, value in item.items() if _feature_of(key) not in dropped)
         renamed = self.rename[source]
         if renamed:
-            item = {_renamed_key(key, renamed): value for key, value in item.items()}
+            item = Item((_renamed_key(key, renamed), value) for key, value in item.items())
         item["dataset_index"] = torch.tensor(source, dtype=torch.int64)
         item["dataset_name"] = self.names[source]
         return item
