@@ -16,7 +16,9 @@ from helpers import DATA
 from lerobot_wds import ConvertConfig, convert, read_manifest
 from lerobot_wds.cli import main
 from lerobot_wds.converter.convert import plan_conversion
+from lerobot_wds.converter.remote import RemoteFiles, task_files
 from lerobot_wds.converter.source import open_source
+from lerobot_wds.storage import HiddenOptions
 
 SHARD_SIZE_MB = 0.4  # multi in 5 shards, neighbours sharing data and video files
 
@@ -172,3 +174,15 @@ def test_a_url_without_a_dataset_is_refused_and_leaves_nothing(
     assert list(cache.iterdir()) == []  # the meta/ folder made for it is gone
     with pytest.raises(ValueError, match="--revision applies to Hub repos only"):
         open_source(f"s3://{s3_bucket}/nothing", revision="main", storage_options=s3_server)
+
+
+def test_a_file_path_leaving_the_dataset_is_refused(tmp_path: Path) -> None:
+    """info.json's path templates come from the source: a task never writes outside its cache folder."""
+    remote = RemoteFiles(url="s3://bucket/data", options=HiddenOptions({}), cache_dir=str(tmp_path),
+                         keep_cache=False)  # fmt: skip
+    with (
+        pytest.raises(ValueError, match=r"file path '../../escape.mp4' leaves the dataset"),
+        task_files(remote, ["../../escape.mp4"], "k"),
+    ):
+        pass
+    assert list(tmp_path.iterdir()) == []

@@ -32,7 +32,7 @@ import uuid
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 from .. import format as fmt
 from .. import storage
@@ -52,9 +52,6 @@ class RemoteFiles:
     options: storage.HiddenOptions  # for the source's filesystem (never printed nor in executor.json)
     cache_dir: str | None  # None: DEFAULT_CACHE_DIR
     keep_cache: bool  # keep each task's downloaded files after its shard is written
-
-    def file_url(self, relative: str) -> str:
-        return storage.join(self.url, relative)
 
     def cache_root(self) -> Path:
         return Path(os.path.expanduser(self.cache_dir or DEFAULT_CACHE_DIR))
@@ -148,6 +145,12 @@ def task_files(
     folder = remote.task_folder(key)
     store = remote.store_folder()
     wanted = sorted(set(relatives))
+    for relative in wanted:  # the paths come from the source's info.json templates: never outside
+        if relative.startswith("/") or ".." in PurePosixPath(relative).parts:
+            raise ValueError(
+                f"{storage.redact(remote.url)}: file path {relative!r} leaves the dataset; expected a "
+                "relative path inside it (meta/info.json's data_path and video_path)"
+            )
     try:
         todo = [
             r for r in wanted if not (folder / r).is_file() and not _link(store / _store_name(r), folder / r)
