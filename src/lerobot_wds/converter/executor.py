@@ -89,7 +89,12 @@ class ShardTask(PipelineStep):
         # A remote source: this task downloads the files its own episodes live in, and deletes them after
         files = self.lerobot.files_of(plan.episodes)
         key = task_key(self.dest, plan.shard_index)
-        with task_files(self.lerobot.remote, files, key, lambda: self._done(rank, set(files))) as fetched:
+        done = Path(self.done_dir) if self.done_dir is not None else None
+
+        def still_needed() -> set[str]:
+            return self._done(rank, set(files))
+
+        with task_files(self.lerobot.remote, files, key, still_needed, done) as fetched:
             self.stat_update("source_downloaded_bytes", value=fetched.downloaded_bytes)  # datatrove's stats
             self._write_shard(self.lerobot.with_files_at(fetched.folder), plan, rank, folder)
 

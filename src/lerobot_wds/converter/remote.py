@@ -133,6 +133,7 @@ def task_files(
     relatives: Iterable[str],
     key: str,
     still_needed: Callable[[], Iterable[str]] | None = None,
+    lock_dir: Path | None = None,
 ) -> Iterator[TaskFiles]:
     """The files ``relatives`` in the task's own folder: linked from the machine's shared store when
     another task has them, else downloaded (then shared through the store). Yields the folder and what
@@ -141,6 +142,8 @@ def task_files(
 
     ``still_needed``: called when the task is over (before its folder is removed): it marks the task
     done and returns the files that tasks of this machine yet to run need, kept in the store for them.
+    ``lock_dir``: a folder of the local run (outside the cache): tasks starting together lock the files
+    they need there, so that one downloads a file and the others link it.
     """
     folder = remote.task_folder(key)
     store = remote.store_folder()
@@ -152,18 +155,38 @@ def task_files(
                 "relative path inside it (meta/info.json's data_path and video_path)"
             )
     try:
-        todo = [
-            r for r in wanted if not (folder / r).is_file() and not _link(store / _store_name(r), folder / r)
-        ]
-        fetch(remote, todo, folder)
-        for relative in todo:
-            _share(folder / relative, store, _store_name(relative))
+        with _locked(lock_dir, [_store_name(r) for r in wanted]):
+            have = [r for r in wanted if (folder / r).is_file() or _link(store / _store_name(r), folder / r)]
+            todo = [r for r in wanted if r not in set(have)]
+            fetch(remote, todo, folder)
+            for relative in todo:
+                _share(folder / relative, store, _store_name(relative))
         yield TaskFiles(folder=folder, downloaded_bytes=sum(os.path.getsize(folder / r) for r in todo))
     finally:
         keep = set(still_needed()) if still_needed is not None else set()  # marks this task done first
         if not remote.keep_cache:
             shutil.rmtree(folder, ignore_errors=True)
             _release(store, [r for r in wanted if r not in keep])
+
+
+@contextmanager
+def _locked(lock_dir: Path | None, names: list[str]) -> Iterator[None]:
+    """Exclusive ``flock`` on one lock file per name, taken in sorted order (no deadlock between tasks
+    needing overlapping files); released when the files are in the task's folder and shared. The lock
+    files live as long as the run's folder (never removed while a task may wait on one)."""
+    try:
+        import fcntl
+    except ImportError:  # no flock (Windows): tasks starting together may download a file twice
+        yield
+        return
+    if lock_dir is None:
+        yield
+        return
+    with contextlib.ExitStack() as held:
+        for name in sorted(set(names)):
+            lock = held.enter_context(open(lock_dir / f"{name}.lock", "a"))
+            fcntl.flock(lock, fcntl.LOCK_EX)  # closing the file releases it
+        yield
 
 
 def _store_name(relative: str) -> str:
