@@ -7,6 +7,7 @@ cache folder and deletes them after (unless keep_cache). The result is the local
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 from pathlib import Path
 
@@ -15,9 +16,11 @@ from helpers import DATA
 
 from lerobot_wds import ConvertConfig, convert, read_manifest
 from lerobot_wds.cli import main
-from lerobot_wds.converter.convert import plan_conversion
+from lerobot_wds.converter.convert import convert_part, plan_conversion
+from lerobot_wds.converter.finalize import finalize
 from lerobot_wds.converter.remote import RemoteFiles, task_files
 from lerobot_wds.converter.source import open_source
+from lerobot_wds.converter.workdir import WORK_DIR
 from lerobot_wds.storage import HiddenOptions
 
 SHARD_SIZE_MB = 0.4  # multi in 5 shards, neighbours sharing data and video files
@@ -105,16 +108,23 @@ def test_each_task_downloads_its_own_episodes_files(
     assert sorted(p.name.replace("%2F", "/") for p in shared.iterdir()) == sorted(inodes)
 
 
-def test_the_cache_is_emptied_without_keep_cache(
+def test_two_workers_download_each_file_once_and_empty_the_cache(
     s3_multi: str, s3_server: dict, local_multi: Path, tmp_path: Path
 ) -> None:
+    """2 processes (options and source pickled into spawned tasks) share what they download; the bytes
+    downloaded are what the tasks report to datatrove's stats, read before finalize removes them."""
     cache, dest = tmp_path / "cache", tmp_path / "out"
     config = ConvertConfig(
         shard_size_mb=SHARD_SIZE_MB, source_storage_options=s3_server, cache_dir=str(cache), workers=2
     )
-    convert(s3_multi, str(dest), config)  # 2 processes: options and source pickled into spawned tasks
-    assert_same_conversion(dest, local_multi, s3_multi)
+    convert_part(s3_multi, str(dest), config, tasks=1, task_index=0)  # = convert without finalize
+    stats = json.loads((dest / WORK_DIR / "datatrove/stats.json").read_text())
+    downloaded = stats[0]["stats"]["source_downloaded_bytes"]["total"]
+    files = [p for folder in ("data", "videos") for p in (DATA / "multi" / folder).rglob("*") if p.is_file()]
+    assert downloaded == sum(p.stat().st_size for p in files)  # each data and video file once
     assert list(cache.iterdir()) == []  # no file, no folder left (the cache folder itself is kept)
+    finalize(str(dest))
+    assert_same_conversion(dest, local_multi, s3_multi)
 
 
 def test_one_worker_downloads_each_file_once_and_leaves_nothing(
