@@ -50,6 +50,7 @@ bench: setup
 	$(PY) scripts/bench_read.py $(if $(LEROBOT_VENV),--lerobot-venv $(LEROBOT_VENV))
 	$(PY) scripts/bench_sweep.py
 	$(PY) scripts/bench_remote.py
+	$(PY) scripts/bench_remote_source.py
 	$(PY) scripts/bench_threads.py
 	$(PY) scripts/plot_bench.py
 

@@ -4,10 +4,11 @@
                                  [--markdown BENCHMARKS.md]
 
 Reads read.json (bench_read.py), sweep.json (bench_sweep.py), convert.json (bench_convert.py),
-plan.json (bench_plan.py), convert_plan.json (bench_convert_plan.py), workers.json (bench_workers.py)
-and routes.json (bench_routes.py); a missing file skips its plots and tables with one printed line.
-Writes PNGs (matplotlib, Agg backend) to --plots and replaces everything between the two marker
-comments of --markdown with the plots and tables, so that every number there comes from a results file.
+plan.json (bench_plan.py), convert_plan.json (bench_convert_plan.py), workers.json (bench_workers.py),
+routes.json (bench_routes.py) and remote_source.json (bench_remote_source.py); a missing file skips its
+plots and tables with one printed line. Writes PNGs (matplotlib, Agg backend) to --plots and replaces
+everything between the two marker comments of --markdown with the plots and tables, so that every number
+there comes from a results file.
 The reading section starts with g1 (the real robot's camera): its bar plot (samples/s of every reader
 row and both decode limits, per num_workers), then one table per dataset, g1 first. read.json files
 written before g1 (rows `ours*`, `lerobot`, `decode_limit`) still render.
@@ -539,6 +540,40 @@ def remote_table(remote: dict[str, Any]) -> str:
     return f"{intro}\n\n{table(header, rows)}"
 
 
+def remote_source_table(record: dict[str, Any]) -> str:
+    intro = (
+        "Converting from `s3://` (SeaweedFS on 127.0.0.1): planning reads meta/ and a listing only; each "
+        "shard task gets the whole files its episodes live in into its own cache folder (downloaded, or "
+        "hard-linked from the machine's shared folder when another task of the run has or will need them) "
+        "and deletes them after its shard. High-water mark: the cache folder's size sampled every 5 ms "
+        "(hard links once). Downloaded: the tasks' own count (datatrove stats). Cache empty after every "
+        "run; shards byte-equal to the local conversion's."
+    )
+    header = ["dataset", "source MB", "shards", "workers", "largest task MB", "cache high-water MB",
+              "high-water / source", "downloaded / source", "wall s"]  # fmt: skip
+    rows = [[r["dataset"], r["source_mb"], r["shards"], r["workers"], r["largest_task_mb"],
+             r["high_water_mb"], r["high_water_vs_source"], r["downloaded_vs_source"], r["wall_s"]]
+            for r in record["results"]]  # fmt: skip
+    parts = [intro, table(header, rows)]
+    scale = record.get("at_scale")
+    if scale:
+        parts.append(
+            "From the plan alone (nothing downloaded), a DROID-like source "
+            f"({scale[0]['episodes']:,} episodes, 3 cameras, ~200 MB mp4s of 50 episodes, ~100 MB data "
+            "files; `scripts/bench_convert_plan.py`'s layout): what each task would fetch. On one machine "
+            "the cache's high-water mark is about the largest task per worker and each file is downloaded "
+            "about once; tasks on different machines (Ray, SLURM without a shared cache) each download "
+            "their files."
+        )
+        header = ["shard size MB", "shards", "source MB", "largest task MB", "mean task MB",
+                  "downloaded / source, one machine", "downloaded / source, tasks apart"]  # fmt: skip
+        rows = [[r["shard_size_mb"], r["shards"], r["source_mb"], r["largest_task_mb"], r["mean_task_mb"],
+                 r["downloaded_vs_source_1_worker"], r["downloaded_vs_source_tasks_apart"]]
+                for r in scale]  # fmt: skip
+        parts.append(table(header, rows))
+    return "\n\n".join(parts)
+
+
 def threads_table(threads: dict[str, Any]) -> str:
     intro = (
         "torchcodec alone (the decode limit of the read workload) with `num_ffmpeg_threads` per decoder: "
@@ -601,6 +636,7 @@ def main() -> None:
     remote, threads = load(args.results, "remote.json"), load(args.results, "threads.json")
     convert_plan = load(args.results, "convert_plan.json")
     workers, routes = load(args.results, "workers.json"), load(args.results, "routes.json")
+    remote_source = load(args.results, "remote_source.json")
     labels = labels_of(read, sweep)
     md = args.markdown
     sections = [
@@ -620,6 +656,8 @@ def main() -> None:
         section("Planning at DROID's size", "plan.json", plan, lambda r: [plan_table(r)]),
         section("Converter planning at DROID's size", "convert_plan.json", convert_plan, lambda r: [
             *images(plot_convert_plan(r, args.plots), md), convert_plan_table(r)]),
+        section("Converting from S3: the download cache", "remote_source.json", remote_source,
+                lambda r: [remote_source_table(r)]),
     ]  # fmt: skip
     rewrite(md, "\n\n".join(sections))
 

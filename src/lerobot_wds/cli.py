@@ -54,7 +54,10 @@ def _parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
 
     conv = commands.add_parser("convert", help="convert a LeRobot v3 dataset into episode tar shards")
-    conv.add_argument("source", help="local LeRobot v3 folder or Hub dataset repo id (owner/name)")
+    conv.add_argument(
+        "source",
+        help="local LeRobot v3 folder, Hub dataset repo id (owner/name) or URL (s3://, hf://datasets/)",
+    )
     conv.add_argument("dest", help="destination folder or fsspec URL (s3://..., hf://...)")
     conv.add_argument("--revision", help="Hub revision of the source (branch, tag or commit)")
     conv.add_argument("--episodes", type=_episodes, help="episode indices to convert, e.g. '0,3,5-9'")
@@ -82,6 +85,14 @@ def _parser() -> argparse.ArgumentParser:
         "--staging-dir",
         help="hf://datasets destinations: local folder converted first, then published in a few commits "
         "(default: ~/.cache/lerobot-wds/staging/<repo>)",
+    )
+    conv.add_argument(
+        "--cache-dir",
+        help="remote sources: where each shard task downloads its episodes' files "
+        "(default: ~/.cache/lerobot-wds/source)",
+    )
+    conv.add_argument(
+        "--keep-cache", action="store_true", help="remote sources: keep the downloaded files after each task"
     )
     conv.add_argument(
         "--dry-run",
@@ -206,6 +217,8 @@ def _run_convert(args: argparse.Namespace) -> int:
         vcodec=args.vcodec,
         crf=args.crf,
         staging_dir=args.staging_dir,
+        cache_dir=args.cache_dir,
+        keep_cache=args.keep_cache,
         executor="ray" if args.executor == "ray" else "local",
         ray_address=args.ray_address,
     )

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
+import shutil
 import uuid
 from pathlib import Path
 
@@ -99,5 +101,32 @@ def test_round_trip_through_a_hub_dataset_repo(tmp_path: Path, local: Path) -> N
         remote = ShardedLeRobotDataset(url, seed=3)
         reference = ShardedLeRobotDataset(str(local), seed=3)
         assert [int(i["index"]) for i in remote] == [int(i["index"]) for i in reference]
+    finally:
+        api.delete_repo(repo_id, repo_type="dataset", missing_ok=True)
+
+
+@pytest.mark.network
+@pytest.mark.skipif(not os.environ.get("HF_TOKEN"), reason="needs HF_TOKEN with write access")
+def test_an_update_of_a_hub_repo_uploads_only_the_new_shards(tmp_path: Path, fixture_copy) -> None:
+    from huggingface_hub import HfApi
+    from test_update import CONFIG, rewind_to_20_episodes
+
+    api = HfApi()
+    repo_id = f"{api.whoami()['name']}/lerobot-wds-test-{uuid.uuid4().hex[:8]}"
+    url = f"hf://datasets/{repo_id}"
+    source = fixture_copy("multi")
+    rewind_to_20_episodes(source)
+    config = dataclasses.replace(CONFIG, staging_dir=str(tmp_path / "s"))
+    try:
+        first = convert(str(source), url, config).manifest
+        shutil.copytree(DATA / "multi", source, dirs_exist_ok=True)
+        before = {c.commit_id for c in api.list_repo_commits(repo_id, repo_type="dataset")}
+        result = convert(str(source), url, config)
+        assert (result.manifest.generation, result.shards_skipped) == (1, len(first.shards))
+        new = [c for c in api.list_repo_commits(repo_id, repo_type="dataset") if c.commit_id not in before]
+        assert len(new) == 2  # one commit of new shards, then meta, card and manifest
+        assert ShardedLeRobotDataset(url).num_frames == 1852
+        assert convert(str(source), url, config).manifest == result.manifest  # nothing new: no commit
+        assert len(api.list_repo_commits(repo_id, repo_type="dataset")) == len(before) + 2
     finally:
         api.delete_repo(repo_id, repo_type="dataset", missing_ok=True)

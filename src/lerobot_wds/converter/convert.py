@@ -15,7 +15,7 @@ from .. import storage
 from .cluster import SlurmConfig, SlurmJobs, run_shard_tasks_ray, submit_shard_tasks_slurm
 from .executor import ConvertProgress, completion_url, run_shard_tasks
 from .finalize import existing_manifest, finalize
-from .hub import HubTarget, hub_target, publish_to_hub
+from .hub import HubTarget, hub_target, publish_to_hub, stage_update
 from .plan import ConversionPlan, ShardPlan, plan_episodes, plan_shards
 from .reencode import VCODECS
 from .shards import VideoOptions
@@ -58,6 +58,12 @@ class ConvertConfig:
     staging_dir: str | None = None
     # for the destination's fsspec filesystem; repr=False keeps credentials out of logs and tracebacks
     storage_options: Mapping[str, Any] = field(default_factory=dict, repr=False)
+    # A remote source (s3://..., hf://datasets/..., owner/name): its fsspec options, and where each shard
+    # task downloads its own episodes' files (None: ~/.cache/lerobot-wds/source, resolved where the task
+    # runs); keep_cache keeps them after the task (else deleted once its shard is written)
+    source_storage_options: Mapping[str, Any] = field(default_factory=dict, repr=False)
+    cache_dir: str | None = None
+    keep_cache: bool = False
 
     def __post_init__(self) -> None:
         if self.shard_size_mb <= 0:
@@ -119,7 +125,9 @@ def convert(
     appends shards for the new episodes only (an update: the manifest's ``generation`` grows by one).
 
     Args:
-        source: a local LeRobot v3 folder or a Hub dataset repo id (``owner/name``).
+        source: a local LeRobot v3 folder, a Hub dataset repo id (``owner/name``) or a URL
+            (``hf://datasets/owner/name``, ``s3://bucket/prefix``): each shard task downloads the files of
+            its own episodes only (``config.cache_dir``), and deletes them after unless ``keep_cache``.
         dest: a local folder or any fsspec URL (``s3://bucket/prefix``, ``hf://...``).
         config: see :class:`ConvertConfig`.
         on_progress: called from a helper thread with cumulative :class:`ConvertProgress`.
@@ -241,6 +249,11 @@ def submit_slurm(
         raise ValueError(
             f"{dest}: --executor slurm needs a folder or bucket destination; got an hf://datasets repo"
         )
+    if config.source_storage_options:
+        raise ValueError(
+            "--executor slurm: source storage options would be written into the job's pickled pipeline on "
+            "disk; got some, expected none: give the nodes their credentials through the environment instead"
+        )
     prepared = _prepare(source, dest, config)
     if prepared.work is None:
         return SlurmJobs(array_script=None, finalize_script=None, array_job_id=None, finalize_job_id=None,
@@ -255,8 +268,8 @@ def plan_conversion(source: str, config: ConvertConfig | None = None) -> Convers
     """The shards :func:`convert` would write for ``source`` and ``config``; writes nothing.
 
     ``convert`` plans with this very function, so the plan it returns is the one a conversion follows.
-    A Hub source is opened as ``convert`` opens it (its selected episodes' files are downloaded: the
-    estimate needs their sizes).
+    A remote source (Hub, S3, ...) is planned from its ``meta/`` and a listing of its files' sizes:
+    nothing else is downloaded.
 
     Example:
         >>> from lerobot_wds.converter.convert import plan_conversion
@@ -265,8 +278,25 @@ def plan_conversion(source: str, config: ConvertConfig | None = None) -> Convers
         (2, 24, 1852)
     """
     config = config or ConvertConfig()
-    lerobot = open_source(source, revision=config.revision, episodes=config.episodes)
-    return plan_episodes(lerobot, lerobot.select(config.episodes), target_bytes=config.shard_size_bytes)
+    plan = _plan(source, config)
+    plan.source.close()
+    return plan
+
+
+def _plan(source: str, config: ConvertConfig) -> ConversionPlan:
+    """The plan, its source still open (a remote source's meta/ copy is there until ``close()``)."""
+    lerobot = open_source(
+        source,
+        revision=config.revision,
+        storage_options=config.source_storage_options,
+        cache_dir=config.cache_dir,
+        keep_cache=config.keep_cache,
+    )
+    try:
+        return plan_episodes(lerobot, lerobot.select(config.episodes), target_bytes=config.shard_size_bytes)
+    except BaseException:
+        lerobot.close()
+        raise
 
 
 def _convert_to_hub(
@@ -276,10 +306,16 @@ def _convert_to_hub(
     config: ConvertConfig,
     on_progress: Callable[[ConvertProgress], None] | None,
 ) -> ConvertResult:
-    """Convert into a local staging folder, publish it in a few commits, then drop the staging folder."""
+    """Convert into a local staging folder (an update of the repo's manifest if it has one), publish it
+    in a few commits, then drop the staging folder."""
     name = "--".join([target.repo_id.replace("/", "--"), *filter(None, [target.prefix.replace("/", "--")])])
     staging = Path(config.staging_dir or Path.home() / ".cache" / "lerobot-wds" / "staging" / name)
+    there = None if config.overwrite else stage_update(dest, staging, config.storage_options)
     local = convert(source, str(staging), replace(config, storage_options={}), on_progress=on_progress)
+    if there is not None and local.manifest == there:
+        logger.info("%s: already converted (no new episodes); nothing to publish", dest)
+        shutil.rmtree(staging)
+        return replace(local, dest=dest)
     uploaded = publish_to_hub(staging, dest, config.storage_options)
     logger.info(
         "%s: %d shards uploaded (%d already there)", dest, uploaded, len(local.manifest.shards) - uploaded
@@ -306,7 +342,17 @@ def _prepare(
     opts = config.storage_options
     if config.overwrite:
         _clear_destination(dest, opts)
-    plan = plan_conversion(source, config)
+    plan = _plan(source, config)
+    try:
+        return _prepare_plan(plan, dest, config, tasks, task_index)
+    finally:
+        plan.source.close()  # the work folder has its meta copies; tasks read only data and video files
+
+
+def _prepare_plan(
+    plan: ConversionPlan, dest: str, config: ConvertConfig, tasks: int | None, task_index: int | None
+) -> _Prepared:
+    opts = config.storage_options
     existing = existing_manifest(dest, opts)
     shards, generation, base_shards = plan.shards, 0, 0
     if existing is not None:

@@ -5,7 +5,10 @@ index sidecars, datatrove's markers and logs. So an ``hf://datasets/...`` destin
 local staging folder (resumable like any local conversion) and then published with ``HfApi.create_commit``:
 shards in batches of :data:`SHARDS_PER_COMMIT`, then ``meta/``, the dataset card and ``manifest.json`` in
 one final commit. A reader never sees a manifest without its shards; a rerun skips the shards already on
-the Hub with the same size and sha256. ``hf://buckets/...`` have no commits and go the generic fsspec way.
+the Hub with the same size and sha256. Converting again after the source gained episodes is an update
+(:func:`stage_update`): the repo's manifest is read, only the new episodes are converted in staging and
+only their shards are uploaded, then meta/ and the new manifest. ``hf://buckets/...`` have no commits
+and go the generic fsspec way.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import format as fmt
+from .. import storage
 from .card import dataset_card
 
 logger = logging.getLogger(__name__)
@@ -73,6 +77,14 @@ def plan_commits(
         there = remote.get(path_in_repo)
         if there is not None and (there.size_bytes, there.sha256) == (shard.size_bytes, shard.sha256):
             continue
+        if not (local_root / shard.path).is_file():  # an update stages only its new shards
+            if there is not None and there.sha256 is None and there.size_bytes == shard.size_bytes:
+                continue  # the Hub reports no checksum for it: the size is all there is to compare
+            raise ValueError(
+                f"{target.repo_id}: shard {path_in_repo!r} of the manifest being published is neither in the "
+                f"repo (got {there}) nor in {local_root}; expected the repo to hold the shards of the "
+                "manifest it had; convert again with --overwrite"
+            )
         missing.append((path_in_repo, local_root / shard.path))
     commits = [missing[i : i + SHARDS_PER_COMMIT] for i in range(0, len(missing), SHARDS_PER_COMMIT)]
     last: list[tuple[str, Path | bytes]] = [
@@ -87,6 +99,28 @@ def plan_commits(
     last.append((target.path_in_repo("README.md"), dataset_card(manifest, target.prefix).encode()))
     last.append((target.path_in_repo(fmt.MANIFEST_NAME), local_root / fmt.MANIFEST_NAME))
     return [*commits, last]
+
+
+def stage_update(url: str, staging: Path, storage_options: Mapping[str, Any]) -> fmt.Manifest | None:
+    """Put the manifest the repo at ``url`` holds into ``staging`` (returned), so that converting there
+    is an update: only the source's new episodes are converted, into shards numbered after the repo's,
+    and the new manifest lists the repo's shards first (their bytes are not downloaded; publishing skips
+    them by size and checksum). None if the repo has no manifest, or ``staging`` holds one at least as
+    new (an interrupted publish: publishing it again finishes it)."""
+    remote_url = storage.join(url, fmt.MANIFEST_NAME)
+    if not storage.exists(remote_url, storage_options):
+        return None
+    data = storage.read_bytes(remote_url, storage_options)
+    remote = fmt.Manifest.from_json(data, remote_url)
+    local = staging / fmt.MANIFEST_NAME
+    if (
+        local.is_file()
+        and fmt.Manifest.from_json(local.read_bytes(), str(local)).generation >= remote.generation
+    ):
+        return None
+    storage.write_bytes(data, str(local))
+    logger.info("%s: updating generation %d (%d shards)", url, remote.generation, len(remote.shards))
+    return remote
 
 
 def publish_to_hub(local_root: Path, url: str, storage_options: Mapping[str, Any]) -> int:

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..format import shard_path
-from .source import LeRobotSource, SourceEpisode, source_file_size
+from .source import LeRobotSource, SourceEpisode
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -76,17 +76,14 @@ def estimate_source_bytes(source: LeRobotSource, episodes: Sequence[SourceEpisod
 
     Needs only file sizes and metadata, so planning opens no video; summed over all episodes it is
     exactly the size of the source's data and video files. Each file's duration, rows and size is
-    looked up once (``LeRobotSource.video_durations_s``, ``data_file_rows``, one ``stat``).
+    looked up once (``LeRobotSource.video_durations_s``, ``data_file_rows``, one ``stat``, or for a
+    remote source one listing per folder: nothing is downloaded).
     """
     durations = source.video_durations_s
     rows = source.data_file_rows
-    sizes: dict[str, int] = {}
-
-    def size(relative: str) -> int:
-        if relative not in sizes:
-            sizes[relative] = source_file_size(source, relative)
-        return sizes[relative]
-
+    files = {episode.data_file for episode in episodes}
+    files.update(span.file for episode in episodes for span in episode.videos.values())
+    size = source.file_sizes(sorted(files)).__getitem__
     estimates = {}
     for episode in episodes:
         total = 0.0  # the same float operations, in the same order, as the first planner: equal plans

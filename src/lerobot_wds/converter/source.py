@@ -1,12 +1,13 @@
-"""Read a LeRobot v3 dataset (local folder or Hub repo): metadata, episode table, file paths."""
+"""Read a LeRobot v3 dataset (local folder, Hub repo or any fsspec URL): metadata, episode table, files."""
 
 from __future__ import annotations
 
+import copy
 import gc
 import json
 import logging
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import cached_property
@@ -17,6 +18,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from ..format import EpisodeValue, task_strings
+from ..storage import HiddenOptions
+from .hub import hub_target
+from .remote import RemoteFiles, download_meta, is_remote, meta_folder, remote_file_sizes, remove_meta_folder
 
 logger = logging.getLogger(__name__)
 
@@ -47,16 +51,21 @@ class SourceEpisode:
 
 
 class LeRobotSource:
-    """A LeRobot v3 dataset on local disk (a Hub repo is downloaded to the cache first).
+    """A LeRobot v3 dataset: a local folder, or a remote one's ``meta/`` (its files come per task).
 
     Only the columns of the episode metadata that the converter needs are read (the ~100 ``stats/*``
     columns are skipped).
     """
 
-    def __init__(self, root: Path, *, location: str, revision: str | None = None) -> None:
-        self.root = root
+    def __init__(
+        self, root: Path, *, location: str, revision: str | None = None, remote: RemoteFiles | None = None
+    ) -> None:
+        self.root = root  # meta/ is read from here (a remote source's: a temporary copy, see close())
         self.location = location
         self.revision = revision
+        self.remote = remote
+        # where data/ and videos/ are: a remote source's are in a shard task's folder (with_files_at)
+        self.files_root: Path | None = root if remote is None else None
         self.info = _read_info(root)
         self.fps: int = int(self.info["fps"])
         self.features: dict[str, Any] = self.info["features"]
@@ -84,10 +93,40 @@ class LeRobotSource:
 
     def path(self, relative: str) -> Path:
         """Absolute path of a source file; a clear error if it is missing."""
-        path = self.root / relative
+        if self.files_root is None:
+            raise ValueError(
+                f"{self.location}: {relative!r} is not downloaded; expected a remote source's files to be "
+                "read through with_files_at(<the shard task's download folder>)"
+            )
+        path = self.files_root / relative
         if not path.is_file():
             raise FileNotFoundError(f"{self.location}: missing file {relative!r} referenced by meta/episodes")
         return path
+
+    def with_files_at(self, folder: Path) -> LeRobotSource:
+        """This source, reading its data and video files from ``folder`` (where a task downloaded them)."""
+        view = copy.copy(self)
+        view.files_root = folder
+        return view
+
+    def file_sizes(self, relatives: Iterable[str]) -> dict[str, int]:
+        """Sizes in bytes of source files: ``stat`` locally, one listing per folder for a remote source."""
+        if self.remote is not None and self.files_root is None:
+            return remote_file_sizes(self.remote, relatives)
+        return {relative: os.path.getsize(self.path(relative)) for relative in relatives}
+
+    def files_of(self, episodes: Iterable[int]) -> list[str]:
+        """The data and video files that ``episodes`` live in (relative to the source root), sorted."""
+        files: set[str] = set()
+        for episode in self.select(list(episodes)):
+            files.add(episode.data_file)
+            files.update(span.file for span in episode.videos.values())
+        return sorted(files)
+
+    def close(self) -> None:
+        """Remove a remote source's temporary copy of ``meta/`` (planning is done; tasks do not read it)."""
+        if self.remote is not None and self.root.is_dir():
+            remove_meta_folder(self.root)
 
     @cached_property
     def video_durations_s(self) -> dict[str, float]:
@@ -114,10 +153,24 @@ class LeRobotSource:
 
 
 def open_source(
-    source: str, *, revision: str | None = None, episodes: Sequence[int] | None = None
+    source: str,
+    *,
+    revision: str | None = None,
+    storage_options: Mapping[str, Any] | None = None,
+    cache_dir: str | None = None,
+    keep_cache: bool = False,
 ) -> LeRobotSource:
-    """Open a local LeRobot v3 folder, or download what ``episodes`` need from a Hub dataset repo."""
-    local = Path(source).expanduser()
+    """Open a local LeRobot v3 folder, or the ``meta/`` of a remote one (a Hub repo id ``owner/name``,
+    ``hf://datasets/owner/name[@rev][/folder]``, ``s3://bucket/prefix`` or any fsspec URL).
+
+    A remote source's ``meta/`` is downloaded into a temporary folder under ``cache_dir`` (call
+    :meth:`LeRobotSource.close` when planning is done); its data and video files are downloaded later, by
+    each shard task, for its own episodes only (converter/remote.py). A Hub source is pinned to the
+    commit sha its revision points at now.
+    """
+    if is_remote(source):
+        return _open_remote(source, revision, storage_options or {}, cache_dir, keep_cache)
+    local = Path(source.removeprefix("file://")).expanduser()
     if local.is_dir():
         if revision is not None:
             raise ValueError(f"{source}: --revision applies to Hub repos only; got a local folder")
@@ -125,24 +178,51 @@ def open_source(
     if source.count("/") != 1 or source.startswith((".", "/")):
         raise FileNotFoundError(
             f"{source}: no such folder, and not a Hub repo id; "
-            "expected a LeRobot v3 folder or '<owner>/<name>'"
+            "expected a LeRobot v3 folder, '<owner>/<name>' or a URL (s3://..., hf://datasets/...)"
         )
-    return _open_hub_source(source, revision=revision, episodes=episodes)
+    sha = _hub_sha(source, revision, storage_options or {})
+    remote = RemoteFiles(url=f"hf://datasets/{source}@{sha}", options=HiddenOptions(storage_options),
+                         cache_dir=cache_dir, keep_cache=keep_cache)  # fmt: skip
+    return _open_meta(remote, location=source, revision=sha)
 
 
-def _open_hub_source(repo_id: str, *, revision: str | None, episodes: Sequence[int] | None) -> LeRobotSource:
-    from huggingface_hub import HfApi, snapshot_download
+def _open_remote(
+    url: str, revision: str | None, options: Mapping[str, Any], cache_dir: str | None, keep_cache: bool
+) -> LeRobotSource:
+    target = hub_target(url)
+    if target is None:
+        if revision is not None:
+            raise ValueError(f"{url}: --revision applies to Hub repos only; got another URL")
+        remote = RemoteFiles(url=url.rstrip("/"), options=HiddenOptions(options), cache_dir=cache_dir,
+                             keep_cache=keep_cache)  # fmt: skip
+        return _open_meta(remote, location=url.rstrip("/"), revision=None)
+    if target.revision is not None and revision is not None and target.revision != revision:
+        raise ValueError(f"{url}: names revision {target.revision!r}; got --revision {revision!r} too")
+    sha = _hub_sha(target.repo_id, target.revision or revision, options)
+    folder = f"/{target.prefix}" if target.prefix else ""
+    remote = RemoteFiles(url=f"hf://datasets/{target.repo_id}@{sha}{folder}", options=HiddenOptions(options),
+                         cache_dir=cache_dir, keep_cache=keep_cache)  # fmt: skip
+    return _open_meta(remote, location=f"hf://datasets/{target.repo_id}{folder}", revision=sha)
 
-    sha = HfApi().dataset_info(repo_id, revision=revision).sha
-    root = Path(snapshot_download(repo_id, repo_type="dataset", revision=sha, allow_patterns=["meta/**"]))
-    meta_only = LeRobotSource(root, location=repo_id, revision=sha)
-    needed = sorted(
-        {ep.data_file for ep in meta_only.select(episodes)}
-        | {span.file for ep in meta_only.select(episodes) for span in ep.videos.values()}
-    )
-    logger.info("downloading %d files of %s@%s", len(needed), repo_id, sha)
-    snapshot_download(repo_id, repo_type="dataset", revision=sha, allow_patterns=needed)
-    return meta_only
+
+def _hub_sha(repo_id: str, revision: str | None, options: Mapping[str, Any]) -> str:
+    from huggingface_hub import HfApi
+
+    api = HfApi(token=options.get("token"), endpoint=options.get("endpoint"))
+    sha = api.dataset_info(repo_id, revision=revision).sha
+    if sha is None:
+        raise ValueError(f"{repo_id}: the Hub reported no commit sha for revision {revision!r}")
+    return sha
+
+
+def _open_meta(remote: RemoteFiles, *, location: str, revision: str | None) -> LeRobotSource:
+    folder = meta_folder(remote)
+    try:
+        download_meta(remote, folder)
+        return LeRobotSource(folder, location=location, revision=revision, remote=remote)
+    except BaseException:
+        remove_meta_folder(folder)
+        raise
 
 
 def _read_info(root: Path) -> dict[str, Any]:
@@ -305,7 +385,3 @@ def _file_paths(template: str, values: dict[str, list[Any]], prefix: str, **fiel
             paths[(chunk_index, file_index)] = path
         rows.append(path)
     return rows
-
-
-def source_file_size(source: LeRobotSource, relative: str) -> int:
-    return os.path.getsize(source.path(relative))

@@ -23,12 +23,14 @@ def check_same(
 ) -> None:
     """An existing conversion may be extended only from the same source with the same options.
 
-    The episode selection may grow (an update); everything else that shapes the bytes must be equal.
+    The episode selection may grow (an update); everything else that shapes the bytes must be equal. The
+    revision may move on (a Hub repo that gained episodes has a new commit): :func:`update_episodes`
+    checks that the converted episodes did not change.
     """
     theirs = existing.source
     options = {k: v for k, v in existing.options.items() if k != "episodes"}
     wanted = {k: v for k, v in wanted_options.items() if k != "episodes"}
-    if (theirs.location, theirs.revision) != (ours.location, ours.revision) or options != wanted:
+    if theirs.location != ours.location or options != wanted:
         raise ValueError(
             f"{dest}: holds a conversion of {theirs.location}@{theirs.revision} with options "
             f"{existing.options}; got {ours.location}@{ours.revision} with {wanted_options}; "
