@@ -58,8 +58,8 @@ bench: setup
 # 1 vs 2 workers on g1 x40 (400 episodes, ~1.3 GB in /tmp) and the routes (local, task-index, Ray) on g1 x4.
 bench-convert-scale: setup
 	$(PY) scripts/bench_convert_plan.py
-	$(PY) scripts/make_big_source.py --repeat 40 --dest /tmp/g1x40 --overwrite
-	$(PY) scripts/bench_workers.py --source /tmp/g1x40 --episodes 10,40,100,200,400
+	$(PY) scripts/make_big_source.py --repeat 80 --dest /tmp/g1x80 --overwrite
+	$(PY) scripts/bench_workers.py --source /tmp/g1x80 --episodes 10,40,100,200,400,800
 	$(PY) scripts/make_big_source.py --repeat 4 --dest /tmp/g1x4 --overwrite
 	$(PY) scripts/bench_routes.py --source /tmp/g1x4
 	$(PY) scripts/plot_bench.py

@@ -490,7 +490,7 @@ def workers_table(workers: dict[str, Any]) -> str:
         found = "not measured (this results file has the model only)"
         modelled, modelled_note = workers["crossover_mb"], workers["crossover_note"]
     lines = [
-        f"Crossover, measured: {found}.",
+        f"Crossover: {found}.",
         f"Model ({workers['model']}): R = {workers['rate_mb_s_1_worker']} MB/s, c1 = {workers['c1_s']} s, "
         f"c2 = {workers['c2_s']} s: crossover {modelled} MB ({modelled_note}).",
     ]
