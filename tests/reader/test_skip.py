@@ -10,8 +10,9 @@ from pathlib import Path
 import corruptions as bad
 import pytest
 from torch.utils.data import DataLoader
+from torchdata.stateful_dataloader import StatefulDataLoader
 
-from lerobot_wds import ShardedLeRobotDataset, ShardFormatError
+from lerobot_wds import ShardedLeRobotDataset, ShardFormatError, read_manifest
 from lerobot_wds.reader.order import WorkerInfo
 from lerobot_wds.reader.pipeline import reader_plan
 
@@ -125,3 +126,41 @@ def test_a_bad_first_episode_is_paid_for_by_the_first_good_item(broken, batch_si
         indices = [i for b in out for i in b["index"].tolist()]
     assert len(indices) == 40 + 31
     assert set(indices) == set(range(140, 171))  # episode 3's frames only, the first ones repeated
+
+
+def flip_episodes(converted: str, root: Path, episodes: list[int]) -> str:
+    """A copy of a converted dataset with one byte flipped in the middle of each of ``episodes``."""
+    shutil.copytree(converted, root)
+    manifest = read_manifest(str(root))
+    for entry in manifest.episodes:
+        if entry.episode_index in episodes:
+            shard = root / entry.shard
+            data = bytearray(shard.read_bytes())
+            data[entry.offset_bytes + entry.size_bytes // 2] ^= 0x5A
+            shard.write_bytes(bytes(data))
+    return str(root)
+
+
+@pytest.mark.parametrize("batch_size", [None, 8])
+def test_resume_with_skipped_episodes_is_exact(converted: dict[str, str], tmp_path: Path, batch_size) -> None:
+    """Episodes 20 and 15 are the first of workers 0 and 1 (seed 5, pool 3): their failed draws come
+    before any good item of their reader, and later ones between good items of other episodes."""
+    root = flip_episodes(converted["multi"], tmp_path / "multi", [20, 15])
+
+    def make() -> StatefulDataLoader:
+        dataset = ShardedLeRobotDataset(
+            root, delta_timestamps={"action": [0.0, 1 / 15]}, seed=5, episode_pool_size=3, on_error="skip",
+            batch_size=batch_size,
+        )  # fmt: skip
+        return StatefulDataLoader(dataset, batch_size=8 if batch_size is None else None, num_workers=2)
+
+    full = [batch["index"].tolist() for batch in make()]
+    assert len(full) == 232
+    for cut in (1, 14, 23, 116):
+        iterator = iter(loader := make())
+        head = [next(iterator)["index"].tolist() for _ in range(cut)]
+        state = loader.state_dict()
+        del iterator
+        restored = make()
+        restored.load_state_dict(state)
+        assert head + [batch["index"].tolist() for batch in restored] == full, f"cut at batch {cut}"
