@@ -198,8 +198,8 @@ class ShardedLeRobotDataset(SharedEpoch, IterableDataset[dict[str, Any]]):
         who = self.worker_info()
         if self._stream is not None:
             self._stream.close()
-        draws, partition, resume = self._restored_position(who)
-        self._stream = self.stream(who, draws=draws, partition=partition, resume=resume)
+        stages, partition, resume = self._restored_position(who)
+        self._stream = self.stream(who, partition=partition, resume=resume, state=stages)
         return self._stream
 
     def stream(
@@ -211,11 +211,12 @@ class ShardedLeRobotDataset(SharedEpoch, IterableDataset[dict[str, Any]]):
         *,
         partition: Partition = "frames",
         resume: Resume | None = None,
+        state: Mapping[str, Any] | None = None,
     ) -> ReaderStream:
         """The items (or batches) that reader ``who`` yields in ``epoch`` (default: the current one), from
         its ``draws``-th draw on, without the video features in ``skip_videos`` (read, not decoded).
-        A mixture streams each source through this, with an epoch per lap. ``partition``/``resume``: a
-        restored state's plan (see :func:`~.pipeline.build_pipeline`)."""
+        A mixture streams each source through this, with an epoch per lap. ``partition``/``resume``/
+        ``state``: a restored state's plan and stages (see :func:`~.pipeline.build_pipeline`)."""
         spec = self.spec
         if skip_videos:
             spec = replace(spec, video_keys=[key for key in spec.video_keys if key not in skip_videos])
@@ -223,7 +224,7 @@ class ShardedLeRobotDataset(SharedEpoch, IterableDataset[dict[str, Any]]):
             self.url, self.entries, spec, self.config, self._board, self.video_keys, self.features
         )
         epoch = self.epoch if epoch is None else epoch
-        return build_pipeline(reading, who, epoch, draws, partition=partition, resume=resume)
+        return build_pipeline(reading, who, epoch, draws, partition=partition, resume=resume, state=state)
 
     def samples_per_reader(self, who: WorkerInfo, epoch: int | None = None) -> int:
         """How many items (draws) :meth:`stream` yields for reader ``who`` in ``epoch`` (pure, no I/O); the
@@ -252,14 +253,16 @@ class ShardedLeRobotDataset(SharedEpoch, IterableDataset[dict[str, Any]]):
         positions that epoch was resumed with (one interval per reader saved, at most).
         """
         stream = self._stream
+        stages = stream.state() if stream is not None else {"draws": 0}
         state = {
             "format_version": fmt.FORMAT_VERSION,
             "fingerprint": self.fingerprint(),
             "epoch": stream.epoch if stream is not None else self.epoch,
-            "draws": stream.draws if stream is not None else 0,
+            "draws": stages["draws"],
             **asdict(stream.who if stream is not None else self.worker_info()),
             "partition": stream.partition if stream is not None else "frames",
             "num_frames": self.num_frames,
+            **{key: value for key, value in stages.items() if key.startswith("skip_")},
         }
         if stream is not None and stream.resume is not None:
             state["resumed"] = stream.resume.to_json()
@@ -304,14 +307,14 @@ class ShardedLeRobotDataset(SharedEpoch, IterableDataset[dict[str, Any]]):
         }  # fmt: skip
         return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:16]
 
-    def _restored_position(self, who: WorkerInfo) -> tuple[int, Partition, Resume | None]:
-        """Where this reader starts: the draws to skip and the plan they count in (a loaded state's, for
-        this epoch; else the current plan from its start)."""
+    def _restored_position(self, who: WorkerInfo) -> tuple[dict[str, Any], Partition, Resume | None]:
+        """Where this reader starts: its stages' state (the draws to skip, ...) and the plan they count
+        in (a loaded state's, for this epoch; else the current plan from its start)."""
         state, self._restore = self._restore, None
         if state is None or int(state["epoch"]) != self.epoch:
-            return 0, "frames", None
+            return {"draws": 0}, "frames", None
         if "elastic" in state:  # elastic_state(): this reader's slice of what the saved run left
-            return 0, "frames", Resume.from_json(state["elastic"])
+            return {"draws": 0}, "frames", Resume.from_json(state["elastic"])
         saved = WorkerInfo(**{k: int(state[k]) for k in ("rank", "world_size", "worker", "num_workers")})
         if saved != who:
             raise ValueError(
@@ -321,4 +324,5 @@ class ShardedLeRobotDataset(SharedEpoch, IterableDataset[dict[str, Any]]):
             )
         partition: Partition = "frames" if state.get("partition") == "frames" else "episodes"  # none: older
         resume = Resume.from_json(state["resumed"]) if "resumed" in state else None
-        return int(state["draws"]), partition, resume
+        stages = {key: value for key, value in state.items() if key.startswith("skip_")}
+        return {"draws": int(state["draws"]), **stages}, partition, resume
