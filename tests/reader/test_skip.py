@@ -8,11 +8,14 @@ from collections import Counter
 from pathlib import Path
 
 import corruptions as bad
+import numpy as np
 import pytest
+import torch
 from torch.utils.data import DataLoader
 from torchdata.stateful_dataloader import StatefulDataLoader
 
 from lerobot_wds import ShardedLeRobotDataset, ShardFormatError, read_manifest
+from lerobot_wds.reader import frames
 from lerobot_wds.reader.order import WorkerInfo
 from lerobot_wds.reader.pipeline import reader_plan
 
@@ -164,3 +167,35 @@ def test_resume_with_skipped_episodes_is_exact(converted: dict[str, str], tmp_pa
         restored = make()
         restored.load_state_dict(state)
         assert head + [batch["index"].tolist() for batch in restored] == full, f"cut at batch {cut}"
+
+
+@pytest.mark.parametrize("first_bad_frame", [0, 20])
+def test_a_frame_that_does_not_decode_is_skipped_alike_in_item_and_batch_mode(
+    converted: dict[str, str], monkeypatch, first_bad_frame: int
+) -> None:
+    """Episode 2's segment opens, but its frames from ``first_bad_frame`` on fail to decode (a fault
+    injected into the decoder: a real corrupt packet fails or not depending on the codec)."""
+    real = frames.EpisodeDecoder.frames
+
+    def failing(self: frames.EpisodeDecoder, indices: np.ndarray) -> list[torch.Tensor]:
+        if "episode 2" in self.where and max(indices.tolist()) >= first_bad_frame:
+            raise ShardFormatError(f"{self.where}: frames {indices.tolist()} do not decode; injected")
+        return real(self, indices)
+
+    monkeypatch.setattr(frames.EpisodeDecoder, "frames", failing)
+    outs = {}
+    for batch_size in (None, 8):
+        dataset = ShardedLeRobotDataset(converted["tiny"], on_error="skip", seed=3, batch_size=batch_size)
+        values = list(dataset)
+        outs[batch_size] = (
+            [int(i["index"]) for i in values]
+            if batch_size is None
+            else [i for batch in values for i in batch["index"].tolist()]
+        )
+        stats = dataset.timing_stats()
+        assert stats["skipped_episodes"] == 1
+        assert stats["skipped_draws"] >= FRAMES[2] - first_bad_frame
+    assert outs[None] == outs[8]
+    assert len(outs[None]) == sum(FRAMES.values())
+    episode_2 = {i - 100 for i in outs[None] if 100 <= i < 140}  # its frames that came (index 100-139)
+    assert max(episode_2, default=-1) < first_bad_frame
