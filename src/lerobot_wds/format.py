@@ -537,6 +537,11 @@ def task_strings(table: pa.Table, where: str) -> dict[int, str]:
     return dict(zip(table["task_index"].to_pylist(), table[names[0]].to_pylist(), strict=True))
 
 
+# LeRobot returns depth in millimetres; a depth feature whose info says ``depth_unit: "m"`` is scaled
+# by this (values and stats alike), as LeRobot 0.6.1 does.
+MM_PER_METRE = 1000.0
+
+
 def is_depth_map(feature: dict[str, Any]) -> bool:
     """LeRobot's marker: ``is_depth_map`` in the feature's ``info`` (or the legacy ``video.*`` keys)."""
     info, video_info = feature.get("info") or {}, feature.get("video_info") or {}

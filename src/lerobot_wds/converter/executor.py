@@ -19,7 +19,7 @@ from datatrove.pipeline.base import PipelineStep
 from loguru import logger as loguru_logger  # datatrove's logger
 
 from .. import storage
-from ..reader.orphans import watch_parent
+from ..orphans import watch_parent
 from . import workdir
 from .plan import ShardPlan
 from .remote import task_files, task_key

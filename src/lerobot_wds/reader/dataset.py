@@ -13,15 +13,15 @@ from torch.utils.data import IterableDataset, get_worker_info
 
 from .. import format as fmt
 from .. import storage
+from ..meta import read_meta
+from ..orphans import exit_with_parent
 from .config import FrameOrder, OnError, Preset, ReaderConfig
 from .elastic import Resume
 from .episodes import EpisodeSource
 from .epoch import SharedEpoch
 from .frames import DecoderCache
 from .items import build_item, item_spec
-from .meta import read_meta
 from .order import Partition, WorkerInfo, distributed_rank_and_world
-from .orphans import exit_with_parent
 from .pipeline import ReaderStream, Reading, build_pipeline, reader_plan
 from .selection import EpisodeFilter, Split, TaskSelection, select_episodes
 from .telemetry import CounterBoard, Counters

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .meta import DatasetMeta
+from ..meta import DatasetMeta
 
 if TYPE_CHECKING:
     from .dataset import ShardedLeRobotDataset

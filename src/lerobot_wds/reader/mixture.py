@@ -26,13 +26,13 @@ import torch
 from torch.utils.data import IterableDataset
 
 from .. import format as fmt
+from ..orphans import exit_with_parent
 from .dataset import ShardedLeRobotDataset
 from .epoch import SharedEpoch
 from .items import Item
 from .mixmeta import MixtureMeta, feature_signature, mixture_meta
 from .mixorder import apportion, first_overflow, lap_epoch, pick_order
 from .order import WorkerInfo
-from .orphans import exit_with_parent
 from .pipeline import ReaderStream
 from .telemetry import FIELDS
 

@@ -1,4 +1,8 @@
-"""LeRobot's metadata as copied beside the shards, read as LeRobot's ``LeRobotDatasetMetadata`` reads it."""
+"""LeRobot's metadata as copied beside the shards, read as LeRobot's ``LeRobotDatasetMetadata`` reads it.
+
+Neutral ground: the reader builds items from it and the converter's ``verify`` checks it, so it imports
+neither (nor torch).
+"""
 
 from __future__ import annotations
 
@@ -11,9 +15,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from .. import format as fmt
-from .. import storage
-from .depth import MM_PER_METRE
+from . import format as fmt
+from . import storage
+from .format import MM_PER_METRE
 
 LANGUAGE_COLUMNS = ("language_persistent", "language_events")  # LeRobot's datasets/language.py
 
