@@ -157,7 +157,10 @@ def _episode_stats(url: str, manifest: fmt.Manifest, opts: Mapping[str, Any]) ->
         )
     table = pa.concat_tables(tables, promote_options="default") if tables else None
     if table is None or table.num_columns == 1:
-        logger.warning("%s: no per-episode stats beside the shards; the export's episode table has none", url)
+        logger.warning(
+            "%s: no per-episode stats beside the shards; the export's episode table has none",
+            storage.redact(url),
+        )
         return None
     rows = {index: row for row, index in enumerate(table["episode_index"].to_pylist())}
     missing = [e.episode_index for e in manifest.episodes if e.episode_index not in rows]

@@ -26,6 +26,7 @@ from typing import Any, cast
 
 from torch.utils.data import get_worker_info
 
+from .. import storage
 from ..format import EpisodeEntry
 from .config import ReaderConfig
 from .decodeahead import DecodeAhead
@@ -83,8 +84,8 @@ def build_pipeline(
 
     schedule = schedule_at()
     if isinstance(schedule, DrawSchedule) and schedule.plan.num_repeated:
-        logger.info("%s: %s repeats %d samples so that every rank yields %d",
-                    reading.url, who, schedule.plan.num_repeated, schedule.num_samples)  # fmt: skip
+        logger.info("%s: %s repeats %d samples so that every rank yields %d", storage.redact(reading.url),
+                    who, schedule.plan.num_repeated, schedule.num_samples)  # fmt: skip
     counters = Counters()
     source = EpisodeSource(
         reading.url,
@@ -131,8 +132,7 @@ def build_pipeline(
         stage = ItemStream(plain, reading.spec, decoders, counters)
     stage.restore(state if state is not None else {"draws": draws})
     return ReaderStream(
-        who, epoch, stage, counters, decoders, reading.board, pool,
-        num_samples=schedule.num_samples, partition=partition, resume=resume,
+        who, epoch, stage, episodes, decoders, reading.board, pool, partition=partition, resume=resume,
     )  # fmt: skip
 
 
@@ -308,12 +308,11 @@ class ReaderStream(Iterator[dict[str, Any]]):
         who: WorkerInfo,
         epoch: int,
         stage: Stage[dict[str, Any]],
-        counters: Counters,
+        episodes: EpisodeReadAhead,
         decoders: DecoderCache,
         board: CounterBoard,
         pool: ThreadPoolExecutor | None = None,
         *,
-        num_samples: int,
         partition: Partition = "frames",
         resume: Resume | None = None,
     ) -> None:
@@ -323,10 +322,10 @@ class ReaderStream(Iterator[dict[str, Any]]):
         self.resume = resume
         self.stage = stage
         self.decoders = decoders
-        self.counters = counters
+        self.episodes = episodes  # the read-ahead stage: its schedule, its counters
+        self.counters = episodes.counters
         self.board = board
         self.pool = pool  # decodes a batch's rows (owned here: both batch stages use it)
-        self.num_samples = num_samples  # values of the whole epoch (draws), padding included
         board.publish(who.worker, self.counters)  # zeroes this reader's row
         self._published_items = 0
 
@@ -338,6 +337,11 @@ class ReaderStream(Iterator[dict[str, Any]]):
     def draws(self) -> int:
         """Draws handed out so far."""
         return int(self.stage.state()["draws"])
+
+    @property
+    def num_samples(self) -> int:
+        """Draws in the whole epoch, padding included."""
+        return self.episodes.schedule.num_samples
 
     def __next__(self) -> dict[str, Any]:
         try:
