@@ -26,21 +26,15 @@ RESULTS = ROOT / "benchmarks/results"
 PACKAGES = ("torch", "torchcodec", "av", "pyarrow", "numpy")
 
 
+def _git(*args: str) -> str:
+    return subprocess.run(["git", "-C", str(ROOT), *args], capture_output=True, text=True, check=True).stdout
+
+
 def git_commit() -> str:
     """The checkout's short commit, ``+dirty`` if tracked files differ from it; "unknown" outside git."""
     try:
-        sha = subprocess.run(
-            ["git", "-C", str(ROOT), "rev-parse", "--short=12", "HEAD"],
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "-C", str(ROOT), "status", "--porcelain", "--untracked-files=no"],
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.strip()
+        sha = _git("rev-parse", "--short=12", "HEAD").strip()
+        dirty = _git("status", "--porcelain", "--untracked-files=no").strip()
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
     return sha + ("+dirty" if dirty else "")
