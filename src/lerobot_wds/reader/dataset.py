@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import hashlib
-import json
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
-from dataclasses import asdict, fields, replace
+from dataclasses import fields, replace
 from typing import Any
 
 import torch
@@ -18,17 +16,17 @@ from ..orphans import exit_with_parent
 from .config import FrameOrder, OnError, Preset, ReaderConfig
 from .elastic import Resume
 from .episodes import EpisodeSource
-from .epoch import SharedEpoch
 from .frames import DecoderCache
 from .items import build_item, item_spec
 from .order import Partition, WorkerInfo, distributed_rank_and_world
 from .pipeline import ReaderStream, Reading, build_pipeline, reader_plan
+from .resumable import Resumable, check_choice
 from .selection import EpisodeFilter, Split, TaskSelection, select_episodes
 from .telemetry import CounterBoard, Counters
 from .windows import check_delta_timestamps
 
 
-class ShardedLeRobotDataset(SharedEpoch, IterableDataset[dict[str, Any]]):
+class ShardedLeRobotDataset(Resumable, IterableDataset[dict[str, Any]]):
     """Streams a converted LeRobot v3 dataset; each item equals ``LeRobotDataset[index]`` for its frame.
 
     Each epoch's frames are split across ranks and DataLoader workers in equal contiguous ranges of the
@@ -123,9 +121,12 @@ class ShardedLeRobotDataset(SharedEpoch, IterableDataset[dict[str, Any]]):
         self._board = CounterBoard()  # each reader process's counters, summed by timing_stats()
         self._rank_and_world = distributed_rank_and_world(rank, world_size)
         self._stream: ReaderStream | None = None  # the iteration under way in this process
-        self._restore: dict[str, Any] | None = None  # a loaded state, applied by the next __iter__
         self._num_frames: int | None = None
-        self._fingerprint: str | None = None
+        self._where = self.shown_url
+        self._what_changed = (
+            "another dataset or other order options (seed, shuffle, episodes, pool size, frame buffer, "
+            "frame order)"
+        )
 
     @property
     def fps(self) -> int:
@@ -255,11 +256,11 @@ class ShardedLeRobotDataset(SharedEpoch, IterableDataset[dict[str, Any]]):
         stream = self._stream
         stages = stream.state() if stream is not None else {"draws": 0}
         state = {
-            "format_version": fmt.FORMAT_VERSION,
-            "fingerprint": self.fingerprint(),
-            "epoch": stream.epoch if stream is not None else self.epoch,
+            **self._envelope(
+                stream.epoch if stream is not None else self.epoch,
+                stream.who if stream is not None else self.worker_info(),
+            ),
             "draws": stages["draws"],
-            **asdict(stream.who if stream is not None else self.worker_info()),
             "partition": stream.partition if stream is not None else "frames",
             "num_frames": self.num_frames,
             **{key: value for key, value in stages.items() if key.startswith("skip_")},
@@ -276,27 +277,9 @@ class ShardedLeRobotDataset(SharedEpoch, IterableDataset[dict[str, Any]]):
         Refuses a state from another dataset or other order options, and a reader state of another number
         of ranks or workers (the next ``iter``: combine the run's states with ``elastic_state`` instead).
         """
-        if state.get("format_version") != fmt.FORMAT_VERSION:
-            raise ValueError(
-                f"{self.shown_url}: reader state has format_version {state.get('format_version')!r}; "
-                f"expected {fmt.FORMAT_VERSION}"
-            )
-        if state.get("fingerprint") != self.fingerprint():
-            raise ValueError(
-                f"{self.shown_url}: reader state was saved for another dataset or other order options "
-                "(seed, shuffle, episodes, pool size, frame buffer, frame order); got fingerprint "
-                f"{state.get('fingerprint')!r}, expected {self.fingerprint()!r}"
-            )
-        self.epoch = int(state["epoch"])
-        self._restore = dict(state)
+        super().load_state_dict(state)
 
-    def fingerprint(self) -> str:
-        """A hash of the dataset's identity and of every option that changes the order of items."""
-        if self._fingerprint is None:  # once: state_dict() reads it after every batch
-            self._fingerprint = self._compute_fingerprint()
-        return self._fingerprint
-
-    def _compute_fingerprint(self) -> str:
+    def _identity(self) -> dict[str, Any]:
         config = self.config
         identity = {
             "source": [self.manifest.source.location, self.manifest.source.revision],
@@ -305,24 +288,23 @@ class ShardedLeRobotDataset(SharedEpoch, IterableDataset[dict[str, Any]]):
             "order": [config.seed, config.shuffle, config.episode_pool_size,
                       config.frame_shuffle_buffer_size, config.frame_order],
         }  # fmt: skip
-        return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:16]
+        return identity
 
     def _restored_position(self, who: WorkerInfo) -> tuple[dict[str, Any], Partition, Resume | None]:
         """Where this reader starts: its stages' state (the draws to skip, ...) and the plan they count
         in (a loaded state's, for this epoch; else the current plan from its start)."""
-        state, self._restore = self._restore, None
-        if state is None or int(state["epoch"]) != self.epoch:
+        state = self._take_restore()
+        if state is None:
             return {"draws": 0}, "frames", None
         if "elastic" in state:  # elastic_state(): this reader's slice of what the saved run left
             return {"draws": 0}, "frames", Resume.from_json(state["elastic"])
-        saved = WorkerInfo(**{k: int(state[k]) for k in ("rank", "world_size", "worker", "num_workers")})
-        if saved != who:
-            raise ValueError(
-                f"{self.shown_url}: reader state was saved by {saved}; this reader is {who}; to resume with "
-                "another number of ranks or workers, load lerobot_wds.reader.elastic_state(<the run's "
-                "saved states>) into the dataset (see README, 'Elastic resume')"
-            )
-        partition: Partition = "frames" if state.get("partition") == "frames" else "episodes"  # none: older
+        self._check_saved_by(
+            state, who, "to resume with another number of ranks or workers, load "
+            "lerobot_wds.reader.elastic_state(<the run's saved states>) into the dataset (see README, "
+            "'Elastic resume')",
+        )  # fmt: skip
+        partition = state.get("partition", "episodes")  # a state without one predates the frame partition
+        check_choice("partition", partition, Partition, where=f"{self.shown_url}: reader state: ")
         resume = Resume.from_json(state["resumed"]) if "resumed" in state else None
         stages = {key: value for key, value in state.items() if key.startswith("skip_")}
         return {"draws": int(state["draws"]), **stages}, partition, resume
