@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from dataclasses import fields, replace
 from typing import Any
@@ -200,10 +201,10 @@ class ShardedLeRobotDataset(Resumable, IterableDataset[dict[str, Any]]):
         if self._stream is not None:
             self._stream.close()
         stages, partition, resume = self._restored_position(who)
-        self._stream = self.stream(who, partition=partition, resume=resume, state=stages)
+        self._stream = self._open_stream(who, partition=partition, resume=resume, state=stages)
         return self._stream
 
-    def stream(
+    def _open_stream(
         self,
         who: WorkerInfo,
         draws: int = 0,
@@ -226,6 +227,23 @@ class ShardedLeRobotDataset(Resumable, IterableDataset[dict[str, Any]]):
         )
         epoch = self.epoch if epoch is None else epoch
         return build_pipeline(reading, who, epoch, draws, partition=partition, resume=resume, state=state)
+
+    def stream(
+        self,
+        who: WorkerInfo,
+        draws: int = 0,
+        epoch: int | None = None,
+        skip_videos: Collection[str] = (),
+    ) -> ReaderStream:
+        """Deprecated: internal (a mixture's and ``lerobot_train``'s way in); iterate the dataset instead,
+        or build a :class:`~lerobot_wds.MixedDataset`."""
+        warnings.warn(
+            "ShardedLeRobotDataset.stream() is internal and will be removed; iterate the dataset (with "
+            "set_epoch/load_state_dict for the epoch and position) or use MixedDataset",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return self._open_stream(who, draws, epoch, skip_videos)
 
     def samples_per_reader(self, who: WorkerInfo, epoch: int | None = None) -> int:
         """How many items (draws) :meth:`stream` yields for reader ``who`` in ``epoch`` (pure, no I/O); the

@@ -74,7 +74,7 @@ class MixedStream(Iterator[dict[str, Any]]):
         dataset = self.mixture.datasets[source]
         epoch = lap_epoch(self.epoch, self.laps[source])
         skip = self.mixture.drop[source]
-        return dataset.stream(self.who, draws=self._draws[source], epoch=epoch, skip_videos=skip)
+        return dataset._open_stream(self.who, draws=self._draws[source], epoch=epoch, skip_videos=skip)
 
     @property
     def draws(self) -> list[int]:
