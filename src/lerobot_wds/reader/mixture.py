@@ -97,10 +97,8 @@ class MixedStream(Iterator[dict[str, Any]]):
             return next(stream)
         except StopIteration:
             pass
-        if self.mixture.on_exhausted == "stop":  # not reached: stop_at ends the epoch before (see there)
-            self.close()
-            raise StopIteration
-        self.laps[source] += 1  # cycle: the source's next lap, a fresh shuffle
+        # Only with on_exhausted="cycle": with "stop", stop_at ends the epoch before any source runs out.
+        self.laps[source] += 1  # the source's next lap, a fresh shuffle
         self._draws[source] = 0
         finished = stream.counters
         stream = self.streams[source] = self._open(source)
