@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import shutil
 from collections import Counter
@@ -199,3 +200,39 @@ def test_a_frame_that_does_not_decode_is_skipped_alike_in_item_and_batch_mode(
     assert len(outs[None]) == sum(FRAMES.values())
     episode_2 = {i - 100 for i in outs[None] if 100 <= i < 140}  # its frames that came (index 100-139)
     assert max(episode_2, default=-1) < first_bad_frame
+
+
+@pytest.mark.parametrize("batch_size", [None, 8])
+def test_skip_stage_resumes_exactly_at_every_cut(
+    converted: dict[str, str], tmp_path: Path, monkeypatch, batch_size: int | None
+) -> None:
+    """Episode 4 fails to read (a flipped byte) and episode 2's frames from 20 on fail to decode
+    (injected): a restore anywhere gives the rest of the uninterrupted stream."""
+    root = flip_episodes(converted["tiny"], tmp_path / "tiny", [4])
+    real = frames.EpisodeDecoder.frames
+
+    def failing(self: frames.EpisodeDecoder, indices: np.ndarray) -> list[torch.Tensor]:
+        if "episode 2" in self.where and max(indices.tolist()) >= 20:
+            raise ShardFormatError(f"{self.where}: frames {indices.tolist()} do not decode; injected")
+        return real(self, indices)
+
+    monkeypatch.setattr(frames.EpisodeDecoder, "frames", failing)
+
+    def make() -> ShardedLeRobotDataset:
+        return ShardedLeRobotDataset(
+            root, on_error="skip", seed=3, episode_pool_size=2, batch_size=batch_size,
+            delta_timestamps={"observation.images.front": [-0.1, 0.0]},
+        )  # fmt: skip
+
+    def indices(values: list[dict]) -> list[list[int]]:
+        return [v["index"].reshape(-1).tolist() for v in values]
+
+    full = indices(list(make()))
+    for cut in range(1, len(full), 3 if batch_size else 17):
+        dataset = make()
+        iterator = iter(dataset)
+        head = indices([next(iterator) for _ in range(cut)])
+        state = json.loads(json.dumps(dataset.state_dict()))
+        restored = make()
+        restored.load_state_dict(state)
+        assert head + indices(list(restored)) == full, f"cut at {cut}: {state}"
