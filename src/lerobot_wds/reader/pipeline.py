@@ -147,13 +147,21 @@ def skip_stage(
 ) -> SkipBadEpisodes[dict[str, Any]]:
     """``on_error="skip"``'s stage: items, or batches (reader/skip.py)."""
     policy = SkipPolicy(config.max_consecutive_errors, counters)
+
+    def item(draw: EpisodeDraw) -> dict[str, Any]:  # item mode's values: counted
+        return build_item(draw.episode, draw.frame_index, spec, decoders, counters)
+
+    def checked(draw: EpisodeDraw) -> dict[str, Any]:  # a batch's draws built one by one: the batch counts
+        return build_item(draw.episode, draw.frame_index, spec, decoders)
+
+    def batch(draws: Sequence[EpisodeDraw]) -> dict[str, Any]:
+        return batch_of(draws, spec, decoders, counters, pool)
+
     if config.batch_size is None:
-        item = lambda d: build_item(d.episode, d.frame_index, spec, decoders, counters)  # noqa: E731
         return SkipBadEpisodes(episodes, policy, decoders, item, fill_at)
     return SkipBadEpisodes(
-        episodes, policy, decoders, lambda d: build_item(d.episode, d.frame_index, spec, decoders), fill_at,
-        build_batch=lambda draws: batch_of(draws, spec, decoders, counters, pool),
-        batch_size=config.batch_size, drop_last=config.drop_last,
+        episodes, policy, decoders, checked, fill_at,
+        build_batch=batch, batch_size=config.batch_size, drop_last=config.drop_last,
     )  # fmt: skip
 
 

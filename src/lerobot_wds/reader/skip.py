@@ -227,9 +227,8 @@ class SkipBadEpisodes(Iterator[T]):
             self._leading += 1
 
     def _repeat(self) -> EpisodeDraw:
-        return replace(
-            cast(EpisodeDraw, self._fill), last=False
-        )  # its decoders go with the fill's own last draw
+        # Never "last": the fill's decoders go with its own last draw (or with the cache's LRU after it).
+        return replace(cast(EpisodeDraw, self._fill), last=False)
 
     def _check(self, draw: EpisodeDraw, check: bool) -> Any:
         """``draw``'s item (``True`` unbuilt when not ``check``), or None if its episode failed."""
