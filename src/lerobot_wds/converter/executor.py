@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
-import sys
 import tempfile
 import threading
 import types
@@ -160,15 +159,16 @@ def quiet_datatrove() -> Iterator[None]:
     datatrove adds its stderr sinks with ``sys.stderr`` as its own logging module sees it: that module's
     ``sys`` is swapped, not the process's ``sys.stderr`` (a ``redirect_stderr`` would swallow every
     thread's stderr while a ``workers=1`` conversion runs in its thread). Afterwards datatrove's default
-    logger (loguru to the real stderr) is set up again.
+    logger is set up again on the stderr it had before (the real one, outside any other such block).
     """
+    previous = dt_logging.sys  # nested (a task inside a run): the outer run's devnull
     with open(os.devnull, "w") as devnull:
         dt_logging.sys = types.SimpleNamespace(stderr=devnull)
         try:
             yield
         finally:
-            dt_logging.sys = sys
-            dt_logging.setup_default_logger()
+            dt_logging.sys = previous
+            dt_logging.setup_default_logger()  # its sink: the stderr of `previous`
 
 
 def run_shard_tasks(
