@@ -48,7 +48,10 @@ class DecodeAhead(Iterator[dict[str, Any]]):
         # (draw, its item being built, the source's state just after the draw)
         self._ahead: deque[tuple[EpisodeDraw, Future[tuple[dict[str, Any], float]], dict[str, Any]]] = deque()
         self._state = draws.state()  # as of the last item handed out
-        self._locks: dict[int, threading.Lock] = {}  # per episode with items in flight or to come
+        # One lock per episode with items in flight, dropped with its last one: an episode can be in the
+        # pool twice at once (an elastic resume's readers replay two base readers that share a boundary
+        # episode), and both admissions share its decoder, which two threads must never use at once.
+        self._locks: dict[int, tuple[threading.Lock, int]] = {}  # episode -> (lock, items in flight)
         self._failure: BaseException | None = None  # raised once the items before it are handed out
         self._exhausted = False
 
@@ -69,10 +72,14 @@ class DecodeAhead(Iterator[dict[str, Any]]):
         draw, future, self._state = self._ahead.popleft()
         item, seconds = future.result()
         self.counters.add(decode_s=seconds, items=1)  # counted as handed out, as ItemStream counts
+        episode_index = draw.episode.entry.episode_index
+        lock, in_flight = self._locks[episode_index]
+        if in_flight == 1:
+            del self._locks[episode_index]
+        else:
+            self._locks[episode_index] = (lock, in_flight - 1)
         if draw.last:
-            episode_index = draw.episode.entry.episode_index
             self.decoders.release(episode_index)
-            self._locks.pop(episode_index, None)
         return item
 
     def _fill(self) -> None:
@@ -85,7 +92,9 @@ class DecodeAhead(Iterator[dict[str, Any]]):
             except Exception as failure:  # e.g. an episode that cannot be read: after the items before it
                 self._failure = failure
                 return
-            lock = self._locks.setdefault(draw.episode.entry.episode_index, threading.Lock())
+            episode_index = draw.episode.entry.episode_index
+            lock, in_flight = self._locks.get(episode_index, (threading.Lock(), 0))
+            self._locks[episode_index] = (lock, in_flight + 1)
             self._ahead.append((draw, self._pool.submit(self._build, draw, lock), self.draws.state()))
 
     def _build(self, draw: EpisodeDraw, lock: threading.Lock) -> tuple[dict[str, Any], float]:
