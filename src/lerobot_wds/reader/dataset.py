@@ -86,6 +86,7 @@ class ShardedLeRobotDataset(SharedEpoch, IterableDataset[dict[str, Any]]):
         frame_order: FrameOrder | None = None,
         return_uint8: bool | None = None,
         channels_last: bool | None = None,
+        keep_float64: bool = False,
         tolerance_s: float = 1e-4,
         image_transforms: Callable[[torch.Tensor], torch.Tensor] | None = None,
         rank: int | None = None,
