@@ -65,7 +65,10 @@ MATRIX: dict[str, Any] = {
         "s": {"dtype": "string", "shape": [1], "names": None},
         "observation.images.cam": {"dtype": "video", "shape": [24, 32, 3], "names": _IMAGE},
         "observation.images.depth": {
-            "dtype": "video", "shape": [24, 32, 1], "names": _IMAGE, "info": {"is_depth_map": True}
+            "dtype": "video",
+            "shape": [24, 32, 1],
+            "names": _IMAGE,
+            "info": {"is_depth_map": True},
         },
         "observation.images.still": {"dtype": "image", "shape": [8, 12, 3], "names": _IMAGE},
     },
@@ -122,7 +125,8 @@ def write(job: dict[str, Any], root: Path) -> None:
 
     features = {key: dict(f, shape=tuple(f["shape"])) for key, f in job["features"].items()}
     use_videos = any(f["dtype"] == "video" for f in features.values())
-    dataset = LeRobotDataset.create(f"local/{job['name']}", job["fps"], features, root=root, use_videos=use_videos)
+    name, fps = f"local/{job['name']}", job["fps"]
+    dataset = LeRobotDataset.create(name, fps, features, root=root, use_videos=use_videos)
     for episode, length in enumerate(job["lengths"]):
         for frame in range(length):
             row = {key: value(f, number, episode, frame) for number, (key, f) in enumerate(features.items())}

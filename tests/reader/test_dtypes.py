@@ -65,7 +65,8 @@ def test_values_are_torch_tensors_of_python_scalars_as_lerobot_builds_them(dtype
     stored = values.astype(dtype) if dtype != "bool" else values.astype(np.int64) % 2 == 0
     theirs = torch.tensor(stored.tolist())
     ours = lerobot_value(stored)
-    assert ours.dtype == theirs.dtype and ours.shape == theirs.shape
+    assert ours.dtype == theirs.dtype
+    assert ours.shape == theirs.shape
     assert torch.equal(ours, theirs)
     assert np.dtype(item_dtype(stored.dtype)) == theirs.numpy().dtype
 
@@ -75,7 +76,8 @@ def test_float64_rounds_to_nearest_float32_unless_kept() -> None:
     assert lerobot_value(stored).tolist() == torch.tensor(stored.tolist()).tolist()
     assert lerobot_value(stored).tolist() != stored.tolist()
     kept = lerobot_value(stored, keep_float64=True)
-    assert kept.dtype == torch.float64 and kept.tolist() == stored.tolist()
+    assert kept.dtype == torch.float64
+    assert kept.tolist() == stored.tolist()
     assert lerobot_value(stored.astype(np.float32), keep_float64=True).dtype == torch.float32
 
 
@@ -113,10 +115,11 @@ def test_every_item_equals_lerobots(matrix: str) -> None:
 def test_streamed_items_equal_lerobots(matrix: str, preset: str, num_workers: int) -> None:
     dataset = ShardedLeRobotDataset(matrix, delta_timestamps=matrix_job()["delta_timestamps"], preset=preset)
     items = golden()
-    seen = [item for item in DataLoader(dataset, batch_size=None, num_workers=num_workers)]
+    seen = list(DataLoader(dataset, batch_size=None, num_workers=num_workers))
     assert sorted(int(item["index"]) for item in seen) == list(range(len(items)))
-    problems = [p for item in seen for p in item_problems(item, items[int(item["index"])], f"{item['index']}: ")]
-    assert problems == []
+    assert [
+        p for item in seen for p in item_problems(item, items[int(item["index"])], f"{item['index']}:")
+    ] == []
 
 
 @pytest.mark.parametrize(("preset", "num_workers"), [("lerobot", 0), ("fast", 2)])
@@ -132,8 +135,9 @@ def test_batches_equal_lerobots_items_collated(matrix: str, preset: str, num_wor
     ):
         rows = [row for batch in loader for row in batch_rows(batch)]
         assert sorted(int(row["index"]) for row in rows) == list(range(len(items)))
-        problems = [p for row in rows for p in item_problems(row, items[int(row["index"])], f"{row['index']}: ")]
-        assert problems == []
+        assert [
+            p for row in rows for p in item_problems(row, items[int(row["index"])], f"{row['index']}:")
+        ] == []
 
 
 def test_keep_float64_returns_the_stored_float64_values(matrix: str) -> None:
@@ -145,7 +149,8 @@ def test_keep_float64_returns_the_stored_float64_values(matrix: str) -> None:
         assert item["v64"].tolist() == table["v64"][index].as_py()
         assert item["m64"].tolist() == table["m64"][index].as_py()
         assert item["f64"][-1].item() == table["f64"][index].as_py()
-        assert item["f32"].dtype == torch.float32 and item["i32"].dtype == torch.int64  # the rest as LeRobot
+        assert item["f32"].dtype == torch.float32
+        assert item["i32"].dtype == torch.int64
 
 
 # --------------------------------------------------------------------------- LeRobot itself
