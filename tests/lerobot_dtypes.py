@@ -10,7 +10,8 @@ record what LeRobot's map-style ``LeRobotDataset[index]`` returns for every inde
 written to ``OUT_DIR/<name>`` (``LeRobotDataset.create`` -> ``add_frame`` -> ``save_episode`` ->
 ``finalize``), and ``OUT_DIR/<name>/items.json`` holds LeRobot's item for every index: tensors as
 ``{"dtype", "shape", "values"}`` (exact: float32 values survive JSON as doubles) or, for cameras (frames
-and depth maps), ``{"dtype", "shape", "sha256"}`` of their bytes. Prints one JSON line: the names written.
+and depth maps), ``{"dtype", "shape", "sha256"}`` of their bytes; ``meta_record.json`` what its metadata
+says (:func:`meta_record`). Prints one JSON line: the names written.
 
 Values describe themselves and exercise each dtype's range: see :func:`value`. Both sides share only the
 written dataset and ``items.json``, so the reader under test never sees how values were made.
@@ -146,6 +147,30 @@ def record(root: Path, delta_timestamps: dict[str, list[float]] | None) -> None:
         for index in range(len(dataset))
     ]
     (root / "items.json").write_text(json.dumps(items))
+    (root / "meta_record.json").write_text(json.dumps(meta_record(dataset.meta, root)))
+
+
+def meta_record(meta: Any, root: Path) -> dict[str, Any]:
+    """What LeRobot's metadata says: ``stats`` arrays (dtype, shape, values), shapes, and the episode
+    table's ``stats/*`` columns as stored (Arrow type and values: LeRobot's loader drops them)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    def arrays(value: Any) -> Any:
+        if isinstance(value, dict):
+            return {key: arrays(v) for key, v in value.items()}
+        array = np.asarray(value)
+        return {"shape": list(array.shape), "dtype": str(array.dtype), "values": array.tolist()}
+
+    files = sorted((root / "meta/episodes").glob("*/*.parquet"))
+    table = pa.concat_tables([pq.read_table(path) for path in files])
+    episode_stats = {
+        name: {"type": str(table.schema.field(name).type), "values": table[name].to_pylist()}
+        for name in table.column_names
+        if name.startswith("stats/")
+    }
+    shapes = {key: list(shape) for key, shape in meta.shapes.items()}
+    return {"stats": arrays(meta.stats), "shapes": shapes, "episode_stats": episode_stats}
 
 
 def main(args: list[str]) -> None:

@@ -183,3 +183,6 @@ def test_lerobot_writes_the_matrix_afresh_and_loads_our_export_equal(tmp_path: P
     export(str(shards), str(exported))
     run_lerobot("record", exported, json.dumps(job["delta_timestamps"]))
     assert golden(exported) == items
+    original, again = (json.loads((root / "meta_record.json").read_text()) for root in (fresh, exported))
+    assert again == original  # stats.json and the per-episode stats/* columns: types and values
+    assert original["episode_stats"]["stats/f64/mean"]["type"] == "list<element: double>"
