@@ -88,11 +88,8 @@ def _parser() -> argparse.ArgumentParser:
     )
     conv.add_argument(
         "--cache-dir",
-        help="remote sources: where each shard task downloads its episodes' files "
+        help="remote sources: where planning copies the source's meta/ "
         "(default: ~/.cache/lerobot-wds/source)",
-    )
-    conv.add_argument(
-        "--keep-cache", action="store_true", help="remote sources: keep the downloaded files after each task"
     )
     conv.add_argument(
         "--dry-run",
@@ -218,7 +215,6 @@ def _run_convert(args: argparse.Namespace) -> int:
         crf=args.crf,
         staging_dir=args.staging_dir,
         cache_dir=args.cache_dir,
-        keep_cache=args.keep_cache,
         executor="ray" if args.executor == "ray" else "local",
         ray_address=args.ray_address,
     )

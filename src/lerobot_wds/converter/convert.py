@@ -58,12 +58,10 @@ class ConvertConfig:
     staging_dir: str | None = None
     # for the destination's fsspec filesystem; repr=False keeps credentials out of logs and tracebacks
     storage_options: Mapping[str, Any] = field(default_factory=dict, repr=False)
-    # A remote source (s3://..., hf://datasets/..., owner/name): its fsspec options, and where each shard
-    # task downloads its own episodes' files (None: ~/.cache/lerobot-wds/source, resolved where the task
-    # runs); keep_cache keeps them after the task (else deleted once its shard is written)
+    # A remote source (s3://..., hf://datasets/..., owner/name): its fsspec options, and where planning
+    # puts its temporary copy of meta/ (None: ~/.cache/lerobot-wds/source); tasks read by byte ranges
     source_storage_options: Mapping[str, Any] = field(default_factory=dict, repr=False)
     cache_dir: str | None = None
-    keep_cache: bool = False
 
     def __post_init__(self) -> None:
         if self.shard_size_mb <= 0:
@@ -126,8 +124,8 @@ def convert(
 
     Args:
         source: a local LeRobot v3 folder, a Hub dataset repo id (``owner/name``) or a URL
-            (``hf://datasets/owner/name``, ``s3://bucket/prefix``): each shard task downloads the files of
-            its own episodes only (``config.cache_dir``), and deletes them after unless ``keep_cache``.
+            (``hf://datasets/owner/name``, ``s3://bucket/prefix``): each shard task reads its own
+            episodes' bytes only, by ranged reads (converter/remote.py).
         dest: a local folder or any fsspec URL (``s3://bucket/prefix``, ``hf://...``).
         config: see :class:`ConvertConfig`.
         on_progress: called from a helper thread with cumulative :class:`ConvertProgress`.
@@ -290,7 +288,6 @@ def _plan(source: str, config: ConvertConfig) -> ConversionPlan:
         revision=config.revision,
         storage_options=config.source_storage_options,
         cache_dir=config.cache_dir,
-        keep_cache=config.keep_cache,
     )
     try:
         return plan_episodes(lerobot, lerobot.select(config.episodes), target_bytes=config.shard_size_bytes)

@@ -22,7 +22,7 @@ from .. import storage
 from ..reader.orphans import watch_parent
 from . import workdir
 from .plan import ShardPlan
-from .remote import task_files, task_key
+from .remote import TaskReads
 from .shards import VideoOptions, write_shard
 from .source import LeRobotSource
 
@@ -65,10 +65,6 @@ class ShardTask(PipelineStep):
         self.opts = storage.HiddenOptions(storage_options)  # never in datatrove's executor.json
         self.video = video
         self.progress_dir = progress_dir
-        # A remote source, run here (run_shard_tasks): the ranks this run executes on this machine, and a
-        # folder where each marks itself done: a task keeps shared files that ranks not done yet need
-        self.sequence: frozenset[int] = frozenset()
-        self.done_dir: str | None = None
 
     def run(self, data: Any, rank: int = 0, world_size: int = 1) -> Iterator[Any]:
         if self.progress_dir is None:  # on a cluster node: stage in a folder of this task's own
@@ -86,34 +82,13 @@ class ShardTask(PipelineStep):
         if self.lerobot.remote is None:
             self._write_shard(self.lerobot, plan, rank, folder)
             return
-        # A remote source: this task downloads the files its own episodes live in, and deletes them after
-        files = self.lerobot.files_of(plan.episodes)
-        key = task_key(self.dest, plan.shard_index)
-        done = Path(self.done_dir) if self.done_dir is not None else None
-
-        def still_needed() -> set[str]:
-            return self._done(rank, set(files))
-
-        with task_files(self.lerobot.remote, files, key, still_needed, done) as fetched:
-            self.stat_update("source_downloaded_bytes", value=fetched.downloaded_bytes)  # datatrove's stats
-            self._write_shard(self.lerobot.with_files_at(fetched.folder), plan, rank, folder)
-
-    def _done(self, rank: int, files: set[str]) -> set[str]:
-        """Mark task ``rank`` done in this run's folder; return which of its files tasks of this run that
-        are not done need. The shards needing one source file are consecutive in the plan (both hold
-        consecutive episodes), so the search stops at the first later shard sharing none of ``files``."""
-        if self.done_dir is None:
-            return set()
-        done = Path(self.done_dir)
-        (done / f"{rank:05d}").touch()
-        needed: set[str] = set()
-        for later in range(rank + 1, len(self.plans)):
-            shared = files & set(self.lerobot.files_of(self.plans[later].episodes))
-            if not shared:
-                break
-            if later in self.sequence and not (done / f"{later:05d}").exists():
-                needed |= shared
-        return needed
+        # A remote source: this task reads its own episodes' bytes only, by ranged GETs
+        reads = TaskReads(self.lerobot.remote)
+        try:
+            self._write_shard(self.lerobot.with_reads(reads), plan, rank, folder)
+        finally:
+            self.stat_update("source_downloaded_bytes", value=reads.downloaded_bytes)  # datatrove's stats
+            self.stat_update("source_requests", value=reads.num_requests)
 
     def _write_shard(self, lerobot: LeRobotSource, plan: ShardPlan, rank: int, folder: Path) -> None:
         staging = folder / f"shard-{plan.shard_index:06d}.tar.partial"
@@ -176,9 +151,6 @@ def run_shard_tasks(
         local_tasks=len(ranks),
         local_rank_offset=ranks.start,
     )
-    if lerobot.remote is not None:  # every rank of this run executes on this machine
-        task.sequence = frozenset(executor.get_incomplete_ranks(ranks))
-        task.done_dir = tempfile.mkdtemp(prefix="done-", dir=progress_dir)
     stop = threading.Event()
     monitor = threading.Thread(
         target=_report_progress, args=(Path(progress_dir), on_progress, total_episodes, stop), daemon=True
