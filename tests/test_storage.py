@@ -133,9 +133,16 @@ def test_ranged_file_fetches_planned_ranges_whole_and_the_rest_as_asked(
     blob: tuple[str, bytes], s3_server: dict[str, Any]
 ) -> None:
     url, data = blob
-    file = RangedFile(url, s3_server)
+    ranges = [(1_000_000, 2_000_000), (3_000_000, 3_500_000), (1_900_000, 2_100_000)]
+    merging = RangedFile(url, s3_server)  # overlap cut, then touching ranges merged (up to 16 MiB)
+    merging.plan(ranges)
+    assert merging.read(10) == data[:10]  # unplanned: what is asked
+    merging.seek(1_500_000)
+    assert merging.read(10) == data[1_500_000:1_500_010]
+    assert (merging.num_requests, merging.downloaded_bytes) == (2, 10 + 1_100_000)
+    file = RangedFile(url, s3_server, max_range_bytes=1_000_000)  # too small to merge them
     assert file.size == len(data)
-    file.plan([(1_000_000, 2_000_000), (3_000_000, 3_500_000), (1_900_000, 2_100_000)])  # overlap: cut
+    file.plan(ranges)
     file.seek(1_500_000)
     assert file.read(1000) == data[1_500_000:1_501_000]
     assert (file.num_requests, file.downloaded_bytes) == (1, 900_000)  # the planned range, from its start

@@ -8,6 +8,7 @@ import os
 import shutil
 import tempfile
 import threading
+import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +19,7 @@ from datatrove.io import DataFolder
 from datatrove.pipeline.base import PipelineStep
 from loguru import logger as loguru_logger  # datatrove's logger
 
+from .. import format as fmt
 from .. import storage
 from ..reader.orphans import watch_parent
 from . import workdir
@@ -65,6 +67,9 @@ class ShardTask(PipelineStep):
         self.opts = storage.HiddenOptions(storage_options)  # never in datatrove's executor.json
         self.video = video
         self.progress_dir = progress_dir
+        # A Hub destination's staging folder (converter/hub.py uploads and deletes finished shards): a task
+        # starts writing only while fewer than this many finished shards wait there
+        self.max_staged_shards: int | None = None
 
     def run(self, data: Any, rank: int = 0, world_size: int = 1) -> Iterator[Any]:
         if self.progress_dir is None:  # on a cluster node: stage in a folder of this task's own
@@ -92,6 +97,8 @@ class ShardTask(PipelineStep):
 
     def _write_shard(self, lerobot: LeRobotSource, plan: ShardPlan, rank: int, folder: Path) -> None:
         staging = folder / f"shard-{plan.shard_index:06d}.tar.partial"
+        if self.max_staged_shards is not None:
+            wait_for_staging_room(Path(self.dest), self.max_staged_shards)
         with open(folder / f"task-{rank:05d}.log", "a") as log:
 
             def on_episode(episode_index: int, frames: int, size: int) -> None:
@@ -103,6 +110,16 @@ class ShardTask(PipelineStep):
             written = write_shard(lerobot, plan, staging, on_episode, self.video)
         storage.move_file(str(staging), storage.join(self.dest, plan.path), self.opts.options)
         workdir.write_index(self.dest, plan.shard_index, written, self.opts.options)
+
+
+def wait_for_staging_room(dest: Path, max_staged_shards: int, poll_s: float = 0.2) -> None:
+    """Block while ``dest`` holds ``max_staged_shards`` finished shards or more (an uploader deletes them
+    as it uploads them); raise if the uploader stopped (its error is in the work folder)."""
+    failed = Path(workdir.upload_failed_url(str(dest)))
+    while len(list((dest / fmt.SHARD_DIR).glob("*.tar"))) >= max_staged_shards:
+        if failed.is_file():
+            raise RuntimeError(f"{dest}: uploading stopped; {failed.read_text()}")
+        time.sleep(poll_s)
 
 
 def datatrove_folder(dest: str, storage_options: Mapping[str, Any]) -> DataFolder:
@@ -130,6 +147,7 @@ def run_shard_tasks(
     on_progress: Callable[[ConvertProgress], None] | None,
     total_episodes: int,
     ranks: range | None = None,
+    max_staged_shards: int | None = None,
 ) -> None:
     """Write the planned shards at positions ``ranks`` (default: all) as datatrove tasks on this machine;
     finished ones are skipped by datatrove's completion markers."""
@@ -142,6 +160,7 @@ def run_shard_tasks(
         Path(local_work).mkdir(parents=True, exist_ok=True)
     progress_dir = tempfile.mkdtemp(prefix="lerobot-wds-", dir=local_work)
     task = ShardTask(lerobot, dest, plans, video, storage_options, progress_dir)
+    task.max_staged_shards = max_staged_shards
     executor = _QuietExecutor(
         pipeline=[task],
         tasks=len(plans),
