@@ -407,8 +407,8 @@ class RangedFile(io.RawIOBase):
     fetches the whole range in one GET, and drops the bytes of the planned range fetched before it
     (memory stays about one range). Touching ranges are merged up to ``max_range_bytes`` (small
     episodes share a GET). A read outside every planned range fetches the bytes asked for, more
-    while such reads continue each other (a header, a footer). ``downloaded_bytes`` counts every byte fetched; each GET is retried as
-    :func:`read_range` does.
+    while such reads continue each other (a header, a footer). ``downloaded_bytes`` counts every byte
+    fetched; each GET is retried as :func:`read_range` does.
     """
 
     def __init__(

@@ -164,9 +164,11 @@ class ShardUploader:
         self._thread.start()
         return self
 
-    def __exit__(self, *exc: object) -> None:
+    def __exit__(self, exc_type: object, exc: BaseException | None, traceback: object) -> None:
         self._stop.set()
         self._thread.join()
+        if exc is not None and self._error is not None and exc is not self._error:
+            raise self._error  # the cause: the tasks stopped because uploading did
 
     def finish(self, manifest: fmt.Manifest) -> int:
         """Upload the shards left, commit them, then commit meta/, the card and the manifest; returns the
