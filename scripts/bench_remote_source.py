@@ -19,13 +19,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
+
+from benchenv import write_record
 
 from lerobot_wds import ConvertConfig, convert
 from lerobot_wds.converter.convert import convert_part, plan_conversion
@@ -117,20 +118,12 @@ def main() -> None:
             baseline = json.loads(rows_file.read_text())
     ratio, tasks = summary(rows)
     out: dict[str, Any] = {
-        "command": "python scripts/bench_remote_source.py"
-        + (f" --baseline {args.baseline}" if args.baseline else ""),
-        "machine": {
-            "python": platform.python_version(),
-            "machine": platform.machine(),
-            "cpus": os.cpu_count(),
-        },
         "load_avg_before_after": [round(v, 2) for v in (*load_before, *os.getloadavg())],
         "results": rows,
         "baseline": baseline,
         "downloaded_vs_episodes": ratio,
     }
-    args.out.write_text(json.dumps(out, indent=2) + "\n")
-    print(f"wrote {args.out}")
+    write_record(args.out.resolve(), out)
     if baseline is not None:
         old_ratio, _ = summary(baseline)
         old_s, new_s = (sum(r["parts_wall_s"] for r in x) for x in (baseline, rows))

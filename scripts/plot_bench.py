@@ -554,35 +554,27 @@ def remote_table(remote: dict[str, Any]) -> str:
 
 def remote_source_table(record: dict[str, Any]) -> str:
     intro = (
-        "Converting from `s3://` (SeaweedFS on 127.0.0.1): planning reads meta/ and a listing only; each "
-        "shard task gets the whole files its episodes live in into its own cache folder (downloaded, or "
-        "hard-linked from the machine's shared folder when another task of the run has or will need them) "
-        "and deletes them after its shard. High-water mark: the cache folder's size sampled every 5 ms "
-        "(hard links once). Downloaded: the tasks' own count (datatrove stats). Cache empty after every "
-        "run; shards byte-equal to the local conversion's."
+        "Converting from `s3://` (SeaweedFS on 127.0.0.1), one `--tasks T --task-index I` part per shard, "
+        "each with a cache folder of its own (as on separate machines). Each task reads by byte ranges: "
+        "per parquet file its footer and the column chunks of its episodes' row groups, per mp4 its index "
+        "and its episodes' packets. Downloaded: the tasks' own count (datatrove stats), against the "
+        "converted episodes' bytes (every episode: the source's data and video files). Shards byte-equal "
+        "to the local conversion's."
     )
-    header = ["dataset", "source MB", "shards", "workers", "largest task MB", "cache high-water MB",
-              "high-water / source", "downloaded / source", "wall s"]  # fmt: skip
-    rows = [[r["dataset"], r["source_mb"], r["shards"], r["workers"], r["largest_task_mb"],
-             r["high_water_mb"], r["high_water_vs_source"], r["downloaded_vs_source"], r["wall_s"]]
-            for r in record["results"]]  # fmt: skip
-    parts = [intro, table(header, rows)]
-    scale = record.get("at_scale")
-    if scale:
-        parts.append(
-            "From the plan alone (nothing downloaded), a DROID-like source "
-            f"({scale[0]['episodes']:,} episodes, 3 cameras, ~200 MB mp4s of 50 episodes, ~100 MB data "
-            "files; `scripts/bench_convert_plan.py`'s layout): what each task would fetch. On one machine "
-            "the cache's high-water mark is about the largest task per worker and each file is downloaded "
-            "about once; tasks on different machines (Ray, SLURM without a shared cache) each download "
-            "their files."
-        )
-        header = ["shard size MB", "shards", "source MB", "largest task MB", "mean task MB",
-                  "downloaded / source, one machine", "downloaded / source, tasks apart"]  # fmt: skip
-        rows = [[r["shard_size_mb"], r["shards"], r["source_mb"], r["largest_task_mb"], r["mean_task_mb"],
-                 r["downloaded_vs_source_1_worker"], r["downloaded_vs_source_tasks_apart"]]
-                for r in scale]  # fmt: skip
-        parts.append(table(header, rows))
+    header = ["dataset", "episodes MB", "tasks", "downloaded MB", "downloaded / episodes", "GETs",
+              "parts wall s"]  # fmt: skip
+
+    def rows(results: list[dict[str, Any]]) -> list[list[Any]]:
+        return [[r["dataset"], r["episodes_mb"], r["tasks"], r["downloaded_mb"], r["downloaded_vs_episodes"],
+                 r["requests"], r["parts_wall_s"]] for r in results]  # fmt: skip
+
+    parts = [intro, "Byte ranges:", table(header, rows(record["results"]))]
+    if record.get("baseline"):
+        parts += ["The previous route (whole files downloaded per task), same runs:",
+                  table(header, rows(record["baseline"]))]  # fmt: skip
+    load = record.get("load_avg_before_after")
+    if load:
+        parts.append(f"Load average (1, 5, 15 min) before and after: {load[:3]} / {load[3:]}.")
     return "\n\n".join(parts)
 
 
@@ -726,7 +718,7 @@ def main() -> None:
         section("Planning at DROID's size", "plan.json", plan, lambda r: [plan_table(r)]),
         section("Converter planning at DROID's size", "convert_plan.json", convert_plan, lambda r: [
             *images(plot_convert_plan(r, args.plots), md), convert_plan_table(r)]),
-        section("Converting from S3: the download cache", "remote_source.json", remote_source,
+        section("Converting from S3: byte ranges per task", "remote_source.json", remote_source,
                 lambda r: [remote_source_table(r)]),
         section("Balance across ranks and workers", "balance.json", balance, lambda r: [balance_table(r)]),
         section("Planning one reader among 512", "cluster_plan.json", cluster_plan,
