@@ -29,7 +29,7 @@ from .converter import (
     submit_slurm,
     verify,
 )
-from .converter.convert import DEFAULT_SHARD_SIZE_MB
+from .converter.convert import DEFAULT_HUB_STAGED_SHARDS, DEFAULT_SHARD_SIZE_MB
 from .converter.reencode import VCODECS
 
 
@@ -83,8 +83,14 @@ def _parser() -> argparse.ArgumentParser:
     )
     conv.add_argument(
         "--staging-dir",
-        help="hf://datasets destinations: local folder converted first, then published in a few commits "
-        "(default: ~/.cache/lerobot-wds/staging/<repo>)",
+        help="hf://datasets destinations: local folder the shards are written to, each uploaded and deleted "
+        "once finished (default: ~/.cache/lerobot-wds/staging/<repo>)",
+    )
+    conv.add_argument(
+        "--hub-staged-shards",
+        type=int,
+        default=DEFAULT_HUB_STAGED_SHARDS,
+        help="hf://datasets destinations: finished shards waiting for upload before tasks pause (default: 4)",
     )
     conv.add_argument(
         "--cache-dir",
@@ -214,6 +220,7 @@ def _run_convert(args: argparse.Namespace) -> int:
         vcodec=args.vcodec,
         crf=args.crf,
         staging_dir=args.staging_dir,
+        hub_staged_shards=args.hub_staged_shards,
         cache_dir=args.cache_dir,
         executor="ray" if args.executor == "ray" else "local",
         ray_address=args.ray_address,

@@ -28,6 +28,10 @@ logger = logging.getLogger(__name__)
 # 256 MB: one sequential GET per shard reaches full object-store throughput (first-byte latency
 # of ~50 ms is <2% of a 256 MB read at 100 MB/s) while a DROID-size dataset stays at ~10k objects.
 DEFAULT_SHARD_SIZE_MB = 256.0
+# hf://datasets destinations: finished shards waiting for upload in staging before tasks pause; staging
+# holds at most this many plus one per worker being written (4 x 256 MB: about a GB of disk, enough for
+# the uploader to stay busy: bench_hub_staging.py peaked at 3 with 1 worker).
+DEFAULT_HUB_STAGED_SHARDS = 4
 EXECUTORS = ("local", "ray")  # that convert() runs and waits for; SLURM jobs are submitted: submit_slurm()
 
 
@@ -56,9 +60,7 @@ class ConvertConfig:
     # hf://datasets destinations convert here first, shards uploaded and deleted as they are finished
     # (converter/hub.py); None: ~/.cache/lerobot-wds/staging/<owner>--<name>[--prefix]
     staging_dir: str | None = None
-    # finished shards waiting for upload there before tasks pause: staging holds at most this many plus
-    # one per worker being written (4 x 256 MB: about a GB of disk; enough for the uploader to keep busy)
-    hub_staged_shards: int = 4
+    hub_staged_shards: int = DEFAULT_HUB_STAGED_SHARDS  # see DEFAULT_HUB_STAGED_SHARDS
     # for the destination's fsspec filesystem; repr=False keeps credentials out of logs and tracebacks
     storage_options: Mapping[str, Any] = field(default_factory=dict, repr=False)
     # A remote source (s3://..., hf://datasets/..., owner/name): its fsspec options, and where planning
