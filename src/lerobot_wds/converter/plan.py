@@ -10,7 +10,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from ..format import shard_path
+from ..format import SkippedEpisode, shard_path
+from .check import CheckReport
 from .source import LeRobotSource, SourceEpisode
 
 
@@ -33,6 +34,8 @@ class ConversionPlan:
     episodes: list[SourceEpisode]  # the selection, in index order
     estimated_bytes: dict[int, int]  # episode_index -> source bytes it accounts for
     shards: list[ShardPlan]
+    checked: CheckReport | None = None  # what the checks run before planning found
+    skipped: tuple[SkippedEpisode, ...] = ()  # selected episodes left out (--skip-bad-episodes)
 
     @property
     def num_frames(self) -> int:
@@ -68,6 +71,11 @@ class ConversionPlan:
             "num_frames": self.num_frames,
             "estimated_bytes": self.source_bytes,
             "shards": self.shard_rows(),
+            "skipped_episodes": [
+                {"episode_index": s.episode_index, "checks": list(s.checks), "reason": s.reason}
+                for s in self.skipped
+            ],
+            "findings": [f.to_dict() for f in self.checked.findings] if self.checked else [],
         }
 
 
@@ -124,7 +132,12 @@ def plan_shards(
 
 
 def plan_episodes(
-    source: LeRobotSource, episodes: Sequence[SourceEpisode], target_bytes: int
+    source: LeRobotSource,
+    episodes: Sequence[SourceEpisode],
+    target_bytes: int,
+    *,
+    checked: CheckReport | None = None,
+    skipped: tuple[SkippedEpisode, ...] = (),
 ) -> ConversionPlan:
     """Estimate the selected episodes' bytes and group them into shards of about ``target_bytes``."""
     estimates = estimate_source_bytes(source, episodes)
@@ -133,4 +146,6 @@ def plan_episodes(
         episodes=list(episodes),
         estimated_bytes=estimates,
         shards=plan_shards(episodes, estimates, target_bytes),
+        checked=checked,
+        skipped=skipped,
     )

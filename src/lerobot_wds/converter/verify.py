@@ -237,23 +237,40 @@ def inspect_dataset(url: str, storage_options: Mapping[str, Any] | None = None) 
         "tasks": _task_summary(url, manifest, storage_options),
         "options": manifest.options,
         "psnr_db_vs_source": manifest.psnr_db or "stream copy: pixel-identical to the source",
+        "skipped_episodes": [
+            {"episode_index": s.episode_index, "checks": list(s.checks), "reason": s.reason}
+            for s in manifest.skipped_episodes
+        ],
     }
 
 
 def _camera_summary(manifest: fmt.Manifest, key: str) -> dict[str, Any]:
-    """Codec and size of a camera's segments: info.json's, or the re-encode's codec (depth maps are
-    never re-encoded: they keep their 12-bit source stream)."""
+    """Codec, pixel format and size of a camera's segments as written (the manifest's ``streams``), and
+    what the source's info.json declared when it differs. Manifests written before ``streams`` existed:
+    info.json's values, or the re-encode's codec (depth maps are never re-encoded)."""
     feature = manifest.features[key]
     info = feature.get("info") or {}
     depth = fmt.is_depth_map(feature)
-    vcodec = manifest.options.get("vcodec", "copy")
     height, width = [*(feature.get("shape") or []), None, None][:2]  # LeRobot's (H, W, C)
-    return {
-        "codec": info.get("video.codec", "?") if vcodec == "copy" or depth else vcodec,
-        "height": info.get("video.height", height),
+    declared = {
+        "codec": info.get("video.codec"),
+        "pix_fmt": info.get("video.pix_fmt"),
         "width": info.get("video.width", width),
-        "depth": depth,
+        "height": info.get("video.height", height),
     }
+    streams = manifest.streams.get(key)
+    if not streams:
+        vcodec = manifest.options.get("vcodec", "copy")
+        codec = declared["codec"] or "?" if vcodec == "copy" or depth else vcodec
+        return declared | {"codec": codec, "depth": depth, "from": "info.json"}
+    summary: dict[str, Any] = {
+        name: "/".join(dict.fromkeys(str(s[name]) for s in streams)) for name in ("codec", "pix_fmt")
+    }
+    summary |= {"width": streams[0]["width"], "height": streams[0]["height"], "depth": depth, "from": "streams"}
+    differs = {k: v for k, v in declared.items() if v is not None and str(v) != str(summary[k])}
+    if differs and manifest.options.get("vcodec", "copy") == "copy":
+        summary["info_json_says"] = differs
+    return summary
 
 
 def _task_summary(
