@@ -30,7 +30,8 @@ from .converter import (
     verify,
 )
 from .converter.check import LEVELS, CheckConfig, check_source
-from .converter.convert import DEFAULT_SHARD_SIZE_MB
+from .converter.convert import DEFAULT_SHARD_SIZE_MB, ConvertResult
+from .converter.verify import camera_summary
 from .converter.reencode import VCODECS
 
 
@@ -284,11 +285,19 @@ def _run_convert(args: argparse.Namespace) -> int:
     return 0
 
 
-def _convert_notes(result: Any) -> list[str]:
-    """Warnings found by the checks (streams that disagree with info.json, ...) and skipped episodes."""
+def _convert_notes(result: ConvertResult) -> list[str]:
+    """Streams that differ from the source's info.json, and the skipped episodes (the checks' warnings
+    were logged as they were found)."""
     lines = []
-    if result.checked is not None:
-        lines += [f.text(max_episodes=5) for f in result.checked.findings if f.severity == "warning"]
+    for key in result.manifest.camera_keys:
+        camera = camera_summary(result.manifest, key)
+        said = camera.get("info_json_says")
+        if said:
+            lines.append(
+                f"warning: camera {key!r}: the shards hold {camera['codec']} {camera['pix_fmt']} "
+                f"{camera['width']}x{camera['height']} as copied; the source's info.json says "
+                + ", ".join(f"{name} {value}" for name, value in said.items())
+            )
     skipped = result.manifest.skipped_episodes
     if skipped:
         lines.append(
@@ -329,8 +338,6 @@ def _plan_text(plan: ConversionPlan, config: ConvertConfig, head: int = 5) -> st
             line(str(row["shard_index"]), len(episodes), span, row["num_frames"], row["estimated_bytes"])
         )
     lines.append(line("total", len(plan.episodes), "", plan.num_frames, plan.source_bytes))
-    if plan.checked is not None:
-        lines += [f.text(max_episodes=5) for f in plan.checked.findings if f.severity == "warning"]
     if plan.skipped:
         lines.append(f"skipping {len(plan.skipped)} episode(s) with errors: "
                      + ", ".join(f"{s.episode_index} ({', '.join(s.checks)})" for s in plan.skipped[:20]))  # fmt: skip
@@ -441,7 +448,7 @@ def _inspect_text(info: dict[str, Any]) -> str:
     skipped = info.get("skipped_episodes") or []
     if skipped:
         lines += ["", f"  skipped {len(skipped)} source episode(s) with errors:"]
-        lines += [f"  {s['episode_index']:>10}  {', '.join(s['checks'])}: {s['reason'][:150]}" for s in skipped[:20]]
+        lines += [f"  {s['episode_index']:>10}  {s['reason'][:150]}" for s in skipped[:20]]
         lines += [f"  {'...':>10}  and {len(skipped) - 20} more (--json lists all)"] if len(skipped) > 20 else []
     lines += ["", f"  {'task_index':>10}  {'episodes':>8}  task"]
     lines += [f"  {t['task_index']:>10}  {t['episodes']:>8,}  {t['task']}" for t in info["tasks"]]

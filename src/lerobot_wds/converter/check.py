@@ -22,7 +22,7 @@ import os
 import posixpath
 import time
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -92,6 +92,8 @@ class CheckReport:
     findings: list[Finding] = field(default_factory=list)
     elapsed_s: float = 0.0
     streams: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # camera -> distinct streams
+    # episode index -> "check: detail" of each error-level case naming it (its own, not its group's)
+    reasons: dict[int, list[str]] = field(default_factory=dict)
 
     @property
     def errors(self) -> list[Finding]:
@@ -198,6 +200,10 @@ def check_opened(lerobot: LeRobotSource, episodes: Sequence[SourceEpisode], *, l
     if "videos" in levels and lerobot.camera_keys:
         found, streams = video_problems(lerobot, episodes, skip_files=missing)
         problems += found
+    reasons: dict[int, list[str]] = {}
+    for problem in problems:
+        if problem.severity == "error" and problem.episode is not None:
+            reasons.setdefault(problem.episode, []).append(f"{problem.check}: {problem.detail}")
     return CheckReport(
         location=lerobot.location,
         levels=levels,
@@ -205,12 +211,12 @@ def check_opened(lerobot: LeRobotSource, episodes: Sequence[SourceEpisode], *, l
         findings=group(problems),
         elapsed_s=time.perf_counter() - started,
         streams=streams,
+        reasons=reasons,
     )
 
 
 def _with_elapsed(report: CheckReport, elapsed_s: float) -> CheckReport:
-    return CheckReport(location=report.location, levels=report.levels, num_episodes=report.num_episodes,
-                       findings=report.findings, elapsed_s=elapsed_s, streams=report.streams)  # fmt: skip
+    return replace(report, elapsed_s=elapsed_s)
 
 
 # ----------------------------------------------------------------------------------- grouping
@@ -417,8 +423,8 @@ def near_misses(missing: Sequence[str], present: Sequence[str]) -> dict[str, str
         elif candidates := [c for c in by_tail.get(tail.lower(), []) if c.split("/")[0] != head]:
             folder = candidates[0].split("/")[0]
             hints[path] = (
-                f"{candidates[0]!r} exists: the files are under '{folder}/' while info.json's template says "
-                f"'{head}/'; rename the folder to '{head}/' (or fix the template)"
+                f"the files are under '{folder}/' while info.json's template says '{head}/' (same paths "
+                f"after it): rename the folder to '{head}/', or fix the template"
             )
         elif candidates := by_name.get((head.lower(), path.split("/")[-1].lower()), []):
             hints[path] = (

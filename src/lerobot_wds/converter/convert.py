@@ -327,7 +327,7 @@ def _kept_episodes(
             fmt.SkippedEpisode(
                 episode_index=index,
                 checks=tuple(dict.fromkeys(f.check for f in findings)),
-                reason="; ".join(dict.fromkeys(f.message for f in findings)),
+                reason="; ".join(dict.fromkeys(report.reasons.get(index, []))),
             )
             for index, findings in bad.items()
         )

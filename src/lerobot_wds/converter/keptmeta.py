@@ -26,7 +26,7 @@ from ..reader.mixmeta import aggregate_feature_stats
 
 logger = logging.getLogger(__name__)
 
-INFO_NAME, STATS_NAME, _ = fmt.META_FILES
+INFO_NAME, STATS_NAME, TASKS_NAME = fmt.META_FILES
 
 
 def kept_meta(root: Path, kept: Collection[int]) -> dict[str, bytes]:
@@ -53,6 +53,8 @@ def kept_meta(root: Path, kept: Collection[int]) -> dict[str, bytes]:
     stats_path = root / STATS_NAME
     source_stats = json.loads(stats_path.read_text()) if stats_path.is_file() else {}
     files[STATS_NAME] = json.dumps(_aggregated(episodes, source_stats, root), indent=4).encode()
+    if (root / TASKS_NAME).is_file():
+        files[TASKS_NAME] = (root / TASKS_NAME).read_bytes()
     return files
 
 

@@ -233,7 +233,7 @@ def inspect_dataset(url: str, storage_options: Mapping[str, Any] | None = None) 
         "shards": len(manifest.shards),
         "bytes": manifest.total_bytes,
         "shard_bytes_min_max": [min(shard_sizes), max(shard_sizes)] if shard_sizes else [],
-        "cameras": {key: _camera_summary(manifest, key) for key in manifest.camera_keys},
+        "cameras": {key: camera_summary(manifest, key) for key in manifest.camera_keys},
         "tasks": _task_summary(url, manifest, storage_options),
         "options": manifest.options,
         "psnr_db_vs_source": manifest.psnr_db or "stream copy: pixel-identical to the source",
@@ -244,7 +244,7 @@ def inspect_dataset(url: str, storage_options: Mapping[str, Any] | None = None) 
     }
 
 
-def _camera_summary(manifest: fmt.Manifest, key: str) -> dict[str, Any]:
+def camera_summary(manifest: fmt.Manifest, key: str) -> dict[str, Any]:
     """Codec, pixel format and size of a camera's segments as written (the manifest's ``streams``), and
     what the source's info.json declared when it differs. Manifests written before ``streams`` existed:
     info.json's values, or the re-encode's codec (depth maps are never re-encoded)."""
