@@ -20,6 +20,7 @@ from pathlib import Path
 
 import av
 import numpy as np
+import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
@@ -152,8 +153,9 @@ def write_custom_dataset(root: Path, lengths: tuple[int, ...] = LENGTHS) -> Path
     pq.write_table(rows, root / DATA_FILE)
     (root / EPISODES_FILE).parent.mkdir(parents=True, exist_ok=True)
     pq.write_table(_episode_table(rows, lengths), root / EPISODES_FILE)
-    pq.write_table(pa.table({"task_index": list(range(len(TASKS))), "task": list(TASKS)}),
-                   root / "meta/tasks.parquet")  # fmt: skip
+    # LeRobot reads the tasks with pandas, the task strings being the frame's index
+    tasks = pd.DataFrame({"task_index": range(len(TASKS))}, index=pd.Index(TASKS, name="task"))
+    tasks.to_parquet(root / "meta/tasks.parquet")
     stats = {key: {k: v.tolist() for k, v in _stats(np.array(rows[key].to_pylist(), np.float64)).items()}
              for key in ("actions", "state")}  # fmt: skip
     (root / "meta/stats.json").write_text(json.dumps(stats, indent=4))
@@ -190,7 +192,11 @@ def add_defects(root: Path) -> None:
     at = {name: i for i, name in enumerate(names)}
 
     def row_of(episode: int, frame: int) -> int:
-        return next(i for i, r in enumerate(rows) if r[at["episode_index"]] == episode and r[at["frame_index"]] == frame)
+        return next(
+            i
+            for i, r in enumerate(rows)
+            if r[at["episode_index"]] == episode and r[at["frame_index"]] == frame
+        )
 
     rows = [list(r) for r in rows]
     rows[row_of(3, 5)][at["frame_index"]] = 6

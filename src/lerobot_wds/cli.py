@@ -58,7 +58,9 @@ def _parser() -> argparse.ArgumentParser:
     chk = commands.add_parser(
         "check", help="report every defect of a LeRobot v3 source (exit 1 if any error, 0 if clean)"
     )
-    chk.add_argument("source", help="local LeRobot v3 folder, Hub dataset repo id or URL (s3://, hf://datasets/)")
+    chk.add_argument(
+        "source", help="local LeRobot v3 folder, Hub dataset repo id or URL (s3://, hf://datasets/)"
+    )
     chk.add_argument("--revision", help="Hub revision of the source (branch, tag or commit)")
     chk.add_argument("--episodes", type=_episodes, help="episode indices to check, e.g. '0,3,5-9'")
     chk.add_argument(
@@ -68,7 +70,9 @@ def _parser() -> argparse.ArgumentParser:
         help="meta: metadata and file existence only; rows: + data files' index columns; videos: + each "
         "mp4's packet index, demuxed without decoding (default: %(default)s)",
     )
-    chk.add_argument("--json", action="store_true", help="print the findings as JSON (documented in FORMAT.md)")
+    chk.add_argument(
+        "--json", action="store_true", help="print the findings as JSON (documented in FORMAT.md)"
+    )
 
     conv = commands.add_parser("convert", help="convert a LeRobot v3 dataset into episode tar shards")
     conv.add_argument(
@@ -121,6 +125,12 @@ def _parser() -> argparse.ArgumentParser:
         "--skip-bad-episodes",
         action="store_true",
         help="convert every episode the checks find no error in; the manifest lists the others and why",
+    )
+    conv.add_argument(
+        "--check-level",
+        choices=LEVELS,
+        help="how far the checks run first go (see `check --level`; default: videos for a local source, "
+        "meta for a remote one)",
     )
     _cluster_arguments(conv)
 
@@ -244,6 +254,7 @@ def _run_convert(args: argparse.Namespace) -> int:
         executor="ray" if args.executor == "ray" else "local",
         ray_address=args.ray_address,
         skip_bad_episodes=args.skip_bad_episodes,
+        check_level=args.check_level,
     )
     if args.dry_run:
         plan = plan_conversion(args.source, config)
@@ -449,7 +460,9 @@ def _inspect_text(info: dict[str, Any]) -> str:
     if skipped:
         lines += ["", f"  skipped {len(skipped)} source episode(s) with errors:"]
         lines += [f"  {s['episode_index']:>10}  {s['reason'][:150]}" for s in skipped[:20]]
-        lines += [f"  {'...':>10}  and {len(skipped) - 20} more (--json lists all)"] if len(skipped) > 20 else []
+        lines += (
+            [f"  {'...':>10}  and {len(skipped) - 20} more (--json lists all)"] if len(skipped) > 20 else []
+        )
     lines += ["", f"  {'task_index':>10}  {'episodes':>8}  task"]
     lines += [f"  {t['task_index']:>10}  {t['episodes']:>8,}  {t['task']}" for t in info["tasks"]]
     return "\n".join(lines)

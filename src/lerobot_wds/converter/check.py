@@ -138,7 +138,11 @@ class CheckReport:
             f"{self.elapsed_s:.1f} s: {len(self.errors)} error(s), "
             f"{len(self.findings) - len(self.errors)} warning(s); "
             + (f"{len(bad)} episode(s) cannot be converted" if bad else "every episode can be converted")
-            + (f"; {len(self.dataset_errors)} error(s) affect the whole dataset" if self.dataset_errors else "")
+            + (
+                f"; {len(self.dataset_errors)} error(s) affect the whole dataset"
+                if self.dataset_errors
+                else ""
+            )
         )
         return "\n".join([*(f.text() for f in self.findings), summary])
 
@@ -292,8 +296,12 @@ _STANDARD_COLUMNS = ("timestamp", "frame_index", "episode_index", "index", "task
 def meta_problems(lerobot: LeRobotSource, episodes: Sequence[SourceEpisode]) -> list[Problem]:
     """info.json, the episode table, tasks and file existence: reads no data or video file."""
     problems = [
-        Problem(check="info.features", severity="warning", detail=f"no {name!r} feature",
-                hint="LeRobot's writer declares them; the converter copies the rows as they are")  # fmt: skip
+        Problem(
+            check="info.features",
+            severity="warning",
+            detail=f"no {name!r} feature",
+            hint="LeRobot's writer declares them; the converter copies the rows as they are",
+        )  # fmt: skip
         for name in _STANDARD_COLUMNS
         if name not in lerobot.features
     ]
@@ -357,8 +365,14 @@ def _file_problems(lerobot: LeRobotSource, episodes: Sequence[SourceEpisode]) ->
         return []
     near = near_misses(missing, list_files(lerobot))
     return [
-        Problem(check="files.missing", severity="error", episode=episode, file=relative,
-                detail=relative, hint=near.get(relative, _NO_NEAR_MISS))  # fmt: skip
+        Problem(
+            check="files.missing",
+            severity="error",
+            episode=episode,
+            file=relative,
+            detail=relative,
+            hint=near.get(relative, _NO_NEAR_MISS),
+        )  # fmt: skip
         for relative in missing
         for episode in users[relative]
     ]

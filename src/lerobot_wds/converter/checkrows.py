@@ -50,16 +50,30 @@ def row_problems(lerobot: LeRobotSource, episodes: Sequence[SourceEpisode]) -> l
             with open_source_file(lerobot, relative) as file:
                 columns = _read_index_columns(file)
         except (pa.ArrowException, OSError, ValueError) as exc:
-            problems += [Problem(check="rows.unreadable", severity="error", episode=e.episode_index,
-                                 file=relative, detail=f"{relative}: {exc}",
-                                 hint="rewrite the parquet file")  # fmt: skip
-                         for e in members]
+            problems += [
+                Problem(
+                    check="rows.unreadable",
+                    severity="error",
+                    episode=e.episode_index,
+                    file=relative,
+                    detail=f"{relative}: {exc}",
+                    hint="rewrite the parquet file",
+                )  # fmt: skip
+                for e in members
+            ]
             continue
         if "episode_index" not in columns:
-            problems += [Problem(check="rows.unreadable", severity="error", episode=e.episode_index,
-                                 file=relative, detail=f"{relative}: no episode_index column",
-                                 hint="every LeRobot data file has one")  # fmt: skip
-                         for e in members]
+            problems += [
+                Problem(
+                    check="rows.unreadable",
+                    severity="error",
+                    episode=e.episode_index,
+                    file=relative,
+                    detail=f"{relative}: no episode_index column",
+                    hint="every LeRobot data file has one",
+                )  # fmt: skip
+                for e in members
+            ]
             continue
         rows = _EpisodeRows(columns)
         for episode in members:
@@ -142,7 +156,10 @@ def _episode_problems(
                 "warning",
             ))  # fmt: skip
     global_index = rows.column("index", index)
-    if global_index is not None and (bad := np.flatnonzero(global_index != expected + episode.dataset_from_index)).size:
+    if (
+        global_index is not None
+        and (bad := np.flatnonzero(global_index != expected + episode.dataset_from_index)).size
+    ):
         row = int(bad[0])
         found.append(problem("rows.index", f"{where}: row {row} has index {int(global_index[row])}, "
                              f"expected {episode.dataset_from_index + row}",

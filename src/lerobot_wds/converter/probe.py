@@ -94,10 +94,17 @@ def video_problems(
                 with open_source_file(lerobot, relative) as file:
                     index = index_stream(file, lerobot.fps)
             except (av.error.FFmpegError, OSError, ValueError) as exc:
-                problems += [Problem(check="videos.unreadable", severity="error", episode=e.episode_index,
-                                     file=relative, detail=f"{relative}: {exc}",
-                                     hint="the file is not a readable video")  # fmt: skip
-                             for e in members]
+                problems += [
+                    Problem(
+                        check="videos.unreadable",
+                        severity="error",
+                        episode=e.episode_index,
+                        file=relative,
+                        detail=f"{relative}: {exc}",
+                        hint="the file is not a readable video",
+                    )  # fmt: skip
+                    for e in members
+                ]
                 continue
             if index.params() not in streams.setdefault(key, []):
                 streams[key].append(index.params())
@@ -152,11 +159,15 @@ def _segment_problems(
     first = round(span.from_timestamp * fps)
     low, high = np.searchsorted(index.frames, [first, first + episode.length])
     found = []
-    if high - low != episode.length or (high > low and index.frames[high - 1] - index.frames[low] + 1 != high - low):
+    if high - low != episode.length or (
+        high > low and index.frames[high - 1] - index.frames[low] + 1 != high - low
+    ):
         found.append(problem("videos.frames", f"{high - low} frames at {first}..{first + episode.length - 1} "
                              f"(from_timestamp x fps), length {episode.length}",
                              "the converter copies exactly `length` frames from round(from_timestamp * fps); "
                              "fix from_timestamp or length"))  # fmt: skip
     if high > low and first not in index.keyframes:
-        found.append(problem("videos.keyframe", f"frame {first} of {relative} is not a keyframe", _KEYFRAME_HINT))
+        found.append(
+            problem("videos.keyframe", f"frame {first} of {relative} is not a keyframe", _KEYFRAME_HINT)
+        )
     return found

@@ -262,11 +262,11 @@ def camera_summary(manifest: fmt.Manifest, key: str) -> dict[str, Any]:
     if not streams:
         vcodec = manifest.options.get("vcodec", "copy")
         codec = declared["codec"] or "?" if vcodec == "copy" or depth else vcodec
-        return declared | {"codec": codec, "depth": depth, "from": "info.json"}
+        return declared | {"codec": codec, "depth": depth}
     summary: dict[str, Any] = {
         name: "/".join(dict.fromkeys(str(s[name]) for s in streams)) for name in ("codec", "pix_fmt")
     }
-    summary |= {"width": streams[0]["width"], "height": streams[0]["height"], "depth": depth, "from": "streams"}
+    summary |= {"width": streams[0]["width"], "height": streams[0]["height"], "depth": depth}
     differs = {k: v for k, v in declared.items() if v is not None and str(v) != str(summary[k])}
     if differs and manifest.options.get("vcodec", "copy") == "copy":
         summary["info_json_says"] = differs
