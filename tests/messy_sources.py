@@ -70,9 +70,15 @@ def _feature(dtype: str, shape: list[int], names: list[str] | None = None) -> di
 def _info(num_episodes: int, num_frames: int) -> dict[str, object]:
     image = _feature("video", [HEIGHT, WIDTH, 3], ["height", "width", "channels"])
     image["info"] = {
-        "video.height": HEIGHT, "video.width": WIDTH, "video.codec": "h264", "video.pix_fmt": "yuv420p",
-        "video.is_depth_map": False, "video.fps": FPS, "video.channels": 3, "has_audio": False,
-    }  # fmt: skip
+        "video.height": HEIGHT,
+        "video.width": WIDTH,
+        "video.codec": "h264",
+        "video.pix_fmt": "yuv420p",
+        "video.is_depth_map": False,
+        "video.fps": FPS,
+        "video.channels": 3,
+        "has_audio": False,
+    }
     return {
         "codebase_version": "v3.0",
         "robot_type": "custom_arm",
@@ -100,9 +106,10 @@ def _info(num_episodes: int, num_frames: int) -> dict[str, object]:
 
 
 def _rows(lengths: tuple[int, ...]) -> pa.Table:
-    columns: dict[str, list[object]] = {name: [] for name in
-                                        ("actions", "state", "timestamp", "frame_index", "episode_index",
-                                         "index", "task_index")}  # fmt: skip
+    columns: dict[str, list[object]] = {
+        name: []
+        for name in ("actions", "state", "timestamp", "frame_index", "episode_index", "index", "task_index")
+    }
     index = 0
     for e, length in enumerate(lengths):
         for f in range(length):
@@ -114,14 +121,22 @@ def _rows(lengths: tuple[int, ...]) -> pa.Table:
             columns["index"].append(index)
             columns["task_index"].append(e % len(TASKS))
             index += 1
-    types = {"actions": pa.list_(pa.float32(), 3), "state": pa.list_(pa.float32(), 4),
-             "timestamp": pa.float32()}  # fmt: skip
+    types = {
+        "actions": pa.list_(pa.float32(), 3),
+        "state": pa.list_(pa.float32(), 4),
+        "timestamp": pa.float32(),
+    }
     return pa.table({name: pa.array(values, types.get(name, pa.int64())) for name, values in columns.items()})
 
 
 def _stats(values: np.ndarray) -> dict[str, np.ndarray]:
-    return {"min": values.min(0), "max": values.max(0), "mean": values.mean(0), "std": values.std(0),
-            "count": np.array([len(values)])}  # fmt: skip
+    return {
+        "min": values.min(0),
+        "max": values.max(0),
+        "mean": values.mean(0),
+        "std": values.std(0),
+        "count": np.array([len(values)]),
+    }
 
 
 def _episode_table(rows: pa.Table, lengths: tuple[int, ...]) -> pa.Table:
@@ -130,13 +145,20 @@ def _episode_table(rows: pa.Table, lengths: tuple[int, ...]) -> pa.Table:
     for e, length in enumerate(lengths):
         part = rows.slice(start, length)
         record: dict[str, object] = {
-            "episode_index": e, "tasks": [TASKS[e % len(TASKS)]], "length": length,
-            "data/chunk_index": 0, "data/file_index": 0,
-            "dataset_from_index": start, "dataset_to_index": start + length,
-            "videos/image/chunk_index": 0, "videos/image/file_index": e,
-            "videos/image/from_timestamp": 0.0, "videos/image/to_timestamp": (length - 1) / FPS,
-            "meta/episodes/chunk_index": 0, "meta/episodes/file_index": 0,
-        }  # fmt: skip
+            "episode_index": e,
+            "tasks": [TASKS[e % len(TASKS)]],
+            "length": length,
+            "data/chunk_index": 0,
+            "data/file_index": 0,
+            "dataset_from_index": start,
+            "dataset_to_index": start + length,
+            "videos/image/chunk_index": 0,
+            "videos/image/file_index": e,
+            "videos/image/from_timestamp": 0.0,
+            "videos/image/to_timestamp": (length - 1) / FPS,
+            "meta/episodes/chunk_index": 0,
+            "meta/episodes/file_index": 0,
+        }
         for key in ("actions", "state"):
             for stat, value in _stats(np.array(part[key].to_pylist(), np.float64)).items():
                 record[f"stats/{key}/{stat}"] = value.tolist()
@@ -156,8 +178,10 @@ def write_custom_dataset(root: Path, lengths: tuple[int, ...] = LENGTHS) -> Path
     # LeRobot reads the tasks with pandas, the task strings being the frame's index
     tasks = pd.DataFrame({"task_index": range(len(TASKS))}, index=pd.Index(TASKS, name="task"))
     tasks.to_parquet(root / "meta/tasks.parquet")
-    stats = {key: {k: v.tolist() for k, v in _stats(np.array(rows[key].to_pylist(), np.float64)).items()}
-             for key in ("actions", "state")}  # fmt: skip
+    stats = {
+        key: {k: v.tolist() for k, v in _stats(np.array(rows[key].to_pylist(), np.float64)).items()}
+        for key in ("actions", "state")
+    }
     (root / "meta/stats.json").write_text(json.dumps(stats, indent=4))
     (root / "meta/info.json").write_text(json.dumps(_info(len(lengths), sum(lengths)), indent=4))
     for e, length in enumerate(lengths):
@@ -206,8 +230,9 @@ def add_defects(root: Path) -> None:
     orphan = list(rows[0])
     orphan[at["episode_index"]] = ORPHAN_EPISODE
     rows += [orphan, orphan]
-    repaired = pa.table({name: pa.array([r[i] for r in rows], table.schema.field(name).type)
-                         for i, name in enumerate(names)})  # fmt: skip
+    repaired = pa.table(
+        {name: pa.array([r[i] for r in rows], table.schema.field(name).type) for i, name in enumerate(names)}
+    )
     pq.write_table(repaired, root / DATA_FILE)
     write_video(root / video_file(6), _frames(6, LENGTHS[6], lead_in=LEAD_IN))
     episodes = pq.read_table(root / EPISODES_FILE)

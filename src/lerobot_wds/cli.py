@@ -31,8 +31,8 @@ from .converter import (
 )
 from .converter.check import LEVELS, CheckConfig, check_source
 from .converter.convert import DEFAULT_SHARD_SIZE_MB, ConvertResult
-from .converter.verify import camera_summary
 from .converter.reencode import VCODECS
+from .converter.verify import camera_summary
 
 
 def _episodes(text: str) -> tuple[int, ...]:
@@ -350,8 +350,8 @@ def _plan_text(plan: ConversionPlan, config: ConvertConfig, head: int = 5) -> st
         )
     lines.append(line("total", len(plan.episodes), "", plan.num_frames, plan.source_bytes))
     if plan.skipped:
-        lines.append(f"skipping {len(plan.skipped)} episode(s) with errors: "
-                     + ", ".join(f"{s.episode_index} ({', '.join(s.checks)})" for s in plan.skipped[:20]))  # fmt: skip
+        named = ", ".join(f"{s.episode_index} ({', '.join(s.checks)})" for s in plan.skipped[:20])
+        lines.append(f"skipping {len(plan.skipped)} episode(s) with errors: {named}")
     tasks = len(plan.shards)
     lines.append(
         f"{plan.source.location}: {tasks:,} shards, {len(plan.episodes):,} episodes, "

@@ -554,7 +554,7 @@ def _streams(value: Any, where: str) -> dict[str, list[dict[str, Any]]]:
     )
     if not ok:
         raise ShardFormatError(f"{where}: streams {str(value)[:80]}; expected {{camera: [{{codec: ...}}]}}")
-    return value  # type: ignore[no-any-return]
+    return value
 
 
 def _at_least(value: int, minimum: int, name: str, where: str) -> int:

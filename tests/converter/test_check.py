@@ -157,7 +157,7 @@ def test_a_file_in_another_chunk_or_case_is_the_near_miss(sources: dict[str, Pat
 
 def test_convert_lists_every_error_and_writes_nothing(sources: dict[str, Path], tmp_path: Path) -> None:
     dest = tmp_path / "out"
-    with pytest.raises(ValueError) as failure:
+    with pytest.raises(ValueError, match="found before writing anything") as failure:
         convert(str(sources["bad"]), str(dest))
     message = str(failure.value)
     for check in {c for c in DEFECTS.values() if c != "rows.timestamp_grid"}:
@@ -277,7 +277,8 @@ def test_info_json_defects_are_reported_together(tmp_path: Path) -> None:
     (source / "meta/info.json").write_text(json.dumps(info))
     report = check_source(str(source))
     [finding] = report.findings
-    assert finding.check == "meta.unreadable" and not finding.episodes
+    assert finding.check == "meta.unreadable"
+    assert not finding.episodes
     for part in ("fps 0", "video_path", "feature 'action' has shape 'six'"):
         assert part in finding.message
     with pytest.raises(ValueError, match=r"fps 0.*'action'.*video_path"):
@@ -300,8 +301,9 @@ def test_items_equal_lerobots_on_a_source_lerobot_did_not_write(
         f"write_golden(Path(sys.argv[1]), 10, {DELTAS!r}, hashed=lambda k, v: v.ndim >= 3)"
     )
     python = Path(os.environ["LEROBOT_VENV"]) / "bin/python"
-    completed = subprocess.run([python, "-c", script, source, ROOT / "scripts"], capture_output=True,
-                               text=True, timeout=600)  # fmt: skip
+    completed = subprocess.run(
+        [python, "-c", script, source, ROOT / "scripts"], capture_output=True, text=True, timeout=600
+    )
     assert completed.returncode == 0, completed.stderr[-3000:]
     with gzip.open(source / "golden.jsonl.gz", "rt") as f:
         header, *lines = (json.loads(line) for line in f)

@@ -178,10 +178,21 @@ def check_source(source: str, config: CheckConfig | None = None) -> CheckReport:
     try:
         lerobot = open_source(source, revision=config.revision, storage_options=config.storage_options)
     except (ValueError, FileNotFoundError) as exc:
-        finding = Finding(check="meta.unreadable", severity="error", episodes=(), files=(), message=str(exc),
-                          hint="fix meta/ first: nothing else can be checked without it")  # fmt: skip
-        return CheckReport(location=source, levels=("meta",), num_episodes=0, findings=[finding],
-                           elapsed_s=time.perf_counter() - started)  # fmt: skip
+        finding = Finding(
+            check="meta.unreadable",
+            severity="error",
+            episodes=(),
+            files=(),
+            message=str(exc),
+            hint="fix meta/ first: nothing else can be checked without it",
+        )
+        return CheckReport(
+            location=source,
+            levels=("meta",),
+            num_episodes=0,
+            findings=[finding],
+            elapsed_s=time.perf_counter() - started,
+        )
     try:
         report = check_opened(lerobot, lerobot.select(config.episodes), level=config.level)
     finally:
@@ -301,7 +312,7 @@ def meta_problems(lerobot: LeRobotSource, episodes: Sequence[SourceEpisode]) -> 
             severity="warning",
             detail=f"no {name!r} feature",
             hint="LeRobot's writer declares them; the converter copies the rows as they are",
-        )  # fmt: skip
+        )
         for name in _STANDARD_COLUMNS
         if name not in lerobot.features
     ]
@@ -315,41 +326,67 @@ def _episode_table_problems(lerobot: LeRobotSource, episodes: Sequence[SourceEpi
     selected = {e.episode_index for e in episodes}
     for index in lerobot.duplicate_episodes:
         if index in selected:
-            problems.append(Problem(check="episodes.duplicate", severity="error", episode=index,
-                                    detail=f"episode {index}",
-                                    hint="keep one row per episode in meta/episodes"))  # fmt: skip
+            problems.append(
+                Problem(
+                    check="episodes.duplicate",
+                    severity="error",
+                    episode=index,
+                    detail=f"episode {index}",
+                    hint="keep one row per episode in meta/episodes",
+                )
+            )
     indices = list(lerobot.episodes)
     if indices and indices != list(range(len(indices))):
         absent = sorted(set(range(indices[-1] + 1)) - set(indices))
-        problems.append(Problem(
-            check="episodes.gap", severity="warning",
-            detail=f"{len(absent)} indices absent, first {absent[:5]}" if absent else "indices do not start at 0",
-            hint="LeRobot addresses episodes by position; the converter keeps the indices as they are "
-                 "(lerobot-wds export renumbers them 0..N-1)",
-        ))  # fmt: skip
+        problems.append(
+            Problem(
+                check="episodes.gap",
+                severity="warning",
+                detail=f"{len(absent)} indices absent, first {absent[:5]}"
+                if absent
+                else "indices do not start at 0",
+                hint="LeRobot addresses episodes by position; the converter keeps the indices as they are "
+                "(lerobot-wds export renumbers them 0..N-1)",
+            )
+        )
     previous: SourceEpisode | None = None
     for episode in lerobot.episodes.values():
         expected = 0 if previous is None else previous.dataset_from_index + previous.length
         if episode.episode_index in selected and episode.dataset_from_index != expected:
-            problems.append(Problem(
-                check="episodes.from_index", severity="warning", episode=episode.episode_index,
-                detail=f"episode {episode.episode_index}: {episode.dataset_from_index}, expected {expected}",
-                hint="the reader uses each episode's own dataset_from_index as LeRobot's `index`; "
-                     "LeRobot's loader finds rows by it",
-            ))  # fmt: skip
+            problems.append(
+                Problem(
+                    check="episodes.from_index",
+                    severity="warning",
+                    episode=episode.episode_index,
+                    detail=f"episode {episode.episode_index}: {episode.dataset_from_index}, "
+                    f"expected {expected}",
+                    hint="the reader uses each episode's own dataset_from_index as LeRobot's `index`; "
+                    "LeRobot's loader finds rows by it",
+                )
+            )
         previous = episode
     for episode in episodes:
         if episode.length <= 0:
-            problems.append(Problem(check="episodes.length", severity="error", episode=episode.episode_index,
-                                    detail=f"episode {episode.episode_index}: {episode.length}",
-                                    hint="an episode needs at least one frame"))  # fmt: skip
+            problems.append(
+                Problem(
+                    check="episodes.length",
+                    severity="error",
+                    episode=episode.episode_index,
+                    detail=f"episode {episode.episode_index}: {episode.length}",
+                    hint="an episode needs at least one frame",
+                )
+            )
         unknown = [t for t in episode.tasks if t not in lerobot.task_indices]
         if unknown:
-            problems.append(Problem(
-                check="tasks.missing", severity="error", episode=episode.episode_index,
-                detail=f"episode {episode.episode_index}: {unknown[0]!r}",
-                hint="add the task to meta/tasks.parquet (task_index as in the rows)",
-            ))  # fmt: skip
+            problems.append(
+                Problem(
+                    check="tasks.missing",
+                    severity="error",
+                    episode=episode.episode_index,
+                    detail=f"episode {episode.episode_index}: {unknown[0]!r}",
+                    hint="add the task to meta/tasks.parquet (task_index as in the rows)",
+                )
+            )
     return problems
 
 
@@ -372,7 +409,7 @@ def _file_problems(lerobot: LeRobotSource, episodes: Sequence[SourceEpisode]) ->
             file=relative,
             detail=relative,
             hint=near.get(relative, _NO_NEAR_MISS),
-        )  # fmt: skip
+        )
         for relative in missing
         for episode in users[relative]
     ]

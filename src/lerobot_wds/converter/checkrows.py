@@ -58,7 +58,7 @@ def row_problems(lerobot: LeRobotSource, episodes: Sequence[SourceEpisode]) -> l
                     file=relative,
                     detail=f"{relative}: {exc}",
                     hint="rewrite the parquet file",
-                )  # fmt: skip
+                )
                 for e in members
             ]
             continue
@@ -71,7 +71,7 @@ def row_problems(lerobot: LeRobotSource, episodes: Sequence[SourceEpisode]) -> l
                     file=relative,
                     detail=f"{relative}: no episode_index column",
                     hint="every LeRobot data file has one",
-                )  # fmt: skip
+                )
                 for e in members
             ]
             continue
@@ -80,12 +80,16 @@ def row_problems(lerobot: LeRobotSource, episodes: Sequence[SourceEpisode]) -> l
             problems += _episode_problems(episode, rows, relative, lerobot.fps, tasks)
         orphans = {int(i): n for i, n in rows.counts.items() if int(i) not in known}
         if orphans:
-            problems.append(Problem(
-                check="rows.orphans", severity="warning", file=relative,
-                detail=f"{relative}: {sum(orphans.values())} rows of episode_index "
-                       f"{sorted(orphans)[:5]}{'...' if len(orphans) > 5 else ''}",
-                hint="the converter ignores them (it reads each episode's rows by episode_index)",
-            ))  # fmt: skip
+            problems.append(
+                Problem(
+                    check="rows.orphans",
+                    severity="warning",
+                    file=relative,
+                    detail=f"{relative}: {sum(orphans.values())} rows of episode_index "
+                    f"{sorted(orphans)[:5]}{'...' if len(orphans) > 5 else ''}",
+                    hint="the converter ignores them (it reads each episode's rows by episode_index)",
+                )
+            )
     return problems
 
 
@@ -127,45 +131,71 @@ def _episode_problems(
 
     count = rows.counts.get(index, 0)
     if count != episode.length:
-        return [problem("rows.count", f"{where}: {count} rows, length {episode.length}",
-                        "the converter copies exactly `length` rows per episode; fix the rows or the "
-                        "episode's length in meta/episodes")]  # fmt: skip
+        return [
+            problem(
+                "rows.count",
+                f"{where}: {count} rows, length {episode.length}",
+                "the converter copies exactly `length` rows per episode; fix the rows or the "
+                "episode's length in meta/episodes",
+            )
+        ]
     found = []
     frames = rows.column("frame_index", index)
     expected = np.arange(count)
     if frames is not None and (bad := np.flatnonzero(frames != expected)).size:
         row = int(bad[0])
-        found.append(problem("rows.frame_index", f"{where}: row {row} has frame_index {int(frames[row])}",
-                             "a gap or a duplicate frame: LeRobot and the reader address frames by "
-                             "position in the episode"))  # fmt: skip
+        found.append(
+            problem(
+                "rows.frame_index",
+                f"{where}: row {row} has frame_index {int(frames[row])}",
+                "a gap or a duplicate frame: LeRobot and the reader address frames by "
+                "position in the episode",
+            )
+        )
     timestamps = rows.column("timestamp", index)
     if timestamps is not None and count > 1:
         if (bad := np.flatnonzero(np.diff(timestamps) <= 0)).size:
             row = int(bad[0])
-            found.append(problem("rows.timestamp",
-                                 f"{where}: {timestamps[row]:.6g} s then {timestamps[row + 1]:.6g} s at row {row}",
-                                 "rows must be in time order"))  # fmt: skip
+            found.append(
+                problem(
+                    "rows.timestamp",
+                    f"{where}: {timestamps[row]:.6g} s then {timestamps[row + 1]:.6g} s at row {row}",
+                    "rows must be in time order",
+                )
+            )
         elif (bad := np.flatnonzero(np.abs(timestamps - expected / fps) > TOLERANCE_S)).size:
             row = int(bad[0])
-            found.append(problem(
-                "rows.timestamp_grid",
-                f"{where}: frame {row} at {timestamps[row]:.6g} s, expected {row / fps:.6g} s",
-                "the converter keeps them (frames are addressed by frame_index, so the shards read right); "
-                "LeRobot's own loader raises FrameTimestampError for a video frame queried further than "
-                f"tolerance_s={TOLERANCE_S} from it",
-                "warning",
-            ))  # fmt: skip
+            found.append(
+                problem(
+                    "rows.timestamp_grid",
+                    f"{where}: frame {row} at {timestamps[row]:.6g} s, expected {row / fps:.6g} s",
+                    "the converter keeps them (frames are addressed by frame_index: the shards read right); "
+                    "LeRobot's own loader raises FrameTimestampError for a video frame queried further than "
+                    f"tolerance_s={TOLERANCE_S} from it",
+                    "warning",
+                )
+            )
     global_index = rows.column("index", index)
     if (
         global_index is not None
         and (bad := np.flatnonzero(global_index != expected + episode.dataset_from_index)).size
     ):
         row = int(bad[0])
-        found.append(problem("rows.index", f"{where}: row {row} has index {int(global_index[row])}, "
-                             f"expected {episode.dataset_from_index + row}",
-                             "index must count on from the episode's dataset_from_index"))  # fmt: skip
+        found.append(
+            problem(
+                "rows.index",
+                f"{where}: row {row} has index {int(global_index[row])}, "
+                f"expected {episode.dataset_from_index + row}",
+                "index must count on from the episode's dataset_from_index",
+            )
+        )
     task_index = rows.column("task_index", index)
     if task_index is not None and (bad := np.flatnonzero(~np.isin(task_index, tasks))).size:
-        found.append(problem("rows.task_index", f"{where}: task_index {int(task_index[bad[0]])}",
-                             "add the task to meta/tasks.parquet"))  # fmt: skip
+        found.append(
+            problem(
+                "rows.task_index",
+                f"{where}: task_index {int(task_index[bad[0]])}",
+                "add the task to meta/tasks.parquet",
+            )
+        )
     return found

@@ -69,10 +69,11 @@ class ConvertConfig:
     # Convert every selected episode that the checks run first (lerobot-wds check) find no error in, and
     # list the others in the manifest with why; False: any error stops the conversion before it writes.
     skip_bad_episodes: bool = False
-    # How far the checks run before planning go (converter/check.py LEVELS): None reads each local video's
-    # packet index too ("videos"; g1: 0.3 s for a 35 MB source), and only meta/ and file listings of a
-    # remote source ("meta": its files are downloaded by the shard tasks). "meta" or "rows" spare a large
-    # local source a second read of its videos; the shard tasks still refuse what they cannot copy.
+    # How far the checks run before planning go (converter/check.py LEVELS). None: "videos" for a local
+    # source (each mp4's index: its header when the stream has no B-frames, else a demux of its packets),
+    # "meta" for a remote one (only meta/ and file listings: its files are downloaded by the shard tasks).
+    # "meta"/"rows" spare a large local source with B-frame videos a second read of them; the shard tasks
+    # still refuse what they cannot copy.
     check_level: str | None = None
 
     def __post_init__(self) -> None:

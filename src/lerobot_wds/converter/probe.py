@@ -1,10 +1,11 @@
 """The ``videos`` level of ``lerobot-wds check``: each mp4's real stream and packet index, no decoding.
 
-One PyAV demux per file reads the stream's codec, pixel format, size and frame rate from its codec
-parameters and each packet's pts and keyframe flag from its header; no frame is decoded, so a file
-costs about one sequential read. Frame positions are computed as ``converter/segment.py`` computes
-them (``round((pts - start) * time_base * fps)``, in integers), so what the check says about an
-episode's segment is what stream copy will find.
+Opening a file with PyAV gives the stream's codec, pixel format, size and frame rate (its codec
+parameters) and the container's index (an mp4's sample table: each frame's timestamp and keyframe
+flag), so a file costs its header, not a read of its packets; streams that reorder frames are demuxed
+for their packets' pts instead. No frame is decoded. Frame positions are computed as
+``converter/segment.py`` computes them (``round((pts - start) * time_base * fps)``, in integers), so
+what the check says about an episode's segment is what stream copy will find.
 """
 
 from __future__ import annotations
@@ -46,7 +47,13 @@ class StreamIndex:
 
 
 def index_stream(file: Any, fps: int) -> StreamIndex:
-    """Demux a video file's first video stream (a path or a binary file object) without decoding."""
+    """A video file's first video stream (a path or a binary file object), from its container's index.
+
+    An mp4's sample table gives every frame's timestamp and keyframe flag as soon as the file is opened,
+    without reading a packet (g1's 35 MB file: 5 ms, against 62 ms to demux it). Those timestamps are
+    decode times: they are used when the stream does not reorder frames (no B-frames, and the first
+    packets' pts equal their dts and the index's), else every packet header is demuxed (no decoding).
+    """
     with av.open(file) as container:
         if not container.streams.video:
             raise ValueError("no video stream")
@@ -54,14 +61,11 @@ def index_stream(file: Any, fps: int) -> StreamIndex:
         time_base = stream.time_base
         if time_base is None:
             raise ValueError("video stream has no time base")
-        start = stream.start_time or 0
         context = stream.codec_context
-        pts, keys = [], []
-        for packet in container.demux(stream):
-            if packet.pts is not None and packet.size > 0:
-                pts.append(packet.pts)
-                keys.append(packet.is_keyframe)
-        ticks = (np.array(pts, dtype=np.int64) - start) * time_base.numerator * fps
+        pts, keys = _from_index(container, stream)
+        if pts is None:
+            pts, keys = _demuxed(container, stream)
+        ticks = (np.array(pts, dtype=np.int64) - (stream.start_time or 0)) * time_base.numerator * fps
         frames = (2 * ticks + time_base.denominator) // (2 * time_base.denominator)
         order = np.argsort(frames, kind="stable")
         return StreamIndex(
@@ -74,6 +78,38 @@ def index_stream(file: Any, fps: int) -> StreamIndex:
             frames=frames[order],
             keyframes=frozenset(int(f) for f, k in zip(frames.tolist(), keys, strict=True) if k),
         )
+
+
+_INDEX_PROBE_PACKETS = 32  # packets demuxed to confirm that the index's decode times are the pts
+
+
+def _from_index(container: Any, stream: Any) -> tuple[list[int] | None, list[bool]]:
+    """Timestamps and keyframe flags from the container's index; None when it cannot stand for the pts."""
+    entries = [e for e in stream.index_entries if not e.is_discard and e.size > 0]
+    if not entries or stream.codec_context.has_b_frames:
+        return None, []
+    probe = []
+    for packet in container.demux(stream):
+        if packet.size > 0:
+            probe.append(packet)
+        if len(probe) == min(_INDEX_PROBE_PACKETS, len(entries)):
+            break
+    if any(
+        p.pts is None or p.pts != p.dts or p.pts != e.timestamp for p, e in zip(probe, entries, strict=False)
+    ):
+        return None, []
+    return [e.timestamp for e in entries], [e.is_keyframe for e in entries]
+
+
+def _demuxed(container: Any, stream: Any) -> tuple[list[int], list[bool]]:
+    """Every packet's pts and keyframe flag, from a demux from the start (headers only: no decoding)."""
+    container.seek(0, stream=stream)
+    pts, keys = [], []
+    for packet in container.demux(stream):
+        if packet.pts is not None and packet.size > 0:
+            pts.append(packet.pts)
+            keys.append(packet.is_keyframe)
+    return pts, keys
 
 
 def video_problems(
@@ -102,7 +138,7 @@ def video_problems(
                         file=relative,
                         detail=f"{relative}: {exc}",
                         hint="the file is not a readable video",
-                    )  # fmt: skip
+                    )
                     for e in members
                 ]
                 continue
@@ -119,17 +155,25 @@ def _stream_problems(lerobot: LeRobotSource, key: str, relative: str, index: Str
     feature = lerobot.features[key]
     info = feature.get("info") or {}
     shape = feature.get("shape") or []
-    declared_size = (info.get("video.height", shape[0] if len(shape) == 3 else None),
-                     info.get("video.width", shape[1] if len(shape) == 3 else None))  # fmt: skip
-    hint = ("the converter copies the stream as it is and records its real parameters in the shards "
-            "(inspect shows them); correct info.json to silence this")  # fmt: skip
+    declared_size = (
+        info.get("video.height", shape[0] if len(shape) == 3 else None),
+        info.get("video.width", shape[1] if len(shape) == 3 else None),
+    )
+    hint = (
+        "the converter copies the stream as it is and records its real parameters in the shards "
+        "(inspect shows them); correct info.json to silence this"
+    )
     checks = [
         ("videos.codec", info.get("video.codec"), index.codec, f" ({index.codec_long_name})"),
         ("videos.pix_fmt", info.get("video.pix_fmt"), index.pix_fmt, ""),
-        ("videos.size", "x".join(map(str, declared_size)) if None not in declared_size else None,
-         f"{index.height}x{index.width}", " (height x width)"),
+        (
+            "videos.size",
+            "x".join(map(str, declared_size)) if None not in declared_size else None,
+            f"{index.height}x{index.width}",
+            " (height x width)",
+        ),
         ("videos.fps", info.get("video.fps", lerobot.fps), index.fps, ""),
-    ]  # fmt: skip
+    ]
     found = []
     for check, declared, real, note in checks:
         if declared is None or real is None:
@@ -148,24 +192,40 @@ def _segment_problems(
     where = f"episode {episode.episode_index} camera {key!r}"
 
     def problem(check: str, detail: str, hint: str) -> Problem:
-        return Problem(check=check, severity="error", episode=episode.episode_index, file=relative,
-                       detail=f"{where}: {detail}", hint=hint)  # fmt: skip
+        return Problem(
+            check=check,
+            severity="error",
+            episode=episode.episode_index,
+            file=relative,
+            detail=f"{where}: {detail}",
+            hint=hint,
+        )
 
     file_frames = int(index.frames[-1]) + 1 if index.frames.size else 0
     duration_s = file_frames / fps
     if span.from_timestamp < 0 or span.to_timestamp > duration_s + 1 / fps + 1e-6:
-        return [problem("videos.span", f"{span.from_timestamp:.4f}..{span.to_timestamp:.4f} s in a "
-                        f"{duration_s:.4f} s file", "fix the episode's from/to_timestamp in meta/episodes")]  # fmt: skip
+        return [
+            problem(
+                "videos.span",
+                f"{span.from_timestamp:.4f}..{span.to_timestamp:.4f} s in a {duration_s:.4f} s file",
+                "fix the episode's from/to_timestamp in meta/episodes",
+            )
+        ]
     first = round(span.from_timestamp * fps)
     low, high = np.searchsorted(index.frames, [first, first + episode.length])
     found = []
     if high - low != episode.length or (
         high > low and index.frames[high - 1] - index.frames[low] + 1 != high - low
     ):
-        found.append(problem("videos.frames", f"{high - low} frames at {first}..{first + episode.length - 1} "
-                             f"(from_timestamp x fps), length {episode.length}",
-                             "the converter copies exactly `length` frames from round(from_timestamp * fps); "
-                             "fix from_timestamp or length"))  # fmt: skip
+        found.append(
+            problem(
+                "videos.frames",
+                f"{high - low} frames at {first}..{first + episode.length - 1} "
+                f"(from_timestamp x fps), length {episode.length}",
+                "the converter copies exactly `length` frames from round(from_timestamp * fps); "
+                "fix from_timestamp or length",
+            )
+        )
     if high > low and first not in index.keyframes:
         found.append(
             problem("videos.keyframe", f"frame {first} of {relative} is not a keyframe", _KEYFRAME_HINT)

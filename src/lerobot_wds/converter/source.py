@@ -277,8 +277,8 @@ def info_problems(info: dict[str, Any]) -> list[str]:
         try:
             str(template).format(chunk_index=0, file_index=0, **extra)
         except (KeyError, IndexError, ValueError) as exc:
-            problems.append(f"{name} {template!r} does not resolve ({exc!r}); expected "
-                            "{chunk_index} and {file_index} fields" + (" and {video_key}" if extra else ""))  # fmt: skip
+            fields = "{chunk_index}, {file_index}" + (" and {video_key}" if extra else "")
+            problems.append(f"{name} {template!r} does not resolve ({exc!r}); expected fields {fields}")
     return problems
 
 
