@@ -108,7 +108,7 @@ def test_one_check_names_every_defect(sources: dict[str, Path]) -> None:
     assert missing.files == (video_file(1),)
     assert "videos.codec" in by_check
     keyframe = next(f for f in report.findings if f.check == "videos.keyframe")
-    assert "refuses such an episode" in keyframe.hint
+    assert "convert refuses this episode" in keyframe.hint
     assert "--skip-bad-episodes" in keyframe.hint
 
 
@@ -330,3 +330,24 @@ def _golden_equal(got: Any, want: Any) -> bool:
     if "sha256" in want:
         return hashlib.sha256(got.contiguous().numpy()).hexdigest() == want["sha256"]
     return bool(got.flatten().tolist() == want["values"])
+
+
+def test_a_source_in_s3_is_checked_in_place(
+    sources: dict[str, Path], s3_server: dict, s3_bucket: str, tmp_path: Path
+) -> None:
+    """The same findings from a real S3 server (files listed, parquet and mp4 headers read through
+    fsspec, nothing downloaded); convert from S3 checks meta/ and the listing before any task runs."""
+    import s3fs
+
+    s3fs.S3FileSystem(**s3_server).put(str(sources["bad"]), f"{s3_bucket}/bad", recursive=True)
+    url = f"s3://{s3_bucket}/bad"
+    local = check_source(str(sources["bad"]))
+    remote = check_source(url, CheckConfig(storage_options=s3_server))
+    assert [(f.check, f.episodes, f.files) for f in remote.findings] == [
+        (f.check, f.episodes, f.files) for f in local.findings
+    ]
+    config = ConvertConfig(source_storage_options=s3_server, cache_dir=str(tmp_path / "cache"))
+    with pytest.raises(ValueError, match=r"error: files\.missing(.|\n)*error: tasks\.missing") as failure:
+        convert(url, str(tmp_path / "out"), config)
+    assert "rows.count" not in str(failure.value)  # a remote source's rows are read by the tasks
+    assert not (tmp_path / "cache").exists() or not any((tmp_path / "cache").rglob("*.mp4"))

@@ -22,10 +22,9 @@ from .checkrows import open_source_file
 from .source import LeRobotSource, SourceEpisode
 
 _KEYFRAME_HINT = (
-    "stream copy needs each episode to start on a keyframe; `convert` refuses such an episode (its first "
-    "frames reference the previous episode's), with --vcodec h264|hevc too (the segment is cut before it "
-    "is re-encoded): convert the rest with --skip-bad-episodes, or re-encode the source with a keyframe "
-    "at every episode start"
+    "stream copy needs a keyframe at each episode's first frame: convert refuses this episode, --vcodec "
+    "too (it cuts before re-encoding); skip it with --skip-bad-episodes, or re-encode the source with a "
+    "keyframe at each episode start"
 )
 
 
