@@ -68,8 +68,10 @@ def _parser() -> argparse.ArgumentParser:
         choices=LEVELS,
         default="videos",
         help="meta: metadata and file existence only; rows: + data files' index columns; videos: + each "
-        "mp4's packet index, demuxed without decoding (default: %(default)s)",
+        "mp4's packet index, without decoding (default: %(default)s); deep: + each episode's segment cut "
+        "as convert cuts it, then decoded (local sources)",
     )
+    chk.add_argument("--deep", action="store_true", help="same as --level deep")
     chk.add_argument(
         "--json", action="store_true", help="print the findings as JSON (documented in FORMAT.md)"
     )
@@ -320,7 +322,9 @@ def _convert_notes(result: ConvertResult) -> list[str]:
 
 
 def _run_check(args: argparse.Namespace) -> int:
-    config = CheckConfig(episodes=args.episodes, level=args.level, revision=args.revision)
+    config = CheckConfig(
+        episodes=args.episodes, level="deep" if args.deep else args.level, revision=args.revision
+    )
     report = check_source(args.source, config)
     if args.json:
         print(json.dumps(report.to_dict(), indent=1))

@@ -351,3 +351,23 @@ def test_a_source_in_s3_is_checked_in_place(
         convert(url, str(tmp_path / "out"), config)
     assert "rows.count" not in str(failure.value)  # a remote source's rows are read by the tasks
     assert not (tmp_path / "cache").exists() or not any((tmp_path / "cache").rglob("*.mp4"))
+
+
+def test_deep_decodes_what_stream_copy_would_write(sources: dict[str, Path], tmp_path: Path) -> None:
+    """A zeroed packet in the middle of episode 9's mp4: its index and headers are intact, so only
+    ``--deep`` (cut as convert cuts, then decode) finds it; the LeRobot-written fixtures decode whole."""
+    import av
+
+    source = tmp_path / "src"
+    shutil.copytree(sources["clean"], source)
+    path = source / video_file(9)
+    with av.open(str(path)) as container:
+        entry = container.streams.video[0].index_entries[12]
+    data = bytearray(path.read_bytes())
+    data[entry.pos : entry.pos + entry.size] = bytes(entry.size)
+    path.write_bytes(bytes(data))
+    assert check_source(str(source)).ok
+    report = check_source(str(source), CheckConfig(level="deep"))
+    assert [(f.check, f.episodes) for f in report.errors] == [("videos.decode", (9,))]
+    assert "episode 9 camera 'image'" in report.errors[0].message
+    assert check_source(str(DATA / "h264"), CheckConfig(level="deep")).findings == []

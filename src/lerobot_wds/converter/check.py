@@ -8,8 +8,8 @@ the data parquet's index columns, the video containers' packet index) that retur
   (one ``stat`` per file, or one listing per folder for a remote source): no file is read;
 - ``rows``: the data files' ``episode_index``/``frame_index``/``timestamp``/``index``/``task_index``
   columns (:mod:`.checkrows`);
-- ``videos``: each mp4's stream parameters and packet headers, demuxed without decoding
-  (:mod:`.probe`).
+- ``videos``: each mp4's stream parameters and packet index, without decoding (:mod:`.probe`);
+- ``deep``: each episode's segment cut as ``convert`` cuts it and decoded (local sources).
 
 ``convert`` runs them before anything is written: ``videos`` for a local source, ``meta`` for a
 remote one (its files are downloaded by the shard tasks; they fail on what ``meta`` cannot see).
@@ -32,7 +32,7 @@ from .source import LeRobotSource, SourceEpisode, open_source
 logger = logging.getLogger(__name__)
 
 Severity = Literal["error", "warning"]
-LEVELS = ("meta", "rows", "videos")
+LEVELS = ("meta", "rows", "videos", "deep")
 _EXAMPLES = 3  # a finding's message quotes this many cases, then counts the rest
 
 
@@ -203,7 +203,7 @@ def check_source(source: str, config: CheckConfig | None = None) -> CheckReport:
 def check_opened(lerobot: LeRobotSource, episodes: Sequence[SourceEpisode], *, level: str) -> CheckReport:
     """The checks up to ``level`` on an opened source's selected ``episodes`` (what ``convert`` runs)."""
     from .checkrows import row_problems
-    from .probe import video_problems
+    from .probe import decode_problems, video_problems
 
     started = time.perf_counter()
     levels = LEVELS[: LEVELS.index(level) + 1]
@@ -215,6 +215,17 @@ def check_opened(lerobot: LeRobotSource, episodes: Sequence[SourceEpisode], *, l
     if "videos" in levels and lerobot.camera_keys:
         found, streams = video_problems(lerobot, episodes, skip_files=missing)
         problems += found
+    if "deep" in levels and lerobot.camera_keys:
+        bad = {(p.episode, p.file) for p in problems if p.severity == "error"}
+        skip = {
+            (e.episode_index, key)
+            for e in episodes
+            for key, span in e.videos.items()
+            if (e.episode_index, span.file) in bad
+            or (e.episode_index, e.data_file) in bad
+            or span.file in missing
+        }
+        problems += decode_problems(lerobot, episodes, skip=skip)
     reasons: dict[int, list[str]] = {}
     for problem in problems:
         if problem.severity == "error" and problem.episode is not None:
@@ -260,6 +271,8 @@ _TITLES = {
     "videos.span": "from/to_timestamp lie outside the video file",
     "videos.frames": "frames in the episode's segment differ from its length",
     "videos.keyframe": "the episode's segment does not start on a keyframe",
+    "videos.decode": "the episode's stream-copied segment does not decode to its frames",
+    "videos.deep": "segments not decoded",
 }
 
 

@@ -10,6 +10,7 @@ what the check says about an episode's segment is what stream copy will find.
 
 from __future__ import annotations
 
+import io
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -19,6 +20,7 @@ import numpy as np
 
 from .check import Problem
 from .checkrows import open_source_file
+from .segment import SegmentCutter, SegmentError
 from .source import LeRobotSource, SourceEpisode
 
 _KEYFRAME_HINT = (
@@ -230,3 +232,67 @@ def _segment_problems(
             problem("videos.keyframe", f"frame {first} of {relative} is not a keyframe", _KEYFRAME_HINT)
         )
     return found
+
+
+def decode_problems(
+    lerobot: LeRobotSource, episodes: Sequence[SourceEpisode], *, skip: set[tuple[int, str]]
+) -> list[Problem]:
+    """The ``deep`` level: each episode's segment cut as ``convert`` cuts it (stream copy, the same
+    code), then decoded: every frame must decode and there must be ``length`` of them. Local sources
+    only (the cutter reads files on disk); ``skip`` holds (episode, camera) pairs already found bad."""
+    problems: list[Problem] = []
+    if lerobot.remote is not None:
+        return [
+            Problem(
+                check="videos.deep",
+                severity="warning",
+                detail="remote source: not decoded",
+                hint="check a local copy with --level deep to decode its segments",
+            )
+        ]
+    for key in lerobot.camera_keys:
+        cutter: SegmentCutter | None = None
+        ordered = sorted(episodes, key=lambda e: (e.videos[key].file, e.videos[key].from_timestamp))
+        for episode in ordered:
+            span = episode.videos[key]
+            if (episode.episode_index, key) in skip:
+                continue
+            if cutter is None or cutter.relative != span.file:
+                if cutter is not None:
+                    cutter.close()
+                cutter = SegmentCutter(lerobot.root / span.file, relative=span.file, fps=lerobot.fps)
+            where = f"episode {episode.episode_index} camera {key!r}"
+            try:
+                segment = cutter.cut(
+                    from_timestamp=span.from_timestamp,
+                    to_timestamp=span.to_timestamp,
+                    num_frames=episode.length,
+                    where=where,
+                )
+                decoded = _decoded_frames(segment.data)
+            except SegmentError as exc:
+                detail = str(exc)
+            except av.error.FFmpegError as exc:
+                detail = f"{where}: {exc}"
+            else:
+                if decoded == episode.length:
+                    continue
+                detail = f"{where}: {decoded} frames decode from its segment, length {episode.length}"
+            problems.append(
+                Problem(
+                    check="videos.decode",
+                    severity="error",
+                    episode=episode.episode_index,
+                    file=span.file,
+                    detail=detail,
+                    hint="the segment stream copy would write does not decode to the episode's frames",
+                )
+            )
+        if cutter is not None:
+            cutter.close()
+    return problems
+
+
+def _decoded_frames(data: bytes) -> int:
+    with av.open(io.BytesIO(data)) as container:
+        return sum(1 for _ in container.decode(video=0))
