@@ -294,5 +294,5 @@ def decode_problems(
 
 
 def _decoded_frames(data: bytes) -> int:
-    with av.open(io.BytesIO(data)) as container:
-        return sum(1 for _ in container.decode(video=0))
+    with av.open(io.BytesIO(data), "r") as container:
+        return len(list(container.decode(video=0)))
