@@ -294,5 +294,8 @@ def decode_problems(
 
 
 def _decoded_frames(data: bytes) -> int:
+    count = 0
     with av.open(io.BytesIO(data), "r") as container:
-        return len(list(container.decode(video=0)))
+        for _ in container.decode(video=0):  # one frame held at a time
+            count += 1
+    return count
