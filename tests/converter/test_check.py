@@ -371,3 +371,17 @@ def test_deep_decodes_what_stream_copy_would_write(sources: dict[str, Path], tmp
     assert [(f.check, f.episodes) for f in report.errors] == [("videos.decode", (9,))]
     assert "episode 9 camera 'image'" in report.errors[0].message
     assert check_source(str(DATA / "h264"), CheckConfig(level="deep")).findings == []
+
+
+def test_an_interrupted_skipping_conversion_notices_a_repair(
+    sources: dict[str, Path], tmp_path: Path
+) -> None:
+    from lerobot_wds.converter.convert import convert_part
+
+    source, dest = tmp_path / "src", str(tmp_path / "out")
+    shutil.copytree(sources["bad"], source)
+    config = ConvertConfig(skip_bad_episodes=True)
+    convert_part(str(source), dest, config, tasks=2, task_index=0)  # records the plan, publishes nothing
+    shutil.copy(sources["clean"] / video_file(1), source / video_file(1))
+    with pytest.raises(ValueError, match="the episodes its checks skip differ"):
+        convert(str(source), dest, config)

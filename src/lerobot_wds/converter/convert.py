@@ -478,10 +478,13 @@ def _prepare_work_dir(
         for name, data in _meta_copies(lerobot, kept).items():
             storage.write_bytes(data, source_meta_url(dest, name), opts)
         write_plan(dest, plan, opts)
-    elif previous != plan and replace(previous, shards=plan.shards) == plan:
+    elif (
+        previous != plan
+        and replace(previous, shards=plan.shards, skipped_episodes=plan.skipped_episodes) == plan
+    ):
         raise ValueError(
             f"{dest}: the source's files changed since the interrupted conversion began (its shard plan "
-            "differs); pass --overwrite to start over"
+            "or the episodes its checks skip differ); pass --overwrite to start over"
         )
     elif previous != plan:
         raise ValueError(
