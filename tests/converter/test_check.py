@@ -253,6 +253,9 @@ def test_the_streams_win_over_info_json(
     export(skipped, str(tmp_path / "exported"))
     info = json.loads((tmp_path / "exported/meta/info.json").read_text())
     assert info["features"]["image"]["info"]["video.codec"] == "mpeg4"
+    # the export tells the truth about its streams; episode 5's jittered timestamp went along (renumbered 1)
+    findings = check_source(str(tmp_path / "exported")).findings
+    assert [(f.check, f.episodes) for f in findings] == [("rows.timestamp_grid", (1,))]
 
 
 def test_a_repaired_episode_is_added_by_an_update(sources: dict[str, Path], tmp_path: Path) -> None:
