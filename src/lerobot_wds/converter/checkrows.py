@@ -16,7 +16,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from .. import storage
-from .check import Problem
+from .findings import Problem
 from .source import LeRobotSource, SourceEpisode
 
 # LeRobot's LeRobotDataset default tolerance_s: a frame's timestamp must be this close to the video frame

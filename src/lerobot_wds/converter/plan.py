@@ -8,11 +8,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..format import SkippedEpisode, shard_path
-from .check import CheckReport
-from .source import LeRobotSource, SourceEpisode
+
+if TYPE_CHECKING:  # annotations only: source.py imports this module (through hub.py and workdir.py)
+    from .check import CheckReport
+    from .source import LeRobotSource, SourceEpisode
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -18,8 +18,8 @@ from typing import Any
 import av
 import numpy as np
 
-from .check import Problem
 from .checkrows import open_source_file
+from .findings import Problem
 from .segment import SegmentCutter, SegmentError
 from .source import LeRobotSource, SourceEpisode
 
