@@ -9,7 +9,7 @@ A converted dataset is a folder (local or in a bucket)::
     meta/info.json                 # copied unchanged from the LeRobot v3 source
     meta/stats.json
     meta/tasks.parquet
-    meta/episodes/chunk-000/file-000.parquet   # LeRobot's episode table, for ``export`` (since session 6)
+    meta/episodes/chunk-000/file-000.parquet   # LeRobot's episode table, for ``export`` (may be absent)
     shards/shard-000000.tar        # whole episodes, one WebDataset sample each
 
 Sample ``ep_000123`` holds ``ep_000123.meta.json``, ``ep_000123.rows.arrow`` and one
@@ -33,8 +33,8 @@ from .storage import StorageOptions
 FORMAT_VERSION = 1
 MANIFEST_NAME = "manifest.json"  # written last: its presence means "complete"
 META_FILES = ("meta/info.json", "meta/stats.json", "meta/tasks.parquet")  # copied unchanged
-# LeRobot's episode table (per-episode stats/* included), copied unchanged since session 6 so that
-# ``export`` can give the stats back; absent beside older conversions. Nothing else reads it.
+# LeRobot's episode table (per-episode stats/* included), copied unchanged so that ``export`` can give
+# the stats back; a conversion may lack it (readers never need it). Nothing else reads it.
 EPISODES_META_GLOB = "meta/episodes/*/*.parquet"
 SHARD_DIR = "shards"
 EPISODE_KEY_PREFIX = "ep_"
@@ -592,6 +592,11 @@ def task_strings(table: pa.Table, where: str) -> dict[int, str]:
     if "task_index" not in table.column_names or not names:
         raise ShardFormatError(f"{where}: columns {table.column_names}; expected 'task_index' and 'task'")
     return dict(zip(table["task_index"].to_pylist(), table[names[0]].to_pylist(), strict=True))
+
+
+# LeRobot returns depth in millimetres; a depth feature whose info says ``depth_unit: "m"`` is scaled
+# by this (values and stats alike), as LeRobot 0.6.1 does.
+MM_PER_METRE = 1000.0
 
 
 def is_depth_map(feature: dict[str, Any]) -> bool:

@@ -373,7 +373,10 @@ class RangeReader(io.RawIOBase):
                     ) from exc
                 self.retries += 1
                 logger.warning(
-                    "%s: transient read failure at byte %d (%r); retrying", self.url, self._position, exc
+                    "%s: transient read failure at byte %d (%r); retrying",
+                    redact(self.url),
+                    self._position,
+                    exc,
                 )
                 time.sleep(self._retry.backoff_s(attempt, self._rng))
         raise AssertionError("unreachable: the loop returns or raises")

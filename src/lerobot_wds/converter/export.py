@@ -11,8 +11,8 @@ written as LeRobot 0.6's writer lays a dataset out:
   renumbered in order: a whole dataset written by LeRobot gets its own layout back, and
   ``from_timestamp``/``to_timestamp`` are the same float sums LeRobot's writer records.
 - ``meta/episodes/chunk-000/file-000.parquet``: the episode table, with each episode's ``stats/*``
-  columns taken from the source's episode table that the converter copies beside the shards (since
-  session 6; a dataset converted before has none, and LeRobot's loader does not need them).
+  columns taken from the source's episode table that the converter copies beside the shards (a
+  conversion without that table gives none; LeRobot's loader does not need them).
 - ``meta/info.json`` (the source's, with totals and splits for what was exported), ``meta/stats.json``
   and ``meta/tasks.parquet`` (the source's, copied as the converter copied them).
 
@@ -157,7 +157,10 @@ def _episode_stats(url: str, manifest: fmt.Manifest, opts: Mapping[str, Any]) ->
         )
     table = pa.concat_tables(tables, promote_options="default") if tables else None
     if table is None or table.num_columns == 1:
-        logger.warning("%s: no per-episode stats beside the shards; the export's episode table has none", url)
+        logger.warning(
+            "%s: no per-episode stats beside the shards; the export's episode table has none",
+            storage.redact(url),
+        )
         return None
     rows = {index: row for row, index in enumerate(table["episode_index"].to_pylist())}
     missing = [e.episode_index for e in manifest.episodes if e.episode_index not in rows]

@@ -22,7 +22,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from .. import format as fmt
-from ..reader.mixmeta import aggregate_feature_stats
+from ..meta import aggregate_feature_stats
 
 logger = logging.getLogger(__name__)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import os
+import tarfile
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -15,7 +16,6 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
-import webdataset as wds
 
 from .. import format as fmt
 from .. import storage
@@ -168,25 +168,14 @@ def write_shard(
     samples = _SampleBuilder(source, episodes, video or VideoOptions())
     entries = []
     try:
-        with open(local_path, "wb") as stream:
-            writer = wds.TarWriter(
-                stream,
-                user=fmt.TAR_USER,
-                group=fmt.TAR_GROUP,
-                mode=fmt.TAR_MODE,
-                mtime=fmt.TAR_MTIME,
-                encoder=False,
-            )
-            try:
-                for episode in episodes:
-                    offset = writer.tarstream.offset
-                    writer.write(samples.build(episode))
-                    size = writer.tarstream.offset - offset
-                    entries.append(_episode_entry(source, episode, plan.path, offset, size))
-                    if on_episode is not None:
-                        on_episode(episode.episode_index, episode.length, size)
-            finally:
-                writer.close()
+        with open(local_path, "wb") as stream, tarfile.open(fileobj=stream, mode="w|") as tar:
+            for episode in episodes:
+                offset = tar.offset
+                write_sample(tar, samples.build(episode))
+                size = tar.offset - offset
+                entries.append(_episode_entry(source, episode, plan.path, offset, size))
+                if on_episode is not None:
+                    on_episode(episode.episode_index, episode.length, size)
     finally:
         samples.close()
     entries = _with_crc32(local_path, entries)
@@ -198,6 +187,25 @@ def write_shard(
         num_frames=sum(e.length for e in episodes),
     )
     return WrittenShard(shard=shard, episodes=entries, psnr_db=samples.psnr_db, streams=samples.streams)
+
+
+def write_sample(tar: tarfile.TarFile, sample: dict[str, Any]) -> None:
+    """One sample's members (``<__key__>.<part>``, parts in sorted order) with the format's fixed headers.
+
+    The bytes are those of webdataset's ``TarWriter(encoder=False)`` with the same user, group, mode and
+    mtime (tests/converter/test_shards.py): that writer is this loop over the same tarfile calls, but
+    importing webdataset imports torch, which no converter process needs.
+    """
+    key = sample["__key__"]
+    for part in sorted(k for k in sample if not k.startswith("_")):
+        data = sample[part]
+        info = tarfile.TarInfo(f"{key}.{part}")
+        info.size = len(data)
+        info.mtime = fmt.TAR_MTIME
+        info.mode = fmt.TAR_MODE
+        info.uname = fmt.TAR_USER
+        info.gname = fmt.TAR_GROUP
+        tar.addfile(info, io.BytesIO(data))
 
 
 class _SampleBuilder:

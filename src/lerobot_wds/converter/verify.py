@@ -15,7 +15,7 @@ import pyarrow.parquet as pq
 
 from .. import format as fmt
 from .. import storage
-from ..reader.meta import read_meta
+from ..meta import read_meta
 from ..sample import TarSample, check_members, entry_problems, iter_samples, parse_sample, read_sample
 
 

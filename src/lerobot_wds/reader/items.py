@@ -15,12 +15,12 @@ from torch.utils.data import default_collate
 from torch.utils.data._utils.collate import default_collate_fn_map
 
 from ..format import ShardFormatError
+from ..meta import DatasetMeta, to_millimetres
 from . import arena
 from .config import ReaderConfig
 from .depth import DepthQuantization
 from .episodes import Episode
 from .frames import DecoderCache
-from .meta import DatasetMeta, to_millimetres
 from .telemetry import Counters
 from .windows import delta_indices, window_indices
 
