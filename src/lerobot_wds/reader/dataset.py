@@ -310,8 +310,8 @@ class ShardedLeRobotDataset(Resumable, IterableDataset[dict[str, Any]]):
         return identity
 
     def _restored_position(self, who: WorkerInfo) -> tuple[dict[str, Any], Resume | None]:
-        """Where this reader starts: its stages' state (the draws to skip, ...) and the plan they count
-        in (a loaded state's, for this epoch; else the current plan from its start)."""
+        """Where this reader starts: its stages' state (the draws to skip, ...) and, in an epoch resumed
+        elastically, the resumed plan they count in (else ``None``: this reader's own plan)."""
         state = self._take_restore()
         if state is None:
             return {"draws": 0}, None
