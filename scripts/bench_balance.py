@@ -3,8 +3,8 @@
     python scripts/bench_balance.py
 
 A pure plan computation (no bytes): a synthetic 1,000-episode manifest (lengths 50-450 frames, seeded),
-world sizes 1-64 x DataLoader workers 0-8, one epoch planned for every reader, by the whole-episode
-split (before session 6) and by the frame split (now). Writes benchmarks/results/balance.json
+world sizes 1-64 x DataLoader workers 0-8, one epoch planned for every reader (each streams an equal
+range of the epoch's frames). Writes benchmarks/results/balance.json
 (`scripts/plot_bench.py` renders its table in BENCHMARKS.md).
 """
 
@@ -16,7 +16,7 @@ from pathlib import Path
 from benchenv import write_record
 
 from lerobot_wds.format import EpisodeEntry
-from lerobot_wds.reader.order import Partition, WorkerInfo, plan_slot
+from lerobot_wds.reader.order import WorkerInfo, plan_slot
 
 ROOT = Path(__file__).resolve().parent.parent
 NUM_EPISODES = 1_000
@@ -35,18 +35,14 @@ def synthetic_episodes() -> list[EpisodeEntry]:
     ]  # fmt: skip
 
 
-def repeated(
-    episodes: list[EpisodeEntry], world_size: int, workers: int, partition: Partition
-) -> dict[str, int]:
+def repeated(episodes: list[EpisodeEntry], world_size: int, workers: int) -> dict[str, int]:
     """Samples repeated in epoch 0 over all readers, and the most any one reader repeats."""
     num_workers = max(workers, 1)
     counts = []
     for rank in range(world_size):
         for worker in range(num_workers):
             who = WorkerInfo(rank=rank, world_size=world_size, worker=worker, num_workers=num_workers)
-            counts.append(
-                plan_slot(episodes, who, seed=0, epoch=0, shuffle=True, partition=partition).num_repeated
-            )
+            counts.append(plan_slot(episodes, who, seed=0, epoch=0, shuffle=True).num_repeated)
     return {"repeated": sum(counts), "max_per_reader": max(counts)}
 
 
@@ -54,8 +50,7 @@ def main() -> None:
     episodes = synthetic_episodes()
     frames = sum(e.num_frames for e in episodes)
     results = [
-        {"world_size": w, "workers": n, "episodes": repeated(episodes, w, n, "episodes"),
-         "frames": repeated(episodes, w, n, "frames")}
+        {"world_size": w, "workers": n, "frames": repeated(episodes, w, n)}
         for w in WORLD_SIZES for n in WORKERS
     ]  # fmt: skip
     record = {

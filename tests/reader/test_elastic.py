@@ -118,8 +118,10 @@ def test_states_of_different_runs_or_old_versions_are_refused() -> None:
         elastic_state([state(who, 1), state(WorkerInfo(worker=1, num_workers=2), 1)])
     legacy = state(who, 1)
     del legacy["partition"]
-    with pytest.raises(ValueError, match="saved before elastic resume"):
+    with pytest.raises(ValueError, match="elastic_state: reader state: a state without a partition was"):
         elastic_state([legacy])
+    with pytest.raises(ValueError, match="partition 'episodes' was written by a pre-release reader"):
+        elastic_state([{**state(who, 1), "partition": "episodes"}])
     two = WorkerInfo(rank=1, world_size=2)
     with pytest.raises(ValueError, match="no state of worker 1"):
         elastic_state([state(WorkerInfo(num_workers=2), 1)])

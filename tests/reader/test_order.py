@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from lerobot_wds.format import EpisodeEntry
-from lerobot_wds.reader.order import Partition, WorkerInfo, episode_order, plan_slot, split_by_frames
+from lerobot_wds.reader.order import WorkerInfo, episode_order, plan_slot
 from lerobot_wds.reader.windows import delta_indices, window_indices
 
 
@@ -29,26 +29,14 @@ def entries(lengths: list[int]) -> list[EpisodeEntry]:
     ]  # fmt: skip
 
 
-def test_split_balances_frames_and_covers_each_episode_once() -> None:
-    lengths = [100, 10, 10, 10, 10, 10, 10, 10, 10, 10, 10]
-    parts = split_by_frames(list(range(len(lengths))), lengths, 2)
-    assert sorted(p for part in parts for p in part) == list(range(len(lengths)))
-    loads = [sum(lengths[p] for p in part) for part in parts]
-    assert max(loads) - min(loads) <= 100
-    assert split_by_frames([0, 1], [5, 5], 4) == [[0], [1], [], []]  # more readers than episodes
-
-
 @pytest.mark.parametrize(("world_size", "num_workers"), [(1, 1), (2, 2), (3, 1), (1, 3), (4, 3), (7, 8)])
-@pytest.mark.parametrize("partition", ["frames", "episodes"])
-def test_every_frame_goes_to_exactly_one_reader(
-    world_size: int, num_workers: int, partition: Partition
-) -> None:
+def test_every_frame_goes_to_exactly_one_reader(world_size: int, num_workers: int) -> None:
     episodes = entries([30 + (7 * i) % 50 for i in range(40)])
     seen: list[tuple[int, int]] = []
     for rank in range(world_size):
         for worker in range(num_workers):
             who = WorkerInfo(rank=rank, world_size=world_size, worker=worker, num_workers=num_workers)
-            plan = plan_slot(episodes, who, seed=1, epoch=2, shuffle=True, partition=partition)
+            plan = plan_slot(episodes, who, seed=1, epoch=2, shuffle=True)
             seen += [(p.entry.episode_index, f) for p in plan.parts for f in range(p.frame_from, p.frame_to)]
     assert sorted(seen) == [(e.episode_index, f) for e in episodes for f in range(e.num_frames)]
 

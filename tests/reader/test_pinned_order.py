@@ -11,7 +11,7 @@ from __future__ import annotations
 import pytest
 
 from lerobot_wds.format import EpisodeEntry
-from lerobot_wds.reader.order import Partition, WorkerInfo, episode_order, plan_slot, stream_seed
+from lerobot_wds.reader.order import WorkerInfo, episode_order, plan_slot, stream_seed
 from lerobot_wds.reader.schedule import DrawSchedule
 
 
@@ -23,14 +23,13 @@ def reader_draws(
     epoch: int,
     frame_order: str,
     pool_size: int,
-    partition: Partition = "frames",
 ) -> list[tuple[int, int]]:
     """Every (episode_index, frame_index) that reader ``who`` yields in ``epoch``, padding included.
 
     The one place this file touches the reader's stages: the schedule, wired as pipeline.build_pipeline
     does (it needs no bytes). A refactor of the stages adapts this only.
     """
-    plan = plan_slot(episodes, who, seed=seed, epoch=epoch, shuffle=True, partition=partition)
+    plan = plan_slot(episodes, who, seed=seed, epoch=epoch, shuffle=True)
     schedule = DrawSchedule(
         plan,
         seed=stream_seed(seed, epoch, who.slot),
@@ -70,9 +69,9 @@ def test_episode_order_is_pinned() -> None:
 
 
 # (rank, world_size, frame_order) -> (number of draws, first 20 draws, draws past the rank's own frames).
-# The whole-episode partition ("episodes"): the order of states saved before the frame partition
-# (session 6), which still restore by it for the rest of their epoch.
-PINNED_EPISODES = {
+# With two ranks, rank 0 owns frames 0-33 of the epoch's sequence (ending inside episode 6) and rank 1
+# the other 33, repeating its first draw.
+PINNED = {
     (0, 1, "shuffled"): (67, [
         (8, 0), (8, 7), (8, 1), (3, 4), (3, 1), (9, 1), (5, 0), (3, 2), (8, 5), (8, 3),
         (9, 0), (7, 3), (5, 1), (5, 2), (8, 4), (8, 6), (7, 2), (7, 1), (3, 3), (3, 0),
@@ -81,31 +80,6 @@ PINNED_EPISODES = {
         (3, 0), (9, 0), (8, 0), (8, 1), (3, 1), (8, 2), (8, 3), (8, 4), (3, 2), (9, 1),
         (8, 5), (5, 0), (3, 3), (7, 0), (7, 1), (8, 6), (7, 2), (3, 4), (7, 3), (6, 0),
     ], []),
-    (0, 2, "shuffled"): (34, [
-        (7, 3), (4, 8), (5, 0), (5, 1), (3, 0), (4, 7), (4, 4), (3, 2), (5, 2), (3, 4),
-        (3, 3), (4, 0), (4, 6), (4, 1), (4, 2), (7, 5), (7, 1), (7, 0), (7, 2), (5, 3),
-    ], []),
-    (0, 2, "forward"): (34, [
-        (4, 0), (4, 1), (4, 2), (3, 0), (3, 1), (4, 3), (7, 0), (4, 4), (7, 1), (5, 0),
-        (7, 2), (4, 5), (7, 3), (3, 2), (7, 4), (3, 3), (3, 4), (4, 6), (0, 0), (5, 1),
-    ], []),
-    (1, 2, "shuffled"): (34, [
-        (8, 1), (6, 5), (8, 0), (2, 4), (9, 0), (6, 6), (6, 8), (2, 0), (8, 5), (6, 7),
-        (8, 7), (8, 4), (2, 8), (2, 6), (6, 2), (2, 1), (2, 3), (6, 4), (2, 7), (2, 2),
-    ], [(8, 1)]),
-    (1, 2, "forward"): (34, [
-        (6, 0), (2, 0), (6, 1), (2, 1), (2, 2), (6, 2), (2, 3), (2, 4), (9, 0), (2, 5),
-        (8, 0), (6, 3), (9, 1), (8, 1), (8, 2), (2, 6), (8, 3), (2, 7), (6, 4), (6, 5),
-    ], [(6, 0)]),
-}  # fmt: skip
-
-
-# The frame split (session 6, issue 15): one rank draws exactly as before (the same literals as above);
-# with two ranks the readers' frame ranges changed on purpose (rank 0 owns frames 0-33 of the epoch's
-# sequence, ending inside episode 6; rank 1 the other 33 and repeats its first draw).
-PINNED_FRAMES = {
-    (0, 1, "shuffled"): PINNED_EPISODES[(0, 1, "shuffled")],
-    (0, 1, "forward"): PINNED_EPISODES[(0, 1, "forward")],
     (0, 2, "shuffled"): (34, [
         (8, 0), (8, 7), (8, 1), (3, 4), (3, 1), (9, 1), (5, 0), (3, 2), (8, 5), (8, 3),
         (9, 0), (7, 3), (5, 1), (5, 2), (8, 4), (8, 6), (7, 2), (7, 1), (3, 3), (3, 0),
@@ -123,16 +97,11 @@ PINNED_FRAMES = {
         (2, 4), (4, 3), (4, 4), (6, 9), (4, 5), (2, 5), (2, 6), (2, 7), (4, 6), (6, 10),
     ], [(4, 0)]),
 }  # fmt: skip
-PINNED = {(*key, "episodes"): value for key, value in PINNED_EPISODES.items()} | {
-    (*key, "frames"): value for key, value in PINNED_FRAMES.items()
-}
 
 
-@pytest.mark.parametrize(
-    "key", PINNED, ids=[f"rank{r}of{w}-{order}-{partition}" for r, w, order, partition in PINNED]
-)
-def test_draws_are_pinned(key: tuple[int, int, str, Partition]) -> None:
-    rank, world_size, frame_order, partition = key
+@pytest.mark.parametrize("key", PINNED, ids=[f"rank{r}of{w}-{order}" for r, w, order in PINNED])
+def test_draws_are_pinned(key: tuple[int, int, str]) -> None:
+    rank, world_size, frame_order = key
     num_draws, first, repeats = PINNED[key]
     who = WorkerInfo(rank=rank, world_size=world_size)
     draws = reader_draws(
@@ -142,7 +111,6 @@ def test_draws_are_pinned(key: tuple[int, int, str, Partition]) -> None:
         epoch=0,
         frame_order=frame_order,
         pool_size=POOL_SIZE,
-        partition=partition,
     )
     assert len(draws) == num_draws
     assert draws[:20] == first

@@ -12,7 +12,6 @@ from torchdata.stateful_dataloader import StatefulDataLoader
 
 from lerobot_wds import ShardedLeRobotDataset
 from lerobot_wds.reader import elastic_state
-from lerobot_wds.reader.pipeline import reader_schedule
 
 BATCH = 8
 
@@ -162,21 +161,6 @@ def test_restored_epoch_then_next_epoch(converted: dict[str, str]) -> None:
     assert sorted(int(item["index"]) for item in restored) == list(range(224))  # a full new epoch
 
 
-def test_state_saved_before_the_frame_split_restores_by_the_whole_episode_split(
-    converted: dict[str, str],
-) -> None:
-    """States of session 5 and older carry no "partition": the rest of their epoch follows the old plan."""
-    dataset = make(converted["tiny"], rank=1, world_size=2)
-    who = dataset.worker_info()
-    old = reader_schedule(dataset.entries, dataset.config, who, 0, partition="episodes")
-    expected = [d.entry.dataset_from_index + d.frame_index for d in old]
-    state = {k: v for k, v in dataset.state_dict().items() if k not in ("partition", "num_frames")}
-    dataset.load_state_dict({**state, "draws": 30})
-    rest = [int(item["index"]) for item in dataset]
-    assert rest == expected[30:]
-    assert rest != [int(item["index"]) for item in make(converted["tiny"], rank=1, world_size=2)][30:]
-
-
 def test_a_state_saved_in_an_elastically_resumed_epoch_restores_exactly(converted: dict[str, str]) -> None:
     url = converted["tiny"]
     saved = []
@@ -211,8 +195,14 @@ def test_elastic_state_refuses_a_loader_state_taken_between_snapshots(converted:
     del iterator
 
 
-def test_a_state_with_an_unknown_partition_is_refused(converted: dict[str, str]) -> None:
-    dataset = make(converted["tiny"])
-    dataset.load_state_dict({**dataset.state_dict(), "partition": "shards"})
-    with pytest.raises(ValueError, match=r"reader state: partition: got 'shards'; expected one of 'frames'"):
+@pytest.mark.parametrize("partition", ["episodes", None, "shards"])
+def test_a_state_of_another_partition_is_refused(converted: dict[str, str], partition: str | None) -> None:
+    """Pre-release readers wrote ``"episodes"`` (whole episodes per reader) or no partition: their
+    positions count in another plan, so the state is refused rather than resumed at the wrong frames."""
+    dataset = make(converted["tiny"], rank=1, world_size=2)
+    state = {key: value for key, value in dataset.state_dict().items() if key != "partition"}
+    dataset.load_state_dict(state if partition is None else {**state, "partition": partition})
+    what = "a state without a partition" if partition is None else f"partition {partition!r}"
+    with pytest.raises(ValueError, match=f"reader state: {what} was written by a pre-release reader; "
+                       "expected partition 'frames'; start the epoch afresh"):  # fmt: skip
         iter(dataset)

@@ -19,9 +19,9 @@ from .elastic import Resume
 from .episodes import EpisodeSource
 from .frames import DecoderCache
 from .items import build_item, item_spec
-from .order import Partition, WorkerInfo, distributed_rank_and_world
+from .order import PARTITION, WorkerInfo, check_partition, distributed_rank_and_world
 from .pipeline import ReaderStream, Reading, build_pipeline, reader_plan
-from .resumable import Resumable, check_choice
+from .resumable import Resumable
 from .selection import EpisodeFilter, Split, TaskSelection, select_episodes
 from .telemetry import CounterBoard, Counters
 from .windows import check_delta_timestamps
@@ -202,8 +202,8 @@ class ShardedLeRobotDataset(Resumable, IterableDataset[dict[str, Any]]):
         who = self.worker_info()
         if self._stream is not None:
             self._stream.close()
-        stages, partition, resume = self._restored_position(who)
-        self._stream = self._open_stream(who, partition=partition, resume=resume, state=stages)
+        stages, resume = self._restored_position(who)
+        self._stream = self._open_stream(who, resume=resume, state=stages)
         return self._stream
 
     def _open_stream(
@@ -213,14 +213,13 @@ class ShardedLeRobotDataset(Resumable, IterableDataset[dict[str, Any]]):
         epoch: int | None = None,
         skip_videos: Collection[str] = (),
         *,
-        partition: Partition = "frames",
         resume: Resume | None = None,
         state: Mapping[str, Any] | None = None,
     ) -> ReaderStream:
         """The items (or batches) that reader ``who`` yields in ``epoch`` (default: the current one), from
         its ``draws``-th draw on, without the video features in ``skip_videos`` (read, not decoded).
-        A mixture streams each source through this, with an epoch per lap. ``partition``/``resume``/
-        ``state``: a restored state's plan and stages (see :func:`~.pipeline.build_pipeline`)."""
+        A mixture streams each source through this, with an epoch per lap. ``resume``/``state``:
+        a restored state's plan and stages (see :func:`~.pipeline.build_pipeline`)."""
         spec = self.spec
         if skip_videos:
             spec = replace(spec, video_keys=[key for key in spec.video_keys if key not in skip_videos])
@@ -228,7 +227,7 @@ class ShardedLeRobotDataset(Resumable, IterableDataset[dict[str, Any]]):
             self.url, self.entries, spec, self.config, self._board, self.video_keys, self.features
         )
         epoch = self.epoch if epoch is None else epoch
-        return build_pipeline(reading, who, epoch, draws, partition=partition, resume=resume, state=state)
+        return build_pipeline(reading, who, epoch, draws, resume=resume, state=state)
 
     def stream(
         self,
@@ -281,7 +280,7 @@ class ShardedLeRobotDataset(Resumable, IterableDataset[dict[str, Any]]):
                 stream.who if stream is not None else self.worker_info(),
             ),
             "draws": stages["draws"],
-            "partition": stream.partition if stream is not None else "frames",
+            "partition": PARTITION,
             "num_frames": self.num_frames,
             **{key: value for key, value in stages.items() if key.startswith("skip_")},
         }
@@ -310,21 +309,20 @@ class ShardedLeRobotDataset(Resumable, IterableDataset[dict[str, Any]]):
         }  # fmt: skip
         return identity
 
-    def _restored_position(self, who: WorkerInfo) -> tuple[dict[str, Any], Partition, Resume | None]:
-        """Where this reader starts: its stages' state (the draws to skip, ...) and the plan they count
-        in (a loaded state's, for this epoch; else the current plan from its start)."""
+    def _restored_position(self, who: WorkerInfo) -> tuple[dict[str, Any], Resume | None]:
+        """Where this reader starts: its stages' state (the draws to skip, ...) and, in an epoch resumed
+        elastically, the resumed plan they count in (else ``None``: this reader's own plan)."""
         state = self._take_restore()
         if state is None:
-            return {"draws": 0}, "frames", None
+            return {"draws": 0}, None
         if "elastic" in state:  # elastic_state(): this reader's slice of what the saved run left
-            return {"draws": 0}, "frames", Resume.from_json(state["elastic"])
+            return {"draws": 0}, Resume.from_json(state["elastic"])
         self._check_saved_by(
             state, who, "to resume with another number of ranks or workers, load "
             "lerobot_wds.reader.elastic_state(<the run's saved states>) into the dataset (see README, "
             "'Elastic resume')",
         )  # fmt: skip
-        partition = state.get("partition", "episodes")  # a state without one predates the frame partition
-        check_choice("partition", partition, Partition, where=f"{self.shown_url}: reader state: ")
+        check_partition(state, where=f"{self.shown_url}: ")
         resume = Resume.from_json(state["resumed"]) if "resumed" in state else None
         stages = {key: value for key, value in state.items() if key.startswith("skip_")}
-        return {"draws": int(state["draws"]), **stages}, partition, resume
+        return {"draws": int(state["draws"]), **stages}, resume

@@ -3,7 +3,7 @@
 Positions. An epoch's *sequence* is the own draws (no repeats) of every reader of the run that planned it
 (its *base*: ``world_size`` x ``num_workers`` readers) laid end to end in slot order: position ``p`` is
 draw ``p - start(s)`` of base reader ``s``, where ``start(s)`` sums the :func:`~.order.reader_sizes` before
-``s``. With the frame split, the sequence holds every frame of the epoch exactly once.
+``s``. The sequence holds every frame of the epoch exactly once.
 
 A saved run's readers each consumed a prefix of their range; :func:`elastic_state` turns their states
 into the positions not yet consumed (a list of intervals: at most one per reader saved). A reader of the
@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from .order import WorkerInfo, reader_samples, reader_sizes
+from .order import WorkerInfo, check_partition, reader_samples, reader_sizes
 from .schedule import Draw, DrawSchedule
 
 Interval = tuple[int, int]  # positions [start, stop) of the epoch's sequence
@@ -230,11 +230,7 @@ def elastic_state(states: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     if not readers:
         raise ValueError("elastic_state: got no reader state; expected the saved states of a run")
     first = readers[0]
-    if "partition" not in first:
-        raise ValueError(
-            "elastic_state: the states were saved before elastic resume (they have no 'partition'); "
-            "resume them with the same number of ranks and workers, or from the next epoch"
-        )
+    check_partition(first, where="elastic_state: ")
     for reader in readers:
         differ = [k for k in (*_SHARED_KEYS, "resumed") if reader.get(k) != first.get(k)]
         if differ:

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import heapq
 import os
 import random
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any
 
 from ..format import EpisodeEntry
 
@@ -65,22 +64,6 @@ def episode_order(episodes: Sequence[EpisodeEntry], *, seed: int, epoch: int, sh
     if shuffle:
         random.Random(stream_seed(seed, epoch)).shuffle(order)
     return order
-
-
-def split_by_frames(order: Sequence[int], num_frames: Sequence[int], num_parts: int) -> list[list[int]]:
-    """Deal episodes (in ``order``) to ``num_parts`` readers, balancing frame counts (the split before
-    frame-granular plans; kept to restore states saved by it, see :func:`plan_slot`).
-
-    Each episode goes to the part with the fewest frames so far (ties: the lowest part), so parts
-    differ by at most one episode's length and every episode lands in exactly one part.
-    """
-    parts: list[list[int]] = [[] for _ in range(num_parts)]
-    loads = [(0, part) for part in range(num_parts)]  # a heap of (frames so far, part)
-    for position in order:
-        load, part = heapq.heappop(loads)
-        parts[part].append(position)
-        heapq.heappush(loads, (load + num_frames[position], part))
-    return parts
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,7 +126,7 @@ class SlotPlan:
     ``num_samples`` is the same for worker ``w`` of every rank (the most frames any rank's worker ``w``
     has), so every rank yields the same number of samples and batches: the contract that keeps DDP
     from hanging. A reader with fewer frames repeats its own first draws to make up the difference
-    (``num_repeated``: at most 1 with the frame split), as ``DistributedSampler`` pads.
+    (``num_repeated``: at most 1), as ``DistributedSampler`` pads.
     """
 
     parts: list[EpisodePart]
@@ -161,10 +144,21 @@ class SlotPlan:
         return sum(p.num_frames for p in self.parts)
 
 
-# How an epoch is partitioned among readers. "frames": contiguous, equal frame ranges (this version).
-# "episodes": whole episodes dealt by frame count (before); states saved then (no "partition" key) restore
-# by it. (Not selection.py's train/val split.)
-Partition = Literal["frames", "episodes"]
+# The plan a reader state's positions count in (its "partition" key): contiguous, equal frame ranges of
+# the epoch, one per reader (plan_slot). Pre-release readers wrote "episodes" (whole episodes per reader)
+# or no key at all; those positions mean other frames, so such a state is refused, never remapped.
+PARTITION = "frames"
+
+
+def check_partition(state: Mapping[str, Any], where: str) -> None:
+    """Raise ``ValueError`` unless the reader ``state`` counts its positions in :data:`PARTITION`."""
+    if state.get("partition") == PARTITION:
+        return
+    what = f"partition {state['partition']!r}" if "partition" in state else "a state without a partition"
+    raise ValueError(
+        f"{where}reader state: {what} was written by a pre-release reader; expected partition "
+        f"{PARTITION!r}; start the epoch afresh (load no state, or set_epoch to the next epoch)"
+    )
 
 
 def plan_slot(
@@ -174,7 +168,6 @@ def plan_slot(
     seed: int,
     epoch: int,
     shuffle: bool,
-    partition: Partition = "frames",
     order: Sequence[int] | None = None,
 ) -> SlotPlan:
     """This reader's part of the epoch (a pure function of its arguments).
@@ -185,8 +178,6 @@ def plan_slot(
     """
     if order is None:
         order = episode_order(episodes, seed=seed, epoch=epoch, shuffle=shuffle)
-    if partition == "episodes":
-        return _plan_whole_episodes(episodes, order, who)
     total = sum(e.num_frames for e in episodes)
     sizes = reader_sizes(total, who.world_size, who.num_workers)
     start = sum(sizes[: who.slot])
@@ -196,16 +187,3 @@ def plan_slot(
     return SlotPlan(
         parts=parts, pad_parts=pad_parts, num_samples=num_samples, num_repeated=num_samples - sizes[who.slot]
     )
-
-
-def _plan_whole_episodes(episodes: Sequence[EpisodeEntry], order: Sequence[int], who: WorkerInfo) -> SlotPlan:
-    """The split before frame-granular plans: whole episodes, padding up to an episode's length."""
-    split = split_by_frames(order, [e.num_frames for e in episodes], who.num_slots)
-    loads = [sum(episodes[p].num_frames for p in part) for part in split]
-    own = loads[who.slot]
-    parts = [whole(episodes[p]) for p in split[who.slot]]
-    pad_parts = parts or [whole(episodes[p]) for p in order]
-    if who.world_size == 1:
-        return SlotPlan(parts=parts, pad_parts=pad_parts, num_samples=own, num_repeated=0)
-    num_samples = max(loads[rank * who.num_workers + who.worker] for rank in range(who.world_size))
-    return SlotPlan(parts=parts, pad_parts=pad_parts, num_samples=num_samples, num_repeated=num_samples - own)

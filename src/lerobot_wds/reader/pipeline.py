@@ -34,7 +34,7 @@ from .elastic import Resume, ResumedSchedule, reader_pieces
 from .episodes import EpisodeSource
 from .frames import DecoderCache, import_decoder_in_background
 from .items import ItemSpec, build_batch, build_item
-from .order import Partition, SlotPlan, WorkerInfo, episode_order, plan_slot, stream_seed
+from .order import SlotPlan, WorkerInfo, episode_order, plan_slot, stream_seed
 from .readahead import EpisodeDraw, EpisodeReadAhead
 from .schedule import DrawSchedule
 from .skip import SkipBadEpisodes, SkipPolicy
@@ -66,7 +66,6 @@ def build_pipeline(
     epoch: int,
     draws: int = 0,
     *,
-    partition: Partition = "frames",
     resume: Resume | None = None,
     state: StageState | None = None,
 ) -> ReaderStream:
@@ -74,13 +73,12 @@ def build_pipeline(
     a saved ``state`` of its stages: :meth:`ReaderStream.state`).
 
     ``resume``: the rest of an epoch saved by another number of readers (elastic.py), which this reader
-    takes its slice of; ``partition="episodes"``: the whole-episode plan of states saved before the frame
-    partition.
+    takes its slice of.
     """
     config = reading.config
 
     def schedule_at() -> DrawSchedule | ResumedSchedule:  # pure: a fresh copy replays draws without I/O
-        return reader_schedule(reading.entries, config, who, epoch, partition=partition, resume=resume)
+        return reader_schedule(reading.entries, config, who, epoch, resume=resume)
 
     schedule = schedule_at()
     if isinstance(schedule, DrawSchedule) and schedule.plan.num_repeated:
@@ -131,9 +129,7 @@ def build_pipeline(
     else:
         stage = ItemStream(plain, reading.spec, decoders, counters)
     stage.restore(state if state is not None else {"draws": draws})
-    return ReaderStream(
-        who, epoch, stage, episodes, decoders, reading.board, pool, partition=partition, resume=resume,
-    )  # fmt: skip
+    return ReaderStream(who, epoch, stage, episodes, decoders, reading.board, pool, resume=resume)
 
 
 def skip_stage(
@@ -196,13 +192,10 @@ def reader_plan(
     config: ReaderConfig,
     who: WorkerInfo,
     epoch: int,
-    partition: Partition = "frames",
     order: list[int] | None = None,
 ) -> SlotPlan:
     """The episode parts reader ``who`` streams in ``epoch`` and its number of samples (pure, no I/O)."""
-    return plan_slot(
-        entries, who, seed=config.seed, epoch=epoch, shuffle=config.shuffle, partition=partition, order=order
-    )
+    return plan_slot(entries, who, seed=config.seed, epoch=epoch, shuffle=config.shuffle, order=order)
 
 
 def reader_schedule(
@@ -211,12 +204,11 @@ def reader_schedule(
     who: WorkerInfo,
     epoch: int,
     *,
-    partition: Partition = "frames",
     resume: Resume | None = None,
 ) -> DrawSchedule | ResumedSchedule:
     """Reader ``who``'s draws in ``epoch`` (pure, no I/O): its plan's, or its slice of a resumed epoch's."""
     if resume is None:
-        return _draw_schedule(reader_plan(entries, config, who, epoch, partition), config, epoch, who.slot)
+        return _draw_schedule(reader_plan(entries, config, who, epoch), config, epoch, who.slot)
     order = episode_order(entries, seed=config.seed, epoch=epoch, shuffle=config.shuffle)
 
     def base_schedule(slot: int) -> DrawSchedule:
@@ -321,12 +313,10 @@ class ReaderStream(Iterator[dict[str, Any]]):
         board: CounterBoard,
         pool: ThreadPoolExecutor | None = None,
         *,
-        partition: Partition = "frames",
         resume: Resume | None = None,
     ) -> None:
         self.who = who
         self.epoch = epoch
-        self.partition = partition  # the plan this stream follows, for its state
         self.resume = resume
         self.stage = stage
         self.decoders = decoders
