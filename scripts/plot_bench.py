@@ -629,26 +629,19 @@ def droid_rehearsal_table(record: dict[str, Any]) -> str:
 
 
 def balance_table(record: dict[str, Any]) -> str:
-    """Samples repeated per epoch by ranks x workers (with the whole-episode split's, if recorded)."""
+    """Samples repeated per epoch, summed over all readers, by ranks x workers."""
     results, frames = record["results"], record["dataset"]["frames"]
     workers = sorted({r["workers"] for r in results})
-    before = all("episodes" in r for r in results)
-    header = ["ranks", *(f"{w} workers" + (": before → now" if before else "") for w in workers)]
+    header = ["ranks", *(f"{w} workers" for w in workers)]
     rows = []
     for world_size in sorted({r["world_size"] for r in results}):
-        cells: list[Any] = [world_size]
-        for n in workers:
-            r = next(r for r in results if r["world_size"] == world_size and r["workers"] == n)
-            now = f"{r['frames']['repeated']:,}"
-            old = r.get("episodes", {}).get("repeated", 0)
-            cells.append(f"{old:,} ({old / frames:.1%}) → {now}" if before else now)
-        rows.append(cells)
+        row = {r["workers"]: r["frames"]["repeated"] for r in results if r["world_size"] == world_size}
+        rows.append([world_size, *(f"{row[n]:,}" for n in workers)])
     intro = (
         f"Samples repeated per epoch so that every rank yields the same number (DDP), summed over all "
         f"readers, on a synthetic {record['dataset']['episodes']:,}-episode manifest ({frames:,} frames). "
         "Each reader streams an equal range of the epoch's frames: at most one repeat per reader and fewer "
         "than the world size per epoch (exactly `-frames % world_size`); 0 workers reads as one worker."
-        + (" Before: whole episodes per reader (brackets: share of the epoch's frames)." if before else "")
     )
     return intro + "\n\n" + table(header, rows)
 
