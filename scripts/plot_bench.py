@@ -294,18 +294,30 @@ def fmt_number(x: float | None) -> str:
     return f"{math.floor(x + 0.5):,}" if x >= 100 else f"{x:g}"
 
 
+def machine_line(m: dict[str, Any] | str) -> str:
+    """The machine a results file was measured on, with versions, commit and load when recorded (benchenv)."""
+    if isinstance(m, str):  # results files written before scripts/benchenv.py
+        return m
+    parts = [f"{m['cpus']} CPUs ({m['machine']}, Python {m['python']})"]
+    if m.get("versions"):
+        parts.append(", ".join(f"{k} {v}" for k, v in m["versions"].items()))
+    if m.get("git_commit"):
+        parts.append(f"commit {m['git_commit']}")
+    if m.get("load_avg_1_5_15"):
+        parts.append(f"load average {m['load_avg_1_5_15'][0]:g} at the end")
+    return "; ".join(parts)
+
+
 def source_line(record: dict[str, Any], name: str) -> str:
-    m = record["machine"]
     workload = ""
-    if "batches" in record:
+    if {"batches", "batch_size", "warmup_batches"} <= record.keys():
         workload = (
             f"; batch {record['batch_size']}, {record['warmup_batches']} warm-up + "
             f"{record['batches']} timed batches per measurement"
         )
-    return (
-        f"From `benchmarks/results/{name}`, made by `{record['command']}` on {m['cpus']} CPUs "
-        f"({m['machine']}, Python {m['python']}){workload}."
-    )
+    command = record.get("command", f"python scripts/bench_{name.removesuffix('.json')}.py")
+    where = machine_line(record["machine"])
+    return f"From `benchmarks/results/{name}`, made by `{command}` on {where}{workload}."
 
 
 def name_of(key: str) -> str:
@@ -542,36 +554,144 @@ def remote_table(remote: dict[str, Any]) -> str:
 
 def remote_source_table(record: dict[str, Any]) -> str:
     intro = (
-        "Converting from `s3://` (SeaweedFS on 127.0.0.1): planning reads meta/ and a listing only; each "
-        "shard task gets the whole files its episodes live in into its own cache folder (downloaded, or "
-        "hard-linked from the machine's shared folder when another task of the run has or will need them) "
-        "and deletes them after its shard. High-water mark: the cache folder's size sampled every 5 ms "
-        "(hard links once). Downloaded: the tasks' own count (datatrove stats). Cache empty after every "
-        "run; shards byte-equal to the local conversion's."
+        "Converting from `s3://` (SeaweedFS on 127.0.0.1), one `--tasks T --task-index I` part per shard, "
+        "each with a cache folder of its own (as on separate machines). Each task reads by byte ranges: "
+        "per parquet file its footer and the column chunks of its episodes' row groups, per mp4 its index "
+        "and its episodes' packets. Downloaded: the tasks' own count (datatrove stats), against the "
+        "converted episodes' bytes (every episode: the source's data and video files). Shards byte-equal "
+        "to the local conversion's."
     )
-    header = ["dataset", "source MB", "shards", "workers", "largest task MB", "cache high-water MB",
-              "high-water / source", "downloaded / source", "wall s"]  # fmt: skip
-    rows = [[r["dataset"], r["source_mb"], r["shards"], r["workers"], r["largest_task_mb"],
-             r["high_water_mb"], r["high_water_vs_source"], r["downloaded_vs_source"], r["wall_s"]]
-            for r in record["results"]]  # fmt: skip
-    parts = [intro, table(header, rows)]
-    scale = record.get("at_scale")
-    if scale:
-        parts.append(
-            "From the plan alone (nothing downloaded), a DROID-like source "
-            f"({scale[0]['episodes']:,} episodes, 3 cameras, ~200 MB mp4s of 50 episodes, ~100 MB data "
-            "files; `scripts/bench_convert_plan.py`'s layout): what each task would fetch. On one machine "
-            "the cache's high-water mark is about the largest task per worker and each file is downloaded "
-            "about once; tasks on different machines (Ray, SLURM without a shared cache) each download "
-            "their files."
-        )
-        header = ["shard size MB", "shards", "source MB", "largest task MB", "mean task MB",
-                  "downloaded / source, one machine", "downloaded / source, tasks apart"]  # fmt: skip
-        rows = [[r["shard_size_mb"], r["shards"], r["source_mb"], r["largest_task_mb"], r["mean_task_mb"],
-                 r["downloaded_vs_source_1_worker"], r["downloaded_vs_source_tasks_apart"]]
-                for r in scale]  # fmt: skip
-        parts.append(table(header, rows))
+    header = ["dataset", "episodes MB", "tasks", "downloaded MB", "downloaded / episodes", "GETs",
+              "parts wall s"]  # fmt: skip
+
+    def rows(results: list[dict[str, Any]]) -> list[list[Any]]:
+        return [[r["dataset"], r["episodes_mb"], r["tasks"], r["downloaded_mb"], r["downloaded_vs_episodes"],
+                 r["requests"], r["parts_wall_s"]] for r in results]  # fmt: skip
+
+    parts = [intro, "Byte ranges:", table(header, rows(record["results"]))]
+    if record.get("baseline"):
+        parts += ["The previous route (whole files downloaded per task), same runs:",
+                  table(header, rows(record["baseline"]))]  # fmt: skip
+    load = record.get("load_avg_before_after")
+    if load:
+        parts.append(f"Load average (1, 5, 15 min) before and after: {load[:3]} / {load[3:]}.")
     return "\n\n".join(parts)
+
+
+def hub_staging_table(record: dict[str, Any]) -> str:
+    intro = (
+        "Converting to `hf://datasets/...` against the tests' stand-in repo (`tests/hubstandin.py`: the "
+        "`HfApi` calls publishing makes, answered on a SeaweedFS bucket): each finished shard pre-uploaded "
+        "and deleted from staging, commits of 50, the manifest last; tasks pause while staging holds "
+        "`hub_staged_shards` finished shards. Peak: shard files in staging (finished or being written), "
+        "sampled every 5 ms."
+    )
+    r = record
+    header = ["source", "shards", "dataset MB", "largest shard MB", "hub_staged_shards", "workers",
+              "staging peak files", "staging peak MB", "peak / dataset", "commits", "wall s"]  # fmt: skip
+    row = [Path(r["source"]).name, r["shards"], r["dataset_mb"], r["largest_shard_mb"],
+           r["hub_staged_shards"], r["workers"], r["staging_peak_files"], r["staging_peak_mb"],
+           r["staging_peak_vs_dataset"], r["commits"], r["wall_s"]]  # fmt: skip
+    return "\n\n".join([intro, table(header, [row])])
+
+
+def droid_rehearsal_table(record: dict[str, Any]) -> str:
+    r, source = record, record["source"]
+    intro = (
+        f"A DROID-shaped source ({source['episodes']:,} episodes, {source['cameras']} cameras, "
+        f"{source['media_mb']} MB in {source['video_files']} mp4s and {source['data_files']} data files, "
+        "made by `scripts/make_big_source.py --source ../shared/fixtures/bench --repeat 30`) on SeaweedFS, "
+        f"converted into another bucket by {r['parts']} `--tasks {r['parts']} --task-index I` processes, "
+        f"{r['parallel']} at a time (each with its own temp and cache folders), `--shard-size-mb "
+        f"{r['shard_size_mb']:g}`, then `finalize`, then streamed back: `verify` (every byte, hashed) and "
+        f"the first {r['streamed']['items']:,} decoded items of a `ShardedLeRobotDataset`."
+    )
+    header = ["part", "wall s", "peak RSS MB", "peak disk MB"]
+    rows = [[p["part"], p["wall_s"], p["peak_rss_mb"], p["peak_disk_mb"]] for p in r["per_part"]]
+    streamed = r["streamed"]
+    totals = table(
+        ["read MB", "read / source media", "written MB", "convert wall s", "wall s per GB", "MB/s per part",
+         "verify MB/s", "items/s"],
+        [[r["read_mb"], r["read_vs_media"], r["written_mb"], r["convert_wall_s"], r["wall_s_per_gb"],
+          r["per_part_mb_per_s"], streamed["verify_mb_per_s"], streamed["items_per_s"]]],
+    )  # fmt: skip
+    projection = ", ".join(
+        f"{n} machine{'s' if n != '1' else ''}: {h} h" for n, h in r["droid_projection_h"].items()
+    )
+    return "\n\n".join([
+        intro, table(header, rows), totals,
+        f"Projection to DROID (~1.7 TB) at the measured MB/s per part, one part per machine: {projection}. "
+        "Measured on 2 shared cores under load (below): a machine of its own converts several times faster "
+        "(stream copy; `routes.json`).",
+        f"Load average (1, 5, 15 min) before and after: {r['load_avg_before_after'][:3]} / "
+        f"{r['load_avg_before_after'][3:]}.",
+    ])  # fmt: skip
+
+
+def balance_table(record: dict[str, Any]) -> str:
+    """Samples repeated per epoch by ranks x workers (with the whole-episode split's, if recorded)."""
+    results, frames = record["results"], record["dataset"]["frames"]
+    workers = sorted({r["workers"] for r in results})
+    before = all("episodes" in r for r in results)
+    header = ["ranks", *(f"{w} workers" + (": before → now" if before else "") for w in workers)]
+    rows = []
+    for world_size in sorted({r["world_size"] for r in results}):
+        cells: list[Any] = [world_size]
+        for n in workers:
+            r = next(r for r in results if r["world_size"] == world_size and r["workers"] == n)
+            now = f"{r['frames']['repeated']:,}"
+            old = r.get("episodes", {}).get("repeated", 0)
+            cells.append(f"{old:,} ({old / frames:.1%}) → {now}" if before else now)
+        rows.append(cells)
+    intro = (
+        f"Samples repeated per epoch so that every rank yields the same number (DDP), summed over all "
+        f"readers, on a synthetic {record['dataset']['episodes']:,}-episode manifest ({frames:,} frames). "
+        "Each reader streams an equal range of the epoch's frames: at most one repeat per reader and fewer "
+        "than the world size per epoch (exactly `-frames % world_size`); 0 workers reads as one worker."
+        + (" Before: whole episodes per reader (brackets: share of the epoch's frames)." if before else "")
+    )
+    return intro + "\n\n" + table(header, rows)
+
+
+def cluster_plan_table(record: dict[str, Any]) -> str:
+    names = {"plan": "fresh epoch", "elastic": "elastic resume 64x8 -> 32x8, halfway"}
+    header = ["start", "manifest parse s", "first batch's plan s", "held MB", "peak RSS MB", "state bytes",
+              "load avg"]  # fmt: skip
+    rows = [
+        [names[str(r["case"])], r["parse_s"], r["first_batch_plan_s"], r["rss_growth_mb"],
+         r["process_peak_rss_mb"], r["elastic_state_bytes"] or "", r["load_avg_1min"]]
+        for r in record["results"]
+    ]  # fmt: skip
+    intro = (
+        "One reader among 512 (64 ranks x 8 workers) on a synthetic DROID-size manifest (130,000 episodes, "
+        "25.9M frames): the manifest's parse, then the plan up to the first batch's 32 draws (no bytes "
+        "read, no decoding), memory held, and the `elastic_state` size."
+    )
+    return intro + "\n\n" + table(header, rows)
+
+
+def mixture_table(record: dict[str, Any]) -> str:
+    header = [
+        "dataset",
+        "workers",
+        "source a alone",
+        "source b alone",
+        "mixture",
+        "expected",
+        "mixture / expected",
+    ]
+    rows = [
+        [r["dataset"], r["num_workers"],
+         *(fmt_number(r[f"{k}_samples_per_s"]) for k in ("a", "b", "mixture", "expected")),
+         r["mixture_vs_expected"]]
+        for r in record["results"]
+    ]  # fmt: skip
+    intro = (
+        f"Samples/s of `MixedDataset([a, b], weights={record['weights']})` against its two sources streamed "
+        "alone (each dataset's first and second half of episodes), batch 32. Expected: the rate of "
+        "alternating the sources at those weights; mixture / expected is the mixture's own cost (1.0: none)."
+    )
+    return intro + "\n\n" + table(header, rows)
 
 
 def threads_table(threads: dict[str, Any]) -> str:
@@ -596,17 +716,6 @@ def section(
     if record is None:
         return f"### {title}\n\nNot measured yet (`benchmarks/results/{name}` is missing)."
     return "\n\n".join([f"### {title}", source_line(record, name), *parts(record)])
-
-
-def plain_section(
-    title: str, name: str, record: dict[str, Any] | None, parts: Callable[[dict[str, Any]], list[str]]
-) -> str:
-    """A section of a results file that records its machine as one string (bench_workers, bench_routes)."""
-    if record is None:
-        return f"### {title}\n\nNot measured yet (`benchmarks/results/{name}` is missing)."
-    command = record.get("command", f"python scripts/{'bench_' + name.removesuffix('.json')}.py")
-    line = f"From `benchmarks/results/{name}`, made by `{command}` on {record['machine']}."
-    return "\n\n".join([f"### {title}", line, *parts(record)])
 
 
 def images(paths: list[Path], markdown: Path) -> list[str]:
@@ -637,6 +746,12 @@ def main() -> None:
     convert_plan = load(args.results, "convert_plan.json")
     workers, routes = load(args.results, "workers.json"), load(args.results, "routes.json")
     remote_source = load(args.results, "remote_source.json")
+    balance, cluster_plan = load(args.results, "balance.json"), load(args.results, "cluster_plan.json")
+    mixture = load(args.results, "mixture.json")
+    hub_staging, rehearsal = (
+        load(args.results, "hub_staging.json"),
+        load(args.results, "droid_rehearsal.json"),
+    )
     labels = labels_of(read, sweep)
     md = args.markdown
     sections = [
@@ -645,19 +760,27 @@ def main() -> None:
             *images(plot_read(r, labels, args.plots), md), read_tables(r, labels)]),
         section("Reader cost curve: pool size and action window", "sweep.json", sweep, lambda r: [
             *images(plot_sweep(r, labels, args.plots), md), sweep_table(r, labels)]),
+        section("Mixing two datasets", "mixture.json", mixture, lambda r: [mixture_table(r)]),
         section("Streaming from S3 over a slow link", "remote.json", remote, lambda r: [remote_table(r)]),
         section("FFmpeg threads per decoder", "threads.json", threads, lambda r: [threads_table(r)]),
         section("Converting", "convert.json", convert, lambda r: [
             *images(plot_convert(r, args.plots), md), convert_table(r)]),
-        plain_section("Converting: 1 vs 2 workers by source size", "workers.json", workers, lambda r: [
+        section("Converting: 1 vs 2 workers by source size", "workers.json", workers, lambda r: [
             *images(plot_workers(r, args.plots), md), workers_table(r)]),
-        plain_section("Converting: one machine, task-index parts, Ray", "routes.json", routes, lambda r: [
+        section("Converting: one machine, task-index parts, Ray", "routes.json", routes, lambda r: [
             routes_table(r)]),
         section("Planning at DROID's size", "plan.json", plan, lambda r: [plan_table(r)]),
         section("Converter planning at DROID's size", "convert_plan.json", convert_plan, lambda r: [
             *images(plot_convert_plan(r, args.plots), md), convert_plan_table(r)]),
-        section("Converting from S3: the download cache", "remote_source.json", remote_source,
+        section("Converting from S3: byte ranges per task", "remote_source.json", remote_source,
                 lambda r: [remote_source_table(r)]),
+        section("Converting to the Hub: bounded staging", "hub_staging.json", hub_staging,
+                lambda r: [hub_staging_table(r)]),
+        section("A DROID-shaped rehearsal: S3 to S3 in parallel parts, then streamed", "droid_rehearsal.json",
+                rehearsal, lambda r: [droid_rehearsal_table(r)]),
+        section("Balance across ranks and workers", "balance.json", balance, lambda r: [balance_table(r)]),
+        section("Planning one reader among 512", "cluster_plan.json", cluster_plan,
+                lambda r: [cluster_plan_table(r)]),
     ]  # fmt: skip
     rewrite(md, "\n\n".join(sections))
 

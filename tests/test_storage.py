@@ -11,7 +11,7 @@ import pytest
 import s3fs
 from faultproxy import FaultProxy
 
-from lerobot_wds.storage import RangeReader, RetryPolicy
+from lerobot_wds.storage import RangedFile, RangeReader, RetryPolicy
 
 OBJECT_BYTES = 6 << 20
 FAST_RETRY = RetryPolicy(max_attempts=6, initial_backoff_s=0.05, max_backoff_s=0.5)
@@ -127,3 +127,44 @@ def test_wrong_credentials_fail_fast(blob: tuple[str, bytes], s3_server: dict[st
     with pytest.raises(PermissionError):
         reader.read(10)
     assert reader.retries == 0
+
+
+def test_ranged_file_fetches_planned_ranges_whole_and_the_rest_as_asked(
+    blob: tuple[str, bytes], s3_server: dict[str, Any]
+) -> None:
+    url, data = blob
+    ranges = [(1_000_000, 2_000_000), (3_000_000, 3_500_000), (1_900_000, 2_100_000)]
+    merging = RangedFile(url, s3_server)  # overlap cut, then touching ranges merged (up to 16 MiB)
+    merging.plan(ranges)
+    assert merging.read(10) == data[:10]  # unplanned: what is asked
+    merging.seek(1_500_000)
+    assert merging.read(10) == data[1_500_000:1_500_010]
+    assert (merging.num_requests, merging.downloaded_bytes) == (2, 10 + 1_100_000)
+    file = RangedFile(url, s3_server, max_range_bytes=1_000_000)  # too small to merge them
+    assert file.size == len(data)
+    file.plan(ranges)
+    file.seek(1_500_000)
+    assert file.read(1000) == data[1_500_000:1_501_000]
+    assert (file.num_requests, file.downloaded_bytes) == (1, 900_000)  # the planned range, from its start
+    file.seek(1_000_000)
+    assert file.read(900_000) == data[1_000_000:1_900_000]  # held: no request
+    assert file.read(300_000) == data[1_900_000:2_200_000]  # the next range whole, then 100 kB asked for
+    assert (file.num_requests, file.downloaded_bytes) == (3, 1_200_000)
+    # Sequential unplanned reads grow: 4 KiB asked at a time, 64 KiB in 5 GETs (4+4+8+16+32 KiB)
+    file.seek(0)
+    assert b"".join(file.read(4096) for _ in range(16)) == data[: 64 << 10]
+    assert file.num_requests == 3 + 5
+    file.seek(-10, os.SEEK_END)
+    assert file.read(100) == data[-10:]
+    assert file.read(1) == b""
+
+
+def test_ranged_file_survives_a_dropped_connection(
+    blob: tuple[str, bytes], proxy: FaultProxy, s3_server: dict[str, Any]
+) -> None:
+    url, data = blob
+    file = RangedFile(url, through(proxy, s3_server), size=len(data), retry=FAST_RETRY)
+    file.plan([(0, len(data))])
+    proxy.drop_after(2_500_000)
+    assert file.read() == data
+    assert proxy.stats["dropped"] == 1

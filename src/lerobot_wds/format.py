@@ -543,3 +543,29 @@ def is_depth_map(feature: dict[str, Any]) -> bool:
     return bool(
         info.get("is_depth_map") or info.get("video.is_depth_map") or video_info.get("video.is_depth_map")
     )
+
+
+CHANNEL_NAMES = ("channel", "channels")  # LeRobot's names for the last axis of an (H, W, C) camera shape
+
+
+def camera_chw(feature: dict[str, Any]) -> tuple[int, int, int] | None:
+    """A camera feature's frame shape ``(C, H, W)`` as LeRobot reads its declaration
+    (``dataset_to_policy_features``): ``(H, W, C)`` when ``names[2]`` is ``channel(s)``, else already
+    ``(C, H, W)`` (ported datasets declare ``[3, 224, 224]``). Without names, the axis of 1, 3 or 4
+    channels decides. ``video.height``/``video.width``/``video.channels`` in ``info``, which LeRobot's
+    writer reads from the encoded stream, win over the declaration. None when the shape is not 3-d."""
+    shape = feature.get("shape")
+    if not isinstance(shape, list | tuple) or len(shape) != 3:
+        return None
+    names = feature.get("names")
+    if isinstance(names, list | tuple) and len(names) == 3:
+        channels_last = names[2] in CHANNEL_NAMES
+    else:
+        channels_last = shape[2] in (1, 3, 4) and shape[0] not in (1, 3, 4)
+    c, h, w = (shape[2], shape[0], shape[1]) if channels_last else tuple(shape)
+    info = feature.get("info") or {}
+    return (
+        int(info.get("video.channels", c)),
+        int(info.get("video.height", h)),
+        int(info.get("video.width", w)),
+    )

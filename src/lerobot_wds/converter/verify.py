@@ -16,7 +16,7 @@ import pyarrow.parquet as pq
 from .. import format as fmt
 from .. import storage
 from ..reader.meta import read_meta
-from ..sample import TarSample, check_members, entry_problems, iter_samples, parse_sample
+from ..sample import TarSample, check_members, entry_problems, iter_samples, parse_sample, read_sample
 
 
 @dataclass(slots=True)
@@ -233,27 +233,65 @@ def inspect_dataset(url: str, storage_options: Mapping[str, Any] | None = None) 
         "shards": len(manifest.shards),
         "bytes": manifest.total_bytes,
         "shard_bytes_min_max": [min(shard_sizes), max(shard_sizes)] if shard_sizes else [],
-        "cameras": {key: _camera_summary(manifest, key) for key in manifest.camera_keys},
+        "cameras": _camera_summaries(url, manifest, storage_options),
         "tasks": _task_summary(url, manifest, storage_options),
         "options": manifest.options,
         "psnr_db_vs_source": manifest.psnr_db or "stream copy: pixel-identical to the source",
     }
 
 
-def _camera_summary(manifest: fmt.Manifest, key: str) -> dict[str, Any]:
-    """Codec and size of a camera's segments: info.json's, or the re-encode's codec (depth maps are
-    never re-encoded: they keep their 12-bit source stream)."""
-    feature = manifest.features[key]
-    info = feature.get("info") or {}
-    depth = fmt.is_depth_map(feature)
-    vcodec = manifest.options.get("vcodec", "copy")
-    height, width = [*(feature.get("shape") or []), None, None][:2]  # LeRobot's (H, W, C)
-    return {
-        "codec": info.get("video.codec", "?") if vcodec == "copy" or depth else vcodec,
-        "height": info.get("video.height", height),
-        "width": info.get("video.width", width),
-        "depth": depth,
-    }
+def _camera_summaries(
+    url: str, manifest: fmt.Manifest, storage_options: Mapping[str, Any] | None
+) -> dict[str, dict[str, Any]]:
+    """Codec and size of each camera's segments: info.json's ``video.*`` (LeRobot's writer reads them
+    from the encoded stream), or the re-encode's codec (depth maps are never re-encoded: they keep their
+    12-bit source stream). Where ``video.*`` is missing (datasets ported by other tools), from the
+    streams of the first episode: its one ranged read (a declared shape may be channel-first or stale)."""
+    first: dict[str, tuple[str, int, int]] = {}
+    summaries = {}
+    for key in manifest.camera_keys:
+        feature = manifest.features[key]
+        info = feature.get("info") or {}
+        if not first and not all(f"video.{name}" in info for name in ("codec", "height", "width")):
+            first = _first_episode_streams(url, manifest, storage_options)
+        codec, height, width = first.get(key) or (info.get("video.codec", "?"), None, None)
+        depth = fmt.is_depth_map(feature)
+        vcodec = manifest.options.get("vcodec", "copy")
+        summaries[key] = {
+            "codec": info.get("video.codec", codec) if vcodec == "copy" or depth else vcodec,
+            "height": info.get("video.height", height),
+            "width": info.get("video.width", width),
+            "depth": depth,
+        }
+    return summaries
+
+
+def _first_episode_streams(
+    url: str, manifest: fmt.Manifest, storage_options: Mapping[str, Any] | None
+) -> dict[str, tuple[str, int, int]]:
+    """Camera key -> (codec, height, width) of the first episode's segments (none without episodes)."""
+    if not manifest.episodes:
+        return {}
+    entry = manifest.episodes[0]
+    shard_url = storage.join(url, entry.shard)
+    where = f"{storage.redact(shard_url)}: episode {entry.episode_index}"
+    end = entry.offset_bytes + entry.size_bytes
+    data = storage.read_range(shard_url, storage_options, start=entry.offset_bytes, end=end)
+    members = read_sample(data, fmt.episode_key(entry.episode_index), where)
+    bound = fmt.max_rows_bytes(manifest.features, entry.num_frames, where)
+    sample = parse_sample(
+        members, manifest.camera_keys, where, max_rows=entry.num_frames, max_rows_bytes=bound
+    )
+    streams = {}
+    for key, video in sample.videos.items():
+        with av.open(io.BytesIO(video), "r") as container:
+            stream = container.streams.video[0]
+            streams[key] = (
+                sample.meta.cameras[key].codec,
+                stream.codec_context.height,
+                stream.codec_context.width,
+            )
+    return streams
 
 
 def _task_summary(

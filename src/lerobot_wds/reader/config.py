@@ -53,6 +53,10 @@ class ReaderConfig:
     # None: the preset's value. Frames keep their (..., C, H, W) shape and values but are laid out
     # H, W, C in memory (torch's channels_last), as decoded: copying a frame is a memcpy, not a transpose.
     channels_last: bool | None = None
+    # False (LeRobot's items): float64 features are returned as float32, rounded to nearest, as LeRobot's
+    # torch.tensor of Python floats makes them (int8..int64 and uint8 features become int64 either way).
+    # True keeps float64 features float64, exact: items then differ from LeRobot's in that dtype.
+    keep_float64: bool = False
     tolerance_s: float = 1e-4  # LeRobot's default
     image_transforms: Callable[[torch.Tensor], torch.Tensor] | None = None
     rank: int | None = None  # None: torch.distributed, else RANK/WORLD_SIZE, else 0

@@ -54,10 +54,11 @@ class ShardedLeRobotDataset(SharedEpoch, IterableDataset[dict[str, Any]]):
             channels_last: several times faster; see README). Options given explicitly win.
         **see** :class:`ReaderConfig` for the other options.
 
-    Items: every feature of the dataset (scalars as 0-d tensors), ``index``, ``episode_index``,
-    ``frame_index``, ``timestamp``, ``task_index``, ``task`` (str); cameras float32 ``(C, H, W)`` in
-    [0, 1] (``(T, C, H, W)`` for a window of several frames; uint8 with ``return_uint8=True``; laid out
-    H, W, C in memory with ``channels_last=True``).
+    Items: every feature of the dataset (scalars as 0-d tensors) in LeRobot's dtypes (float features
+    float32, integer features int64, bool, strings as str; ``keep_float64=True`` keeps float64),
+    ``index``, ``episode_index``, ``frame_index``, ``timestamp``, ``task_index``, ``task`` (str);
+    cameras float32 ``(C, H, W)`` in [0, 1] (``(T, C, H, W)`` for a window of several frames; uint8 with
+    ``return_uint8=True``; laid out H, W, C in memory with ``channels_last=True``).
 
     Example:
         >>> from torch.utils.data import DataLoader
@@ -86,6 +87,7 @@ class ShardedLeRobotDataset(SharedEpoch, IterableDataset[dict[str, Any]]):
         frame_order: FrameOrder | None = None,
         return_uint8: bool | None = None,
         channels_last: bool | None = None,
+        keep_float64: bool = False,
         tolerance_s: float = 1e-4,
         image_transforms: Callable[[torch.Tensor], torch.Tensor] | None = None,
         rank: int | None = None,

@@ -8,6 +8,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from .. import format as fmt
+from .items import item_dtype
 from .meta import DatasetMeta
 
 if TYPE_CHECKING:
@@ -112,8 +114,11 @@ def _complete(feature_stats: Mapping[str, Any]) -> bool:
 def feature_signature(
     dataset: ShardedLeRobotDataset, rename: Mapping[str, str], drop: Collection[str] = ()
 ) -> dict[str, tuple[Any, str]]:
-    """Each feature's item shape and dtype (after ``rename``): a window's length leads the shape;
-    cameras are ``(C, H, W)`` uint8 or float32 as the reader returns them (depth maps float32)."""
+    """Each feature's item shape and dtype (after ``rename``), as the reader returns it: a window's length
+    leads the shape; numbers in LeRobot's dtypes (float64 and float16 stored values are float32 items,
+    integers int64: :func:`.items.item_dtype`), so sources whose stored dtypes differ but whose items
+    agree mix, as in LeRobot's ``MultiLeRobotDataset``; cameras are ``(C, H, W)`` (declared channel-first
+    or last: :func:`lerobot_wds.format.camera_chw`) uint8 or float32 (depth maps float32)."""
     signatures = {}
     deltas = dataset.spec.deltas
     depth = set(dataset.meta.depth_keys)
@@ -122,12 +127,21 @@ def feature_signature(
             continue
         shape = tuple(feature["shape"])
         dtype = str(feature["dtype"])
-        if dtype in ("video", "image") and len(shape) == 3:
-            height, width, channels = shape
-            shape = (channels, height, width)
+        chw = fmt.camera_chw(feature) if dtype in ("video", "image") else None
+        if chw is not None:
+            shape = chw
             frames = "float32" if key in depth or not dataset.spec.return_uint8 else "uint8"
             dtype = f"{dtype} as {frames}"
+        elif _is_numeric(dtype):
+            dtype = str(item_dtype(np.dtype(dtype), dataset.spec.keep_float64))
         if key in deltas:
             shape = (len(deltas[key]), *shape)
         signatures[rename.get(key, key)] = (shape, dtype)
     return signatures
+
+
+def _is_numeric(dtype: str) -> bool:
+    try:
+        return np.dtype(dtype).kind in "biuf"
+    except TypeError:  # "string", "language", ...
+        return False
