@@ -92,7 +92,7 @@ def test_inspect_takes_the_size_from_the_stream(
     shards: dict[str, str], capsys: pytest.CaptureFixture
 ) -> None:
     camera = inspect_dataset(shards["channel_first"])["cameras"][CAMERA]
-    assert camera == {"codec": "av1", "height": 64, "width": 96, "depth": False}
+    assert camera == {"codec": "av1", "pix_fmt": "yuv420p", "height": 64, "width": 96, "depth": False}
     assert inspect_dataset(shards["tiny"])["cameras"][CAMERA] == camera
     assert main(["inspect", shards["channel_first"]]) == 0
     assert "96x64" in capsys.readouterr().out

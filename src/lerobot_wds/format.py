@@ -195,6 +195,15 @@ class CameraSegment:
     to_timestamp: float
     source_file: str  # source mp4, relative to the source root
     psnr_db: float | None = None  # against the source when re-encoded (--vcodec); None for a stream copy
+    # The segment's own stream as written (the source's info.json may say otherwise): FFmpeg's pixel
+    # format name and the frame size in pixels. None in shards written before they were recorded.
+    pix_fmt: str | None = None
+    width: int | None = None
+    height: int | None = None
+
+    def stream(self) -> dict[str, Any]:
+        """``{"codec", "pix_fmt", "width", "height"}`` of the segment's stream (None where unknown)."""
+        return {"codec": self.codec, "pix_fmt": self.pix_fmt, "width": self.width, "height": self.height}
 
     @classmethod
     def from_json(cls, obj: dict[str, Any], where: str) -> CameraSegment:
@@ -210,6 +219,9 @@ class CameraSegment:
             to_timestamp=float(json_field(obj, "to_timestamp", (int, float), where)),
             source_file=json_field(obj, "source_file", str, where),
             psnr_db=_optional_float(obj, "psnr_db", where),
+            pix_fmt=json_field(obj, "pix_fmt", str, where) if obj.get("pix_fmt") is not None else None,
+            width=json_field(obj, "width", int, where) if obj.get("width") is not None else None,
+            height=json_field(obj, "height", int, where) if obj.get("height") is not None else None,
         )
 
 
@@ -302,6 +314,23 @@ class SourceInfo:
         )
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SkippedEpisode:
+    """A source episode a conversion left out (``--skip-bad-episodes``), and why."""
+
+    episode_index: int
+    checks: tuple[str, ...]  # the error-level checks that named it, e.g. ("files.missing",)
+    reason: str  # their messages, joined
+
+    @classmethod
+    def from_dict(cls, obj: dict[str, Any], where: str) -> SkippedEpisode:
+        return cls(
+            episode_index=json_field(obj, "episode_index", int, where),
+            checks=tuple(_str(c, "checks", where) for c in json_field(obj, "checks", list, where)),
+            reason=json_field(obj, "reason", str, where),
+        )
+
+
 _EPISODE_COLUMNS = (
     "episode_index",
     "num_frames",
@@ -330,6 +359,12 @@ class Manifest:
     # 0 for a one-shot conversion; each incremental update (new source episodes, new shards appended,
     # old shards untouched) adds 1. Absent in manifests written before updates existed: read as 0.
     generation: int = 0
+    # Source episodes left out because a check found an error in them (convert --skip-bad-episodes);
+    # absent (empty) when none was. An update may convert them once repaired.
+    skipped_episodes: list[SkippedEpisode] = field(default_factory=list)
+    # Per camera, the distinct streams its segments hold as written ({"codec", "pix_fmt", "width",
+    # "height"}: usually one); what the source's info.json says may differ. Empty before it was recorded.
+    streams: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
 
     @property
     def num_episodes(self) -> int:
@@ -373,6 +408,10 @@ class Manifest:
             "shards": [s.to_dict() for s in self.shards],
             "episodes": columns,
         }
+        if self.skipped_episodes:
+            obj["skipped_episodes"] = [asdict(s) | {"checks": list(s.checks)} for s in self.skipped_episodes]
+        if self.streams:
+            obj["streams"] = self.streams
         return json_dumps(obj)  # compact: a 130k-episode manifest stays a few MB
 
     @classmethod
@@ -401,6 +440,13 @@ class Manifest:
             generation=_at_least(json_field(obj, "generation", int, where), 0, "generation", where)
             if "generation" in obj
             else 0,
+            skipped_episodes=[
+                SkippedEpisode.from_dict(s, f"{where}: skipped_episodes[{i}]")
+                for i, s in enumerate(json_field(obj, "skipped_episodes", list, where))
+            ]
+            if "skipped_episodes" in obj
+            else [],
+            streams=_streams(obj.get("streams") or {}, where),
         )
 
 
@@ -498,6 +544,17 @@ def _psnr_db(value: Any, where: str) -> dict[str, dict[str, float]]:
     if not ok:
         raise ShardFormatError(f"{where}: psnr_db {str(value)[:80]}; expected {{camera: {{statistic: dB}}}}")
     return {camera: {k: float(x) for k, x in stats.items()} for camera, stats in value.items()}
+
+
+def _streams(value: Any, where: str) -> dict[str, list[dict[str, Any]]]:
+    """``{camera: [{"codec", "pix_fmt", "width", "height"}, ...]}``."""
+    ok = isinstance(value, dict) and all(
+        isinstance(v, list) and all(isinstance(s, dict) and isinstance(s.get("codec"), str) for s in v)
+        for v in value.values()
+    )
+    if not ok:
+        raise ShardFormatError(f"{where}: streams {str(value)[:80]}; expected {{camera: [{{codec: ...}}]}}")
+    return value
 
 
 def _at_least(value: int, minimum: int, name: str, where: str) -> int:

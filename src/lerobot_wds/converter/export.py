@@ -283,7 +283,7 @@ def _write_meta(
     for name in ("meta/stats.json", "meta/tasks.parquet"):
         (root / name).write_bytes(meta[name])
     info = dict(info)
-    info["features"] = _with_codecs(info["features"], writer.video_codecs)
+    info["features"] = _with_streams(info["features"], writer.video_streams)
     info |= {
         "total_episodes": num_episodes,
         "total_frames": num_frames,
@@ -293,14 +293,26 @@ def _write_meta(
     (root / INFO_PATH).write_text(json.dumps(info, indent=4))
 
 
-def _with_codecs(features: dict[str, Any], codecs: dict[str, str]) -> dict[str, Any]:
-    """Features whose ``info["video.codec"]`` names the exported codec (shards re-encoded with
-    ``--vcodec`` hold h264/hevc where the source had av1)."""
+def _with_streams(features: dict[str, Any], streams: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """Features whose ``info`` names the exported streams' codec, pixel format and size, where it named
+    others: shards re-encoded with ``--vcodec`` hold h264/hevc where the source had av1, and a source's
+    info.json may have said something else than its streams (the shards record what was copied)."""
     features = dict(features)
-    for key, codec in codecs.items():
+    names = {
+        "codec": "video.codec",
+        "pix_fmt": "video.pix_fmt",
+        "width": "video.width",
+        "height": "video.height",
+    }
+    for key, stream in streams.items():
         info = features[key].get("info")
-        if isinstance(info, dict) and info.get("video.codec") not in (None, codec):
-            features[key] = features[key] | {"info": info | {"video.codec": codec}}
+        if not isinstance(info, dict):
+            continue
+        true = {
+            names[k]: v for k, v in stream.items() if v is not None and info.get(names[k]) not in (None, v)
+        }
+        if true:
+            features[key] = features[key] | {"info": info | true}
     return features
 
 

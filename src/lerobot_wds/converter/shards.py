@@ -197,7 +197,7 @@ def write_shard(
         episodes=plan.episodes,
         num_frames=sum(e.length for e in episodes),
     )
-    return WrittenShard(shard=shard, episodes=entries, psnr_db=samples.psnr_db)
+    return WrittenShard(shard=shard, episodes=entries, psnr_db=samples.psnr_db, streams=samples.streams)
 
 
 class _SampleBuilder:
@@ -210,6 +210,7 @@ class _SampleBuilder:
         self.rows = _RowReader(source, episodes)
         self.cutters: dict[str, SegmentCutter] = {}
         self.psnr_db: dict[str, list[float]] = {}
+        self.streams: dict[str, list[dict[str, Any]]] = {}  # camera -> distinct streams written
 
     def close(self) -> None:
         for cutter in self.cutters.values():
@@ -233,6 +234,8 @@ class _SampleBuilder:
                 segment = self._reencode(segment, camera_key, where)
             sample[fmt.video_suffix(camera_key)] = segment.data
             cameras[camera_key] = segment.info
+            if segment.info.stream() not in self.streams.setdefault(camera_key, []):
+                self.streams[camera_key].append(segment.info.stream())
         meta = fmt.EpisodeMeta(
             episode_index=episode.episode_index,
             num_frames=episode.length,
@@ -266,19 +269,27 @@ class _SampleBuilder:
         )
         psnr = min(round(done.psnr_db, 2), _PSNR_CAP_DB)
         self.psnr_db.setdefault(camera_key, []).append(psnr)
-        info = replace(segment.info, codec=self.video.vcodec, time_base=_time_base(done.data), psnr_db=psnr)
+        info = replace(segment.info, psnr_db=psnr, **_stream_of(done.data))
         return Segment(data=done.data, info=info)
 
 
 _PSNR_CAP_DB = 100.0  # identical frames give an infinite PSNR, which JSON cannot hold
 
 
-def _time_base(data: bytes) -> tuple[int, int]:
+def _stream_of(data: bytes) -> dict[str, Any]:
+    """A re-encoded segment's codec, time base, pixel format and size, as its container says."""
     with av.open(io.BytesIO(data)) as container:
-        time_base = container.streams.video[0].time_base
-    if time_base is None:
-        raise ValueError("re-encoded segment has no time base")
-    return time_base.numerator, time_base.denominator
+        stream = container.streams.video[0]
+        time_base, context = stream.time_base, stream.codec_context
+        if time_base is None:
+            raise ValueError("re-encoded segment has no time base")
+        return {
+            "codec": context.codec.canonical_name,
+            "time_base": (time_base.numerator, time_base.denominator),
+            "pix_fmt": context.format.name if context.format is not None else None,
+            "width": context.width,
+            "height": context.height,
+        }
 
 
 def _task_indices(source: LeRobotSource, episode: SourceEpisode) -> list[int]:

@@ -237,32 +237,34 @@ def inspect_dataset(url: str, storage_options: Mapping[str, Any] | None = None) 
         "tasks": _task_summary(url, manifest, storage_options),
         "options": manifest.options,
         "psnr_db_vs_source": manifest.psnr_db or "stream copy: pixel-identical to the source",
+        "skipped_episodes": [
+            {"episode_index": s.episode_index, "checks": list(s.checks), "reason": s.reason}
+            for s in manifest.skipped_episodes
+        ],
     }
 
 
 def _camera_summaries(
     url: str, manifest: fmt.Manifest, storage_options: Mapping[str, Any] | None
 ) -> dict[str, dict[str, Any]]:
-    """Codec and size of each camera's segments: info.json's ``video.*`` (LeRobot's writer reads them
-    from the encoded stream), or the re-encode's codec (depth maps are never re-encoded: they keep their
-    12-bit source stream). Where ``video.*`` is missing (datasets ported by other tools), from the
-    streams of the first episode: its one ranged read (a declared shape may be channel-first or stale)."""
+    """Each camera's summary (:func:`camera_summary`). A manifest written before ``streams`` existed whose
+    info.json lacks ``video.*`` (datasets ported by other tools) gets codec and size from the streams of
+    the first episode: its one ranged read (a declared shape may be channel-first or stale)."""
     first: dict[str, tuple[str, int, int]] = {}
     summaries = {}
     for key in manifest.camera_keys:
-        feature = manifest.features[key]
-        info = feature.get("info") or {}
-        if not first and not all(f"video.{name}" in info for name in ("codec", "height", "width")):
-            first = _first_episode_streams(url, manifest, storage_options)
-        codec, height, width = first.get(key) or (info.get("video.codec", "?"), None, None)
-        depth = fmt.is_depth_map(feature)
-        vcodec = manifest.options.get("vcodec", "copy")
-        summaries[key] = {
-            "codec": info.get("video.codec", codec) if vcodec == "copy" or depth else vcodec,
-            "height": info.get("video.height", height),
-            "width": info.get("video.width", width),
-            "depth": depth,
-        }
+        info = manifest.features[key].get("info") or {}
+        summary = camera_summary(manifest, key)
+        if key not in manifest.streams and not all(
+            f"video.{n}" in info for n in ("codec", "height", "width")
+        ):
+            first = first or _first_episode_streams(url, manifest, storage_options)
+            if key in first:
+                codec, height, width = first[key]
+                vcodec = manifest.options.get("vcodec", "copy")
+                summary |= {"codec": codec if vcodec == "copy" or summary["depth"] else vcodec,
+                            "height": height, "width": width}  # fmt: skip
+        summaries[key] = summary
     return summaries
 
 
@@ -292,6 +294,35 @@ def _first_episode_streams(
                 stream.codec_context.width,
             )
     return streams
+
+
+def camera_summary(manifest: fmt.Manifest, key: str) -> dict[str, Any]:
+    """Codec, pixel format and size of a camera's segments as written (the manifest's ``streams``), and
+    what the source's info.json declared when it differs. Manifests written before ``streams`` existed:
+    info.json's values, or the re-encode's codec (depth maps are never re-encoded)."""
+    feature = manifest.features[key]
+    info = feature.get("info") or {}
+    depth = fmt.is_depth_map(feature)
+    _, height, width = fmt.camera_chw(feature) or (None, None, None)
+    declared = {
+        "codec": info.get("video.codec"),
+        "pix_fmt": info.get("video.pix_fmt"),
+        "width": info.get("video.width", width),
+        "height": info.get("video.height", height),
+    }
+    streams = manifest.streams.get(key)
+    if not streams:
+        vcodec = manifest.options.get("vcodec", "copy")
+        codec = declared["codec"] or "?" if vcodec == "copy" or depth else vcodec
+        return declared | {"codec": codec, "depth": depth}
+    summary: dict[str, Any] = {
+        name: "/".join(dict.fromkeys(str(s[name]) for s in streams)) for name in ("codec", "pix_fmt")
+    }
+    summary |= {"width": streams[0]["width"], "height": streams[0]["height"], "depth": depth}
+    differs = {k: v for k, v in declared.items() if v is not None and str(v) != str(summary[k])}
+    if differs and manifest.options.get("vcodec", "copy") == "copy":
+        summary["info_json_says"] = differs
+    return summary
 
 
 def _task_summary(
