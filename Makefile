@@ -5,8 +5,15 @@ PY := $(VENV)/bin/python
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 PYTEST_ARGS ?=
+# LeRobot 0.6.1 beside the project (its own venv: it needs other pins), for the `lerobot`-marked tests
+# (not LEROBOT_VENV, which may name a venv made by hand: `make test` never rebuilds that one).
+CI_LEROBOT_VENV ?= $(abspath .venv-lerobot)
+LEROBOT_SETUP ?= ../shared/tools/lerobot-venv/setup.sh
+# What `pip install lerobot-wds` gives a new user: no constraints, the newest torch and torchcodec served.
+NEWEST_VENV ?= .venv-newest
 
-.PHONY: setup demo lint typecheck test test-all bench bench-convert-scale packaging-check
+.PHONY: setup demo lint typecheck test test-pinned test-newest lerobot-venv newest-venv test-all bench \
+	bench-convert-scale packaging-check
 
 setup: $(VENV)/.installed
 
@@ -29,8 +36,32 @@ lint: setup
 typecheck: setup
 	$(VENV)/bin/mypy
 
-test: lint typecheck packaging-check
-	$(PY) -m pytest -m "not network and not gpu" $(PYTEST_ARGS)
+test: lint typecheck packaging-check test-pinned test-newest
+
+# The whole suite on the pinned stack, with LeRobot itself: a skipped LeRobot test fails (tests/require_lerobot.py).
+test-pinned: setup lerobot-venv
+	LEROBOT_VENV=$(CI_LEROBOT_VENV) LEROBOT_WDS_REQUIRE_LEROBOT=1 $(PY) -m pytest -m "not network and not gpu" $(PYTEST_ARGS)
+
+# The non-slow suite (golden parity and the fast path included) on the newest stack; LeRobot runs above.
+test-newest: newest-venv
+	$(NEWEST_VENV)/bin/python -c "import torch, torchcodec; print('newest stack: torch', torch.__version__, \
+		'torchcodec', torchcodec.__version__)"
+	$(NEWEST_VENV)/bin/python -m pytest -m "not network and not gpu and not slow and not lerobot" $(PYTEST_ARGS)
+
+lerobot-venv: $(CI_LEROBOT_VENV)/.installed
+
+$(CI_LEROBOT_VENV)/.installed: $(LEROBOT_SETUP)
+	bash $(LEROBOT_SETUP) $(CI_LEROBOT_VENV)
+	@touch $@
+
+newest-venv: $(NEWEST_VENV)/.installed
+
+# Rebuilt when pyproject.toml changes; `rm -r .venv-newest` picks up releases published since.
+$(NEWEST_VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(NEWEST_VENV)
+	$(NEWEST_VENV)/bin/pip install -q --upgrade pip
+	$(NEWEST_VENV)/bin/pip install -q -e '.[dev]'
+	@touch $@
 
 test-all: setup
 	$(PY) -m pytest $(PYTEST_ARGS)

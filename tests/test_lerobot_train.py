@@ -17,6 +17,7 @@ import re
 import shutil
 import socket
 import subprocess
+import types
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +26,7 @@ import torch
 from helpers import DATA
 from torch.utils.data import DataLoader
 
-from lerobot_wds import ConvertConfig, ShardedLeRobotDataset, convert
+from lerobot_wds import ConvertConfig, ShardedLeRobotDataset, convert, lerobot_train
 from lerobot_wds.lerobot_train import (
     TrainStream,
     batches_handed_out,
@@ -259,3 +260,57 @@ def test_accelerate_launch_module_form_with_an_eval_split(tmp_path: Path, tiny: 
     assert [step for step, _ in losses] == ["2", "4"]
     assert all(math.isfinite(float(loss)) and float(loss) > 0 for _, loss in losses)
     assert (tmp_path / "out/checkpoints/000004/training_state/lerobot_wds.json").exists()
+
+
+# ------------------------------------------------------------------------- the LeRobot version check
+
+
+def _lerobot_modules(**overrides: Any) -> dict[str, Any]:
+    """Stand-ins for LeRobot 0.6.1's modules, with the signatures lerobot_train relies on."""
+    import accelerate
+
+    def make_train_eval_datasets(cfg: Any) -> None: ...
+
+    def save_checkpoint(
+        checkpoint_dir: Path, step: int, cfg: Any, policy: Any, optimizer: Any, scheduler: Any = None
+    ) -> None: ...
+
+    def load_training_step(save_dir: Path) -> int:
+        return 0
+
+    train = types.SimpleNamespace(
+        make_train_eval_datasets=make_train_eval_datasets, save_checkpoint=save_checkpoint, main=lambda: None
+    )
+    utils = types.SimpleNamespace(load_training_step=load_training_step)
+    for name, value in overrides.items():
+        setattr(train if hasattr(train, name) else utils, name, value)
+    return {
+        "lerobot.scripts.lerobot_train": train,
+        "lerobot.common.train_utils": utils,
+        "accelerate": accelerate,
+    }
+
+
+def test_check_lerobot_accepts_0_6_1_signatures() -> None:
+    lerobot_train.check_lerobot(_lerobot_modules(), "0.6.1")
+
+
+def test_check_lerobot_names_every_difference_and_the_version() -> None:
+    """As on LeRobot's main branch (0.6.2.dev): no load_training_step; plus a changed factory signature."""
+
+    def make_train_eval_datasets(config: Any, processor: Any) -> None: ...
+
+    modules = _lerobot_modules(make_train_eval_datasets=make_train_eval_datasets, load_training_step=None)
+    with pytest.raises(SystemExit) as raised:
+        lerobot_train.check_lerobot(modules, "0.6.2.dev0")
+    message = str(raised.value)
+    assert message.startswith("lerobot_wds.lerobot_train: LeRobot 0.6.2.dev0 is not supported;")
+    assert "make_train_eval_datasets('config', 'processor'); expected parameters starting ('cfg',)" in message
+    assert "lerobot.common.train_utils.load_training_step is missing" in message
+    assert message.endswith("Install lerobot==0.6.1")
+
+
+def test_check_lerobot_reports_a_module_that_does_not_import() -> None:
+    modules = {**_lerobot_modules(), "lerobot.common.train_utils": None}
+    with pytest.raises(SystemExit, match=r"load_training_step is missing"):
+        lerobot_train.check_lerobot(modules, "0.7.0")

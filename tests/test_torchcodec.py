@@ -13,7 +13,7 @@ import pytest
 
 from lerobot_wds import _torchcodec
 
-VERSIONS = {(0, 10): False, (0, 11): True, (0, 12): True, (0, 13): True, (0, 14): False, (1, 0): False}
+VERSIONS = {(0, 10): False, (0, 11): True, (0, 13): True, (0, 17): True, (0, 18): False, (1, 0): False}
 
 
 @pytest.mark.parametrize(("version", "expected"), [*VERSIONS.items(), (None, False)])
@@ -34,11 +34,11 @@ def test_installed_version_is_read() -> None:
 
 
 def test_an_unproven_version_is_imported_plainly() -> None:
-    """A fresh process with torchcodec reported as 0.14: no stand-in, so dynamo loads with it."""
+    """A fresh process with torchcodec reported as 0.18: no stand-in, so dynamo loads with it."""
     script = """
 import sys
 from lerobot_wds import _torchcodec
-_torchcodec._installed_version = lambda: (0, 14)
+_torchcodec._installed_version = lambda: (0, 18)
 made = []
 class Spy(_torchcodec._DynamoStandIn):
     def __init__(self):

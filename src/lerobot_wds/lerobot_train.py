@@ -28,6 +28,8 @@ What is swapped, and nothing else:
 
 from __future__ import annotations
 
+import importlib.metadata
+import inspect
 import json
 import logging
 import math
@@ -209,6 +211,48 @@ def make_train_eval_datasets(
 
 _LAYOUT: list[LoaderLayout | None] = [None]  # the run's layout, written beside each checkpoint
 
+SUPPORTED_LEROBOT = "0.6.1"
+# What `install` replaces or calls, with the leading parameters it relies on, as in LeRobot 0.6.1 (and
+# accelerate 1.x). LeRobot's main branch (0.6.2.dev, 2026-08) has no `load_training_step` and builds its
+# Accelerator in `lerobot.distributed.make_accelerator`: refused by this check, not supported.
+_EXPECTED_SIGNATURES: dict[str, tuple[str, ...]] = {
+    "lerobot.scripts.lerobot_train.make_train_eval_datasets": ("cfg",),
+    "lerobot.scripts.lerobot_train.save_checkpoint": ("checkpoint_dir", "step", "cfg", "policy", "optimizer"),
+    "lerobot.scripts.lerobot_train.main": (),
+    "lerobot.common.train_utils.load_training_step": ("save_dir",),
+    "accelerate.Accelerator.prepare_data_loader": ("self", "data_loader"),
+}
+
+
+def check_lerobot(modules: Mapping[str, Any], version: str) -> None:
+    """Refuse, with one message naming every difference, a LeRobot whose patched names differ from 0.6.1's.
+
+    ``modules``: the modules by name (``lerobot.scripts.lerobot_train``, ``lerobot.common.train_utils``,
+    ``accelerate``; None where it cannot be imported). A parameter list must start with the expected
+    names; more parameters after them are fine.
+    """
+    problems = []
+    for qualified, expected in _EXPECTED_SIGNATURES.items():
+        module_name = next(
+            name for name in sorted(modules, key=len, reverse=True) if qualified.startswith(name + ".")
+        )
+        found: Any = modules[module_name]
+        for attribute in qualified[len(module_name) + 1 :].split("."):
+            found = getattr(found, attribute, None)
+        if not callable(found):
+            problems.append(f"{qualified} is missing")
+            continue
+        parameters = tuple(inspect.signature(found).parameters)
+        if parameters[: len(expected)] != expected:
+            problems.append(f"{qualified}{tuple(parameters)}; expected parameters starting {expected}")
+    if problems:
+        raise SystemExit(
+            f"lerobot_wds.lerobot_train: LeRobot {version} is not supported; this runner patches LeRobot "
+            f"{SUPPORTED_LEROBOT}'s lerobot-train, and here "
+            + "; ".join(problems)
+            + f". Install lerobot=={SUPPORTED_LEROBOT}"
+        )
+
 
 def _imagenet_stats(imagenet: Mapping[str, Any]) -> dict[str, Any]:
     import torch
@@ -301,6 +345,13 @@ def install(url: str | None, reader_options: Mapping[str, Any]) -> None:
     accelerate.Accelerator = _accelerator_leaving_our_loaders(accelerate.Accelerator)
 
 
+def _module_or_none(name: str) -> Any:
+    try:
+        return importlib.import_module(name)
+    except ImportError:
+        return None
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     url, options, rest = parse_arguments(sys.argv[1:] if argv is None else argv)
     try:
@@ -309,6 +360,10 @@ def main(argv: Sequence[str] | None = None) -> None:
         raise SystemExit(
             f"lerobot_wds.lerobot_train: LeRobot is not installed ({error}); pip install 'lerobot[training]'"
         ) from error
+    modules = {name: _module_or_none(name) for name in ("lerobot.common.train_utils", "accelerate")}
+    check_lerobot(
+        {"lerobot.scripts.lerobot_train": lerobot_train, **modules}, importlib.metadata.version("lerobot")
+    )
     install(url, options)
     named = any(argument.startswith("--dataset.repo_id") for argument in rest)
     defaults = [] if named else ["--dataset.repo_id=lerobot_wds"]  # required by LeRobot, used for logs only

@@ -6,7 +6,6 @@ neither (nor torch).
 
 from __future__ import annotations
 
-import io
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -110,7 +109,7 @@ def read_meta(url: str, storage_options: Mapping[str, Any] | None) -> DatasetMet
     stats = _stats_as_arrays(stats_json)
     _depth_stats_in_millimetres(stats, features)
     try:
-        table = pq.read_table(io.BytesIO(tasks_bytes or b""))
+        table = pq.read_table(storage.arrow_buffer(tasks_bytes or b""))
     except (pa.ArrowException, OSError) as exc:
         raise fmt.ShardFormatError(f"{tasks_url}: not a Parquet file of tasks; {exc}") from exc
     return DatasetMeta(info=info, stats=stats, tasks=fmt.task_strings(table, tasks_url))

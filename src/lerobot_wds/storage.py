@@ -12,11 +12,14 @@ import random
 import sys
 import time
 import uuid
+import weakref
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import fsspec
+import fsspec.asyn
+import pyarrow as pa
 from fsspec.implementations.local import LocalFileSystem
 
 logger = logging.getLogger(__name__)
@@ -67,6 +70,45 @@ def url_to_fs(
     """The filesystem and the protocol-less path of ``url`` (a local path or any fsspec URL)."""
     fs, path = fsspec.core.url_to_fs(url, **dict(storage_options or {}))
     return fs, path
+
+
+def _forget_parent_sessions() -> None:
+    """In a forked child (a DataLoader worker): let go of the async filesystems (s3, http, hf) that the
+    parent made, without closing their sessions.
+
+    fsspec drops its cached instances when it sees a new pid, so they are collected here, and their
+    finalizers would close the parent's connections from this process, on the parent's event loop (a
+    copy that runs nowhere): aiobotocore then logs ``Task exception was never retrieved ... attached to a
+    different loop`` tracebacks, and closing would shut down sockets this process shares with the parent.
+    They are kept referenced (never collected here, so aiohttp does not warn of unclosed sessions either);
+    each worker makes its own filesystem on first use.
+    """
+    for finalizer in list(weakref.finalize._registry):  # type: ignore[attr-defined]
+        owner = finalizer.peek()
+        if owner is not None and isinstance(owner[0], fsspec.asyn.AsyncFileSystem):
+            finalizer.detach()
+            _PARENT_FILESYSTEMS.append(owner[0])
+
+
+_PARENT_FILESYSTEMS: list[fsspec.AbstractFileSystem] = []
+
+
+os.register_at_fork(after_in_child=_forget_parent_sessions)
+
+
+def arrow_buffer(data: bytes) -> pa.Buffer:
+    """``data`` copied into memory that Arrow owns, for ``pq.read_table``.
+
+    Over Python-owned bytes (``io.BytesIO``, ``pa.BufferReader(bytes)``), ``read_table`` leaves the last
+    reference to them to one of Arrow's pool threads, which releases it after the call returns and needs
+    the GIL for that: when this happens while the interpreter exits, the thread is torn down through C++
+    frames that may not unwind, and the process aborts (``terminate called without an active exception``,
+    status 134; apache/arrow#34314). Measured: ``lerobot-wds inspect`` aborted in 3 of 12 runs; with this
+    copy, 0 of 30.
+    """
+    stream = pa.BufferOutputStream()
+    stream.write(data)
+    return stream.getvalue()
 
 
 def join(url: str, *parts: str) -> str:

@@ -151,7 +151,7 @@ def _episode_stats(url: str, manifest: fmt.Manifest, opts: Mapping[str, Any]) ->
     files = sorted(fs.glob(posixpath.join(root, fmt.EPISODES_META_GLOB)))
     tables = []
     for path in files:
-        table = pq.read_table(pa.BufferReader(fs.cat_file(path)))
+        table = pq.read_table(storage.arrow_buffer(fs.cat_file(path)))
         tables.append(
             table.select([c for c in table.column_names if c == "episode_index" or c.startswith("stats/")])
         )
@@ -270,7 +270,7 @@ def _write_meta(
     num_episodes: int,
     num_frames: int,
 ) -> None:
-    tasks = pq.read_table(pa.BufferReader(meta["meta/tasks.parquet"]))
+    tasks = pq.read_table(storage.arrow_buffer(meta["meta/tasks.parquet"]))
     episodes = episode_table(writer.episodes, writer.camera_keys)
     if stats is not None:
         for name in stats.column_names:

@@ -331,7 +331,7 @@ def _task_summary(
     """Each task index of the converted episodes with its task string and how many episodes have it."""
     _, _, tasks_name = fmt.META_FILES
     tasks_url = storage.join(url, tasks_name)
-    table = pq.read_table(io.BytesIO(storage.read_bytes(tasks_url, storage_options)))
+    table = pq.read_table(storage.arrow_buffer(storage.read_bytes(tasks_url, storage_options)))
     strings = fmt.task_strings(table, tasks_url)
     counts = Counter(t for e in manifest.episodes for t in e.task_indices)
     return [
