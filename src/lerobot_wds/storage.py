@@ -109,9 +109,15 @@ def read_many(urls: list[str], storage_options: StorageOptions | None = None) ->
     return {url: (bytes(found[path]) if path in found else None) for url, path in paths.items()}
 
 
-def size_bytes(url: str, storage_options: StorageOptions | None = None) -> int:
+def size_bytes(
+    url: str, storage_options: StorageOptions | None = None, *, retry: RetryPolicy | None = None
+) -> int:
+    """The object's size; with ``retry``, transient failures are retried within its bounds (a reader's
+    size request must not hang where its reads would not)."""
     fs, path = url_to_fs(url, storage_options)
     try:
+        if retry is not None:
+            return RangeReader(url, storage_options, retry=retry).object_size()
         return int(fs.size(path))
     except FileNotFoundError:  # fsspec's message is the raw path: for http(s), with its password
         raise FileNotFoundError(f"{redact(url)}: missing") from None
@@ -360,9 +366,13 @@ class RangeReader(io.RawIOBase):
         self._position += len(block)
         return block
 
+    def object_size(self) -> int:
+        """The whole object's size (one request, retried as reads are)."""
+        return self._with_retries(lambda left_s: int(self._call("size", left_s, self._path)), "size request")
+
     def _fetch_block(self) -> bytes:
         if self._end is None:
-            self._end = self._with_retries(lambda left_s: int(self._call("size", left_s, self._path)))
+            self._end = self.object_size()
         block_end = min(self._position + self._block_bytes, self._end)
         if block_end <= self._position:
             return b""
@@ -384,7 +394,8 @@ class RangeReader(io.RawIOBase):
         coroutine = getattr(self._fs, f"_{method}")
         return fsspec.asyn.sync(self._fs.loop, coroutine, *args, timeout=left_s, **kwargs)
 
-    def _with_retries(self, call: Callable[[float | None], T]) -> T:
+    def _with_retries(self, call: Callable[[float | None], T], what: str = "") -> T:
+        what = what or f"read at byte {self._position}"
         timeout_s = self._retry.timeout_s
         deadline = None if timeout_s is None else time.monotonic() + timeout_s
         for attempt in range(self._retry.max_attempts):
@@ -396,10 +407,11 @@ class RangeReader(io.RawIOBase):
                 if not is_transient(exc):
                     raise
                 if deadline is not None and time.monotonic() >= deadline:
+                    attempts = f"{attempt + 1} attempt{'s' if attempt else ''}"
                     raise TimeoutError(
-                        f"{redact(self.url)}: read at byte {self._position} did not finish within "
-                        f"RetryPolicy.timeout_s={timeout_s} s ({attempt + 1} attempts; last error: {exc!r}); "
-                        "expected a storage that answers; raise timeout_s for a slow link"
+                        f"{redact(self.url)}: {what} did not finish within RetryPolicy.timeout_s={timeout_s} "
+                        f"s ({attempts}; last error: {exc!r}); expected a storage that answers; raise "
+                        "timeout_s for a slow link"
                     ) from exc
                 if attempt + 1 == self._retry.max_attempts:
                     raise OSError(
