@@ -183,8 +183,9 @@ class RetryPolicy:
 
     ``timeout_s`` bounds one block's read, every attempt and backoff included: past it the read raises
     ``TimeoutError`` instead of waiting on. Without it a hung server (connections accepted, no byte
-    answered) holds a read for about 40 minutes on s3fs' defaults (its 15 s read timeout, retried by
-    botocore and by s3fs' nested retries) and forever over plain HTTP without a client timeout, and a
+    answered) holds a read for hours on s3fs' defaults: each socket read times out after 15 s, but
+    botocore (5 attempts) and s3fs (two nested loops of 5) retry it about 125 times, and this policy's
+    attempts multiply that (measured: still waiting after 600 s, a new connection every ~16 s); a
     DataLoader waits on that read. The bound applies to async filesystems (``s3://``, ``gs://``,
     ``http(s)://``: the request is cancelled at the deadline); ``hf://`` reads keep huggingface_hub's own
     timeouts and local reads are not bounded. ``None``: no bound.
