@@ -52,6 +52,9 @@ bench: setup
 	$(PY) scripts/bench_remote.py
 	$(PY) scripts/bench_remote_source.py
 	$(PY) scripts/bench_threads.py
+	$(PY) scripts/bench_mixture.py
+	$(PY) scripts/bench_balance.py
+	$(PY) scripts/bench_cluster_plan.py
 	$(PY) scripts/plot_bench.py
 
 # The converter at scale (issue 14), on a quiet machine: planning 1k-130k episodes (synthetic, sparse),

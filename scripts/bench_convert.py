@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import shutil
 import statistics
 import tempfile
 import time
 from pathlib import Path
+
+from benchenv import write_record
 
 from lerobot_wds import ConvertConfig, convert
 from lerobot_wds.converter.plan import ShardPlan, estimate_source_bytes
@@ -88,19 +89,7 @@ def main() -> None:
     results = [bench(name, folder, args.repeats) for name, folder in DATASETS.items() if folder.is_dir()]
     for row in results:
         print(json.dumps(row))
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    machine = {
-        "python": platform.python_version(),
-        "machine": platform.machine(),
-        "cpus": __import__("os").cpu_count(),
-    }
-    args.out.write_text(
-        json.dumps(
-            {"command": "python scripts/bench_convert.py", "machine": machine, "results": results}, indent=2
-        )
-        + "\n"
-    )
-    print(f"wrote {args.out}")
+    write_record(args.out.resolve(), {"command": "python scripts/bench_convert.py", "results": results})
 
 
 if __name__ == "__main__":

@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import random
 import resource
 import subprocess
@@ -29,6 +28,7 @@ from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+from benchenv import write_record
 
 ROOT = Path(__file__).resolve().parent.parent
 CAMERAS = (
@@ -213,7 +213,6 @@ def main() -> None:
     args = parser.parse_args()
     load_before = os.getloadavg()
     results = [run(n) for n in args.episodes]
-    machine = {"python": platform.python_version(), "machine": platform.machine(), "cpus": os.cpu_count()}
     layout = {
         "cameras": len(CAMERAS),
         "episodes_per_video_file": EPISODES_PER_VIDEO_FILE,
@@ -224,14 +223,12 @@ def main() -> None:
     }
     record = {
         "command": "python scripts/bench_convert_plan.py",
-        "machine": machine,
         "load_avg_before_after": [round(v, 2) for v in (*load_before, *os.getloadavg())],
         "layout": layout,
         "target": {"episodes": 130_000, "total_s": 10, "process_peak_rss_mb": 1000},
         "results": results,
     }
-    args.out.write_text(json.dumps(record, indent=2) + "\n")
-    print(f"wrote {args.out}")
+    write_record(args.out.resolve(), record)
 
 
 if __name__ == "__main__":

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import platform
 import random
 import resource
 import subprocess
@@ -19,6 +18,8 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+from benchenv import write_record
 
 from lerobot_wds import format as fmt
 from lerobot_wds.reader.order import WorkerInfo, plan_slot
@@ -98,9 +99,7 @@ def main() -> None:
         result = json.loads(child.stdout.strip().splitlines()[-1])
     print(json.dumps(result))
     out = ROOT / "benchmarks/results/plan.json"
-    machine = {"python": platform.python_version(), "machine": platform.machine(), "cpus": os.cpu_count()}
-    record = {"command": "python scripts/bench_plan.py", "machine": machine, "result": result}
-    out.write_text(json.dumps(record, indent=2) + "\n")
+    write_record(out.resolve(), {"command": "python scripts/bench_plan.py", "result": result})
 
 
 if __name__ == "__main__":

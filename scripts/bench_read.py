@@ -34,8 +34,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import os
-import platform
 import subprocess
 import sys
 import threading
@@ -43,6 +41,8 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
+
+from benchenv import write_record
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = ROOT.parent / "shared" / "fixtures"
@@ -441,19 +441,9 @@ def ratios(row: dict[str, Any], variants: list[str]) -> dict[str, float | None]:
     return out
 
 
-def machine() -> dict[str, Any]:
-    return {"python": platform.python_version(), "machine": platform.machine(), "cpus": os.cpu_count()}
-
-
 def write_results(out: Path, rows: list[dict[str, Any]], **fields: Any) -> None:
-    """One results file: the command that made it, the machine, the workload `fields`, the rows."""
-    script = Path(sys.argv[0]).resolve()
-    script_name = script.relative_to(ROOT) if script.is_relative_to(ROOT) else script
-    command = " ".join(["python", str(script_name), *sys.argv[1:]])
-    record = {"command": command, "machine": machine(), **fields, "results": rows}
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(record, indent=2) + "\n")
-    print(f"wrote {out}")
+    """One results file: the command that made it, the machine (benchenv), the workload `fields`, the rows."""
+    write_record(out.resolve(), {**fields, "results": rows})
 
 
 def dataset_info(url: str) -> dict[str, Any]:

@@ -20,13 +20,14 @@ import argparse
 import contextlib
 import json
 import os
-import platform
 import sys
 import tempfile
 import threading
 import time
 from pathlib import Path
 from typing import Any
+
+from benchenv import write_record
 
 from lerobot_wds import ConvertConfig, convert
 from lerobot_wds.converter.convert import convert_part, plan_conversion
@@ -170,17 +171,11 @@ def main() -> None:
         print(json.dumps(scale), flush=True)
     out = {
         "command": "python scripts/bench_remote_source.py",
-        "machine": {
-            "python": platform.python_version(),
-            "machine": platform.machine(),
-            "cpus": os.cpu_count(),
-        },
         "load_avg_before_after": [round(v, 2) for v in (*load_before, *os.getloadavg())],
         "results": rows,
         "at_scale": scale,
     }
-    args.out.write_text(json.dumps(out, indent=2) + "\n")
-    print(f"wrote {args.out}")
+    write_record(args.out.resolve(), out)
 
 
 if __name__ == "__main__":

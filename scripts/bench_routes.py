@@ -22,9 +22,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import json
 import os
-import platform
 import shutil
 import subprocess
 import sys
@@ -32,6 +30,8 @@ import tempfile
 import time
 from pathlib import Path
 from typing import Any
+
+from benchenv import write_record
 
 from lerobot_wds import ConvertConfig
 from lerobot_wds.converter.convert import plan_conversion
@@ -102,7 +102,6 @@ def main() -> None:
             shutil.rmtree(dest)
     out = {
         "command": " ".join(["python scripts/bench_routes.py", *sys.argv[1:]]),
-        "machine": f"{platform.machine()}, {os.cpu_count()} cores",
         "load_avg_before_after": [round(v, 2) for v in (*load_before, *os.getloadavg())],
         "source": f"{args.source.name} (scripts/make_big_source.py: g1's 10 episodes repeated)",
         "source_mb": round(plan.source_bytes / 1e6, 1),
@@ -112,8 +111,7 @@ def main() -> None:
         "repeats": args.repeats,
         "routes": routes,
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(out, indent=1) + "\n")
+    write_record(args.out.resolve(), out)
 
 
 if __name__ == "__main__":

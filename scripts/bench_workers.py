@@ -28,7 +28,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import shutil
 import statistics
 import sys
@@ -36,6 +35,8 @@ import tempfile
 import time
 from pathlib import Path
 from typing import Any
+
+from benchenv import write_record
 
 from lerobot_wds import ConvertConfig, convert
 from lerobot_wds.converter.convert import DEFAULT_SHARD_SIZE_MB, plan_conversion
@@ -135,15 +136,13 @@ def main() -> None:
     command = " ".join(["python scripts/bench_workers.py", *sys.argv[1:]])
     out = {
         "command": command,
-        "machine": f"{platform.machine()}, {os.cpu_count()} cores",
         "load_avg_before_after": [round(v, 2) for v in (*load_before, *os.getloadavg())],
         "source": f"{source}; shards of min({DEFAULT_SHARD_SIZE_MB:g} MB, 1/4 of the selection)",
         "largest_output_verified": verified,
         "rows": rows,
         **crossover(rows),
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(out, indent=1) + "\n")
+    write_record(args.out.resolve(), out)
     print(json.dumps({k: v for k, v in out.items() if k.startswith("crossover")}))
 
 

@@ -294,18 +294,30 @@ def fmt_number(x: float | None) -> str:
     return f"{math.floor(x + 0.5):,}" if x >= 100 else f"{x:g}"
 
 
+def machine_line(m: dict[str, Any] | str) -> str:
+    """The machine a results file was measured on, with versions, commit and load when recorded (benchenv)."""
+    if isinstance(m, str):  # results files written before scripts/benchenv.py
+        return m
+    parts = [f"{m['cpus']} CPUs ({m['machine']}, Python {m['python']})"]
+    if m.get("versions"):
+        parts.append(", ".join(f"{k} {v}" for k, v in m["versions"].items()))
+    if m.get("git_commit"):
+        parts.append(f"commit {m['git_commit']}")
+    if m.get("load_avg_1_5_15"):
+        parts.append(f"load average {m['load_avg_1_5_15'][0]:g} at the end")
+    return "; ".join(parts)
+
+
 def source_line(record: dict[str, Any], name: str) -> str:
-    m = record["machine"]
     workload = ""
-    if "batches" in record:
+    if {"batches", "batch_size", "warmup_batches"} <= record.keys():
         workload = (
             f"; batch {record['batch_size']}, {record['warmup_batches']} warm-up + "
             f"{record['batches']} timed batches per measurement"
         )
-    return (
-        f"From `benchmarks/results/{name}`, made by `{record['command']}` on {m['cpus']} CPUs "
-        f"({m['machine']}, Python {m['python']}){workload}."
-    )
+    command = record.get("command", f"python scripts/bench_{name.removesuffix('.json')}.py")
+    where = machine_line(record["machine"])
+    return f"From `benchmarks/results/{name}`, made by `{command}` on {where}{workload}."
 
 
 def name_of(key: str) -> str:
@@ -574,6 +586,72 @@ def remote_source_table(record: dict[str, Any]) -> str:
     return "\n\n".join(parts)
 
 
+def balance_table(record: dict[str, Any]) -> str:
+    """Samples repeated per epoch by ranks x workers (with the whole-episode split's, if recorded)."""
+    results, frames = record["results"], record["dataset"]["frames"]
+    workers = sorted({r["workers"] for r in results})
+    before = all("episodes" in r for r in results)
+    header = ["ranks", *(f"{w} workers" + (": before → now" if before else "") for w in workers)]
+    rows = []
+    for world_size in sorted({r["world_size"] for r in results}):
+        cells: list[Any] = [world_size]
+        for n in workers:
+            r = next(r for r in results if r["world_size"] == world_size and r["workers"] == n)
+            now = f"{r['frames']['repeated']:,}"
+            old = r.get("episodes", {}).get("repeated", 0)
+            cells.append(f"{old:,} ({old / frames:.1%}) → {now}" if before else now)
+        rows.append(cells)
+    intro = (
+        f"Samples repeated per epoch so that every rank yields the same number (DDP), summed over all "
+        f"readers, on a synthetic {record['dataset']['episodes']:,}-episode manifest ({frames:,} frames). "
+        "Each reader streams an equal range of the epoch's frames: at most one repeat per reader and fewer "
+        "than the world size per epoch (exactly `-frames % world_size`); 0 workers reads as one worker."
+        + (" Before: whole episodes per reader (brackets: share of the epoch's frames)." if before else "")
+    )
+    return intro + "\n\n" + table(header, rows)
+
+
+def cluster_plan_table(record: dict[str, Any]) -> str:
+    names = {"plan": "fresh epoch", "elastic": "elastic resume 64x8 -> 32x8, halfway"}
+    header = ["start", "manifest parse s", "first batch's plan s", "held MB", "peak RSS MB", "state bytes",
+              "load avg"]  # fmt: skip
+    rows = [
+        [names[str(r["case"])], r["parse_s"], r["first_batch_plan_s"], r["rss_growth_mb"],
+         r["process_peak_rss_mb"], r["elastic_state_bytes"] or "", r["load_avg_1min"]]
+        for r in record["results"]
+    ]  # fmt: skip
+    intro = (
+        "One reader among 512 (64 ranks x 8 workers) on a synthetic DROID-size manifest (130,000 episodes, "
+        "25.9M frames): the manifest's parse, then the plan up to the first batch's 32 draws (no bytes "
+        "read, no decoding), memory held, and the `elastic_state` size."
+    )
+    return intro + "\n\n" + table(header, rows)
+
+
+def mixture_table(record: dict[str, Any]) -> str:
+    header = [
+        "dataset",
+        "workers",
+        "source a alone",
+        "source b alone",
+        "mixture",
+        "expected",
+        "mixture / expected",
+    ]
+    rows = [
+        [r["dataset"], r["num_workers"],
+         *(fmt_number(r[f"{k}_samples_per_s"]) for k in ("a", "b", "mixture", "expected")),
+         r["mixture_vs_expected"]]
+        for r in record["results"]
+    ]  # fmt: skip
+    intro = (
+        f"Samples/s of `MixedDataset([a, b], weights={record['weights']})` against its two sources streamed "
+        "alone (each dataset's first and second half of episodes), batch 32. Expected: the rate of "
+        "alternating the sources at those weights; mixture / expected is the mixture's own cost (1.0: none)."
+    )
+    return intro + "\n\n" + table(header, rows)
+
+
 def threads_table(threads: dict[str, Any]) -> str:
     intro = (
         "torchcodec alone (the decode limit of the read workload) with `num_ffmpeg_threads` per decoder: "
@@ -596,17 +674,6 @@ def section(
     if record is None:
         return f"### {title}\n\nNot measured yet (`benchmarks/results/{name}` is missing)."
     return "\n\n".join([f"### {title}", source_line(record, name), *parts(record)])
-
-
-def plain_section(
-    title: str, name: str, record: dict[str, Any] | None, parts: Callable[[dict[str, Any]], list[str]]
-) -> str:
-    """A section of a results file that records its machine as one string (bench_workers, bench_routes)."""
-    if record is None:
-        return f"### {title}\n\nNot measured yet (`benchmarks/results/{name}` is missing)."
-    command = record.get("command", f"python scripts/{'bench_' + name.removesuffix('.json')}.py")
-    line = f"From `benchmarks/results/{name}`, made by `{command}` on {record['machine']}."
-    return "\n\n".join([f"### {title}", line, *parts(record)])
 
 
 def images(paths: list[Path], markdown: Path) -> list[str]:
@@ -637,6 +704,8 @@ def main() -> None:
     convert_plan = load(args.results, "convert_plan.json")
     workers, routes = load(args.results, "workers.json"), load(args.results, "routes.json")
     remote_source = load(args.results, "remote_source.json")
+    balance, cluster_plan = load(args.results, "balance.json"), load(args.results, "cluster_plan.json")
+    mixture = load(args.results, "mixture.json")
     labels = labels_of(read, sweep)
     md = args.markdown
     sections = [
@@ -645,19 +714,23 @@ def main() -> None:
             *images(plot_read(r, labels, args.plots), md), read_tables(r, labels)]),
         section("Reader cost curve: pool size and action window", "sweep.json", sweep, lambda r: [
             *images(plot_sweep(r, labels, args.plots), md), sweep_table(r, labels)]),
+        section("Mixing two datasets", "mixture.json", mixture, lambda r: [mixture_table(r)]),
         section("Streaming from S3 over a slow link", "remote.json", remote, lambda r: [remote_table(r)]),
         section("FFmpeg threads per decoder", "threads.json", threads, lambda r: [threads_table(r)]),
         section("Converting", "convert.json", convert, lambda r: [
             *images(plot_convert(r, args.plots), md), convert_table(r)]),
-        plain_section("Converting: 1 vs 2 workers by source size", "workers.json", workers, lambda r: [
+        section("Converting: 1 vs 2 workers by source size", "workers.json", workers, lambda r: [
             *images(plot_workers(r, args.plots), md), workers_table(r)]),
-        plain_section("Converting: one machine, task-index parts, Ray", "routes.json", routes, lambda r: [
+        section("Converting: one machine, task-index parts, Ray", "routes.json", routes, lambda r: [
             routes_table(r)]),
         section("Planning at DROID's size", "plan.json", plan, lambda r: [plan_table(r)]),
         section("Converter planning at DROID's size", "convert_plan.json", convert_plan, lambda r: [
             *images(plot_convert_plan(r, args.plots), md), convert_plan_table(r)]),
         section("Converting from S3: the download cache", "remote_source.json", remote_source,
                 lambda r: [remote_source_table(r)]),
+        section("Balance across ranks and workers", "balance.json", balance, lambda r: [balance_table(r)]),
+        section("Planning one reader among 512", "cluster_plan.json", cluster_plan,
+                lambda r: [cluster_plan_table(r)]),
     ]  # fmt: skip
     rewrite(md, "\n\n".join(sections))
 
