@@ -1,7 +1,7 @@
 """Soak at cluster shape: ranks x workers x faults x kills x resumes, and a ledger proving nothing is lost.
 
     python scripts/soak.py                  # the short soak (CI): a few minutes, 4 kills, 1 hung read
-    python scripts/soak.py --minutes 60 --out benchmarks/results/soak.json --plot benchmarks/plots/soak.png
+    python scripts/soak.py --minutes 60 --out benchmarks/results/soak.json && python scripts/plot_bench.py
 
 A real S3-compatible server (SeaweedFS) on 127.0.0.1 serves the converted ``multi`` fixture (24 episodes,
 1,852 frames, 2 AV1 cameras) through the fault proxy of the tests, which injects, on a seeded schedule,
@@ -50,6 +50,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from benchenv import write_record  # noqa: E402
 from faultproxy import FaultProxy  # noqa: E402
 from s3server import SeaweedFS  # noqa: E402
 from soak_ledger import Batch, check_batch_counts, check_epoch, committed, read_ledger  # noqa: E402
@@ -60,7 +61,10 @@ BASE_LAYOUT = (2, 2)  # ranks x DataLoader workers
 ELASTIC_LAYOUTS = [(1, 2), (2, 1), (3, 1), (1, 3), (2, 0)]
 BATCH_SIZE = 16
 SAVE_EVERY = 8  # steps between checkpoints
-READ_TIMEOUT_S = 10.0  # RetryPolicy.timeout_s of the job: a hung server must end the job about this soon
+# RetryPolicy.timeout_s of the job: a hung server must end the job about this soon. 10 s was too short
+# for the faults the job must survive: a stall (s3fs' 5 s socket timeout) plus refused reconnections
+# retried by botocore and s3fs used up 10 s in one attempt.
+READ_TIMEOUT_S = 30.0
 HANG_GRACE_S = 60.0  # + the time to reach a read, the DataLoader's error path and the other ranks' exit
 KILL_GRACE_S = 60.0  # after a kill, the rest of the job must have ended within this (gloo notices a peer)
 ORPHAN_GRACE_S = 10.0  # a DataLoader worker of a dead rank exits within ~1 s (reader/orphans.py)
@@ -481,9 +485,8 @@ def report(soak: Soak, checked: dict[str, Any]) -> dict[str, Any]:
         "hung_server": sum(1 for a in soak.attempts if a.event == "hang"),
     }  # fmt: skip
     return {
-        "command": "python scripts/soak.py " + " ".join(sys.argv[1:]), "seed": soak.args.seed,
-        "duration_s": round(time.monotonic() - soak.started, 1), "load_average": os.getloadavg(),
-        "cpu_count": os.cpu_count(), "layout": BASE_LAYOUT, "batch_size": BATCH_SIZE,
+        "seed": soak.args.seed, "duration_s": round(time.monotonic() - soak.started, 1),
+        "layout": BASE_LAYOUT, "batch_size": BATCH_SIZE,
         "save_every": SAVE_EVERY, "read_timeout_s": READ_TIMEOUT_S, "kills": dict(kills),
         "num_kills": sum(kills.values()), "resumes": len(resumes), "elastic_resumes": elastic,
         "faults_armed": dict(soak.faults), "faults_injected": faults, "num_faults": sum(faults.values()),
@@ -505,35 +508,6 @@ def summary_line(result: dict[str, Any]) -> str:
     )
 
 
-def plot(result: dict[str, Any], path: Path) -> None:
-    """RSS, open fds and threads of the job over time; a line at each kill (red) and hang (orange)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    samples = result["samples"]
-    minutes = [s["t_s"] / 60 for s in samples]
-    events = []
-    for attempt in result["attempts"]:
-        if attempt["event"]:
-            ends = [s["t_s"] for s in samples if s["attempt"] == attempt["index"]]
-            if ends:
-                events.append((max(ends) / 60, "orange" if attempt["event"] == "hang" else "red"))
-    fig, axes = plt.subplots(3, 1, figsize=(9, 7), sharex=True)
-    rows = [("rss_mb", "RSS, all job processes (MB)"), ("fds", "open fds"), ("threads", "threads")]
-    for ax, (key, label) in zip(axes, rows, strict=True):
-        ax.plot(minutes, [s[key] for s in samples], lw=0.8)
-        ax.set_ylabel(label)
-        for at, color in events:
-            ax.axvline(at, color=color, lw=0.6, alpha=0.7)
-    axes[-1].set_xlabel("minutes (red: a kill; orange: a hung server)")
-    axes[0].set_title(summary_line(result).removeprefix("soak: "), fontsize=7)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-
-
 # ----------------------------------------------------------------------------------- main
 
 
@@ -550,8 +524,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--epochs", type=int, default=5, help="the short soak's epochs")
     parser.add_argument("--events", type=int, default=5, help="the short soak's kills and hangs")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--out", type=Path, default=None, help="results JSON (benchmarks/results/soak.json)")
-    parser.add_argument("--plot", type=Path, default=None, help="RSS/fd/thread curves, a PNG")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help="results JSON (benchmarks/results/soak.json; plots: scripts/plot_bench.py)",
+    )
     parser.add_argument(
         "--keep", type=Path, default=None, help="work in this folder and keep it (ledgers, logs)"
     )
@@ -565,7 +543,7 @@ def next_event(soak: Soak, rng: random.Random, planned: list[Event], deadline: f
         return planned.pop(0) if planned else None
     if time.monotonic() > deadline - 120:
         return None
-    return plan_events(rng, 4, 20, 150)[rng.randrange(4)]
+    return plan_events(rng, 4, 30, 600)[rng.randrange(4)]  # up to ~10 epochs: RSS growth shows
 
 
 def drive(soak: Soak, state: dict[str, Any]) -> None:
@@ -619,10 +597,7 @@ def main(argv: list[str] | None = None) -> int:
         server.kill()
     result = report(soak, checked)
     if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(result, indent=1) + "\n")
-    if args.plot:
-        plot(result, args.plot)
+        write_record(args.out, result)
     for error in soak.errors:
         print(f"soak error: {error}", file=sys.stderr)
     print(summary_line(result))

@@ -12,8 +12,8 @@ attempt ``a + 1`` resumed from, and everything of the last attempt. Per epoch it
 - every frame of the dataset at least once (``lost`` counts the missing ones);
 - repeats only as the plan pads: an epoch run in one layout (ranks x workers) must equal, rank by rank
   and batch by batch, the pure plan of an uninterrupted run (``reader_schedule``, batched per worker and
-  interleaved as the DataLoader does), padding included; an epoch resumed elastically may repeat at most
-  one sample per reader of each layout it ran in;
+  interleaved as the DataLoader does), padding included; an epoch resumed elastically may repeat up to
+  ``ranks - 1`` samples per start (each start's plan is padded to a multiple of its ranks);
 - each sample's ``episode_index``/``frame_index`` agree with its ``index`` (the rows came from the right
   episode);
 - every rank the same number of batches at every epoch end (the count DDP needs equal).
@@ -142,8 +142,8 @@ def check_epoch(
                     f"epoch {epoch}, rank {rank}: batch {where} differs from the uninterrupted run's plan; "
                     f"got {len(got)} batches, expected {len(want)}"
                 )
-    else:  # at most one repeat per reader of each layout the epoch ran in
-        padding = sum(ranks * max(workers, 1) for ranks, workers in used)
+    else:  # each start pads its plan up to a multiple of its ranks, as DistributedSampler does
+        padding = sum(layouts[attempt][0] - 1 for attempt in {b.attempt for b in batches})
     repeated = max(extra - padding, 0)
     if lost:
         errors.append(f"epoch {epoch}: {lost} frames never handed out; expected all {dataset.num_frames}")
