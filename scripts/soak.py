@@ -70,6 +70,7 @@ KILL_GRACE_S = 60.0  # after a kill, the rest of the job must have ended within 
 ORPHAN_GRACE_S = 10.0  # a DataLoader worker of a dead rank exits within ~1 s (reader/orphans.py)
 STUCK_S = 180.0  # no batch for this long: the job hangs
 RSS_GROWTH_LIMIT_MB = 64.0  # per process tree, from an attempt's 2nd epoch end to its last
+MAX_SAMPLES_KEPT = 1500  # of the once-a-second process samples, in the results file (peaks use all)
 FAULT_KINDS = ["drop", "reject", "stall", "slow", "reset"]
 
 
@@ -495,7 +496,7 @@ def report(soak: Soak, checked: dict[str, Any]) -> dict[str, Any]:
         "peak_fds": peak(soak.samples, "fds"), "peak_threads": peak(soak.samples, "threads"),
         "peak_job_shm_entries": peak(soak.samples, "shm_job_entries"),
         "attempts": [asdict(a) for a in soak.attempts], **checked, "errors": soak.errors,
-        "samples": soak.samples,
+        "samples": soak.samples[:: max(len(soak.samples) // MAX_SAMPLES_KEPT, 1)],
     }  # fmt: skip
 
 
