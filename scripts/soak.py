@@ -337,8 +337,8 @@ def run_attempt(
             f"attempt {attempt.index}: failed without an injected event (exit codes {codes}): "
             f"{log_tail(soak, attempt)}"
         )
-    attempt.outlived = reap(soak)
     state["ranks"] = []
+    attempt.outlived = reap(soak)
 
 
 def watch(
@@ -383,7 +383,7 @@ def reap(soak: Soak) -> int:
     alive: list[psutil.Process] = []
     while True:
         alive = []
-        for pid in soak.job_pids:
+        for pid in list(soak.job_pids):  # the monitor thread adds to it
             try:
                 proc = psutil.Process(pid)
                 if proc.status() != psutil.STATUS_ZOMBIE:
