@@ -690,7 +690,7 @@ def soak_table(soak: dict[str, Any]) -> str:
     kills = ", ".join(f"{n} {kind}" for kind, n in sorted(soak["kills"].items()))
     faults = ", ".join(f"{n} {kind.replace('_', ' ')}" for kind, n in soak["faults_injected"].items())
     hangs = [a["hang_to_exit_s"] for a in soak["attempts"] if a["hang_to_exit_s"] is not None]
-    growth = soak["rss_growth"]
+    grown = soak["growth"]
     rows = [
         ["duration", f"{soak['duration_s'] / 60:.1f} min"],
         ["epochs checked / samples checked", f"{len(soak['epochs'])} / {soak['samples_checked']:,}"],
@@ -704,7 +704,11 @@ def soak_table(soak: dict[str, Any]) -> str:
             "peak RSS, job / one process (MB)",
             f"{soak['peak_job_rss_mb']:.0f} / {soak['peak_process_rss_mb']:.0f}",
         ],
-        ["RSS growth in an attempt, 2nd to last epoch end (MB)", f"{growth['max_growth_mb']:g}"],
+        [
+            "largest growth in an attempt, 2nd to last epoch end: RSS (MB) / fds / threads",
+            " / ".join(f"{grown[key]['max_growth']:g}" for key in ("rss_mb", "fds", "threads")),
+        ],
+        ["epochs in the longest attempt", max(len(v) for v in grown["epoch_ends"].values())],
         ["peak open fds / threads", f"{soak['peak_fds']:.0f} / {soak['peak_threads']:.0f}"],
         ["processes that outlived their job", sum(a["outlived"] for a in soak["attempts"])],
         ["errors", len(soak["errors"])],
