@@ -598,15 +598,13 @@ def main(argv: list[str] | None = None) -> int:
         thread.start()
     try:
         drive(soak, state)
-    finally:
+        soak.done.set()
+        checked = check_ledger(soak)
+    finally:  # also on Ctrl-C: no process of the soak is left behind
         soak.done.set()
         for thread in threads:
             thread.join()
-        for ranks in [state.get("ranks") or []]:
-            kill_all(ranks)
-    try:
-        checked = check_ledger(soak)
-    finally:
+        kill_all(state.get("ranks") or [])
         assert soak.proxy is not None
         soak.proxy.close()
         server.kill()
