@@ -682,7 +682,7 @@ def plot_soak(soak: dict[str, Any], plots: Path) -> list[Path]:
         ax.set_ylabel(label)
         for at, color in events:
             ax.axvline(at, color=color, lw=0.6, alpha=0.7)
-    axes[-1].set_xlabel("minutes (red: a kill; orange: a hung server)")
+    axes[-1].set_xlabel("minutes (lines: the end of an attempt killed (red) or hung (orange))")
     return [save(fig, plots / "soak.png")]
 
 

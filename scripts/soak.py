@@ -275,16 +275,17 @@ def kill_all(ranks: list[subprocess.Popen[bytes]]) -> None:
         rank.wait()
 
 
-def fire(soak: Soak, event: Event, ranks: list[subprocess.Popen[bytes]], rng: random.Random) -> int:
-    """Fires ``event``; returns the pid that was killed (0: none)."""
+def fire(soak: Soak, event: Event, ranks: list[subprocess.Popen[bytes]], rng: random.Random) -> str:
+    """Fires ``event``; returns what was done: its kind, or "rank" for a worker kill in a job without
+    DataLoader workers."""
     if event.kind == "hang":
         soak.quiet.set()
         assert soak.proxy is not None
         soak.proxy.hang()
-        return 0
+        return "hang"
     if event.kind == "job":
         kill_all(ranks)
-        return ranks[0].pid
+        return "job"
     victim = rng.randrange(len(ranks))
     if event.kind == "worker":
         try:
@@ -292,11 +293,10 @@ def fire(soak: Soak, event: Event, ranks: list[subprocess.Popen[bytes]], rng: ra
         except psutil.NoSuchProcess:
             workers = []
         if workers:
-            pid = rng.choice(workers)
-            os.kill(pid, signal.SIGKILL)
-            return pid
-    ranks[victim].send_signal(signal.SIGKILL)  # "rank", or a rank without workers
-    return ranks[victim].pid
+            os.kill(rng.choice(workers), signal.SIGKILL)
+            return "worker"
+    ranks[victim].send_signal(signal.SIGKILL)
+    return "rank"
 
 
 def log_tail(soak: Soak, attempt: Attempt) -> str:
@@ -366,8 +366,7 @@ def watch(
             attempt.outcome = "stuck"
             break
         if event and fired_at is None and rank0_batches(soak.folder, attempt.index) >= event.after_batches:
-            fire(soak, event, ranks, rng)
-            attempt.event, fired_at = event.kind, now
+            attempt.event, fired_at = fire(soak, event, ranks, rng), now
         grace = READ_TIMEOUT_S + HANG_GRACE_S if event and event.kind == "hang" else KILL_GRACE_S
         if fired_at is not None and now - fired_at > grace:
             soak.errors.append(
