@@ -12,7 +12,7 @@ import pytest
 import s3fs
 from faultproxy import FaultProxy
 
-from lerobot_wds.storage import RangeReader, RetryPolicy, size_bytes
+from lerobot_wds.storage import RangedFile, RangeReader, RetryPolicy, size_bytes
 
 OBJECT_BYTES = 6 << 20
 FAST_RETRY = RetryPolicy(max_attempts=6, initial_backoff_s=0.05, max_backoff_s=0.5)
@@ -116,24 +116,26 @@ def test_a_hung_server_ends_in_a_timeout_error_within_the_bound(
     blob: tuple[str, bytes], proxy: FaultProxy, s3_server: dict[str, Any]
 ) -> None:
     """Connections accepted, no byte answered: with s3fs' own timeouts and retries as a user has them
-    (15 s per socket read, retried for about 40 minutes), the read ends at ``timeout_s`` instead."""
+    (15 s per socket read, retried for hours), the read ends at ``timeout_s`` instead."""
     url, data = blob
     options = {**s3_server, "client_kwargs": {"endpoint_url": proxy.endpoint}, "skip_instance_cache": True}
-    bounded = RetryPolicy(initial_backoff_s=0.05, max_backoff_s=0.5, timeout_s=2.0)
-    reader = RangeReader(url, options, retry=bounded, block_bytes=1 << 20)
-    first = reader.read(1 << 20)
+    head = 1 << 20
+    assert RangeReader(url, options, end=head).read(head) == data[:head]  # the server answers
     proxy.hang()
+    bounded = RetryPolicy(initial_backoff_s=0.05, max_backoff_s=0.5, timeout_s=2.0)
+    reader = RangeReader(url, options, start=head, end=len(data), retry=bounded, block_bytes=head)
     started = time.monotonic()
     with pytest.raises(TimeoutError, match=r"blob\.bin: read at byte 1048576 did not finish within "
                        r"RetryPolicy\.timeout_s=2\.0 s \(1 attempt;"):  # fmt: skip
-        reader.read(1 << 20)
+        reader.read(head)
     assert time.monotonic() - started < 2.0 + 1.5  # the bound, plus fsspec's 1 s polling at most
     started = time.monotonic()
     with pytest.raises(TimeoutError, match=r"blob\.bin: size request did not finish within"):
         size_bytes(url, options, retry=bounded)  # the reader's shard-size request is bounded too
     assert time.monotonic() - started < 2.0 + 1.5
+    assert proxy.stats["hung"] >= 1
     proxy.up()
-    assert first + read_all(reader) == data  # the reader is usable again once the server answers
+    assert read_all(RangeReader(url, options, start=head)) == data[head:]  # answered again: no harm done
 
 
 def test_timeout_must_be_positive() -> None:
@@ -157,3 +159,44 @@ def test_wrong_credentials_fail_fast(blob: tuple[str, bytes], s3_server: dict[st
     with pytest.raises(PermissionError):
         reader.read(10)
     assert reader.retries == 0
+
+
+def test_ranged_file_fetches_planned_ranges_whole_and_the_rest_as_asked(
+    blob: tuple[str, bytes], s3_server: dict[str, Any]
+) -> None:
+    url, data = blob
+    ranges = [(1_000_000, 2_000_000), (3_000_000, 3_500_000), (1_900_000, 2_100_000)]
+    merging = RangedFile(url, s3_server)  # overlap cut, then touching ranges merged (up to 16 MiB)
+    merging.plan(ranges)
+    assert merging.read(10) == data[:10]  # unplanned: what is asked
+    merging.seek(1_500_000)
+    assert merging.read(10) == data[1_500_000:1_500_010]
+    assert (merging.num_requests, merging.downloaded_bytes) == (2, 10 + 1_100_000)
+    file = RangedFile(url, s3_server, max_range_bytes=1_000_000)  # too small to merge them
+    assert file.size == len(data)
+    file.plan(ranges)
+    file.seek(1_500_000)
+    assert file.read(1000) == data[1_500_000:1_501_000]
+    assert (file.num_requests, file.downloaded_bytes) == (1, 900_000)  # the planned range, from its start
+    file.seek(1_000_000)
+    assert file.read(900_000) == data[1_000_000:1_900_000]  # held: no request
+    assert file.read(300_000) == data[1_900_000:2_200_000]  # the next range whole, then 100 kB asked for
+    assert (file.num_requests, file.downloaded_bytes) == (3, 1_200_000)
+    # Sequential unplanned reads grow: 4 KiB asked at a time, 64 KiB in 5 GETs (4+4+8+16+32 KiB)
+    file.seek(0)
+    assert b"".join(file.read(4096) for _ in range(16)) == data[: 64 << 10]
+    assert file.num_requests == 3 + 5
+    file.seek(-10, os.SEEK_END)
+    assert file.read(100) == data[-10:]
+    assert file.read(1) == b""
+
+
+def test_ranged_file_survives_a_dropped_connection(
+    blob: tuple[str, bytes], proxy: FaultProxy, s3_server: dict[str, Any]
+) -> None:
+    url, data = blob
+    file = RangedFile(url, through(proxy, s3_server), size=len(data), retry=FAST_RETRY)
+    file.plan([(0, len(data))])
+    proxy.drop_after(2_500_000)
+    assert file.read() == data
+    assert proxy.stats["dropped"] == 1

@@ -29,7 +29,7 @@ from .converter import (
     submit_slurm,
     verify,
 )
-from .converter.convert import DEFAULT_SHARD_SIZE_MB
+from .converter.convert import DEFAULT_HUB_STAGED_SHARDS, DEFAULT_SHARD_SIZE_MB
 from .converter.reencode import VCODECS
 
 
@@ -83,16 +83,19 @@ def _parser() -> argparse.ArgumentParser:
     )
     conv.add_argument(
         "--staging-dir",
-        help="hf://datasets destinations: local folder converted first, then published in a few commits "
-        "(default: ~/.cache/lerobot-wds/staging/<repo>)",
+        help="hf://datasets destinations: local folder the shards are written to, each uploaded and deleted "
+        "once finished (default: ~/.cache/lerobot-wds/staging/<repo>)",
+    )
+    conv.add_argument(
+        "--hub-staged-shards",
+        type=int,
+        default=DEFAULT_HUB_STAGED_SHARDS,
+        help="hf://datasets destinations: finished shards waiting for upload before tasks pause (default: 4)",
     )
     conv.add_argument(
         "--cache-dir",
-        help="remote sources: where each shard task downloads its episodes' files "
+        help="remote sources: where planning copies the source's meta/ "
         "(default: ~/.cache/lerobot-wds/source)",
-    )
-    conv.add_argument(
-        "--keep-cache", action="store_true", help="remote sources: keep the downloaded files after each task"
     )
     conv.add_argument(
         "--dry-run",
@@ -217,8 +220,8 @@ def _run_convert(args: argparse.Namespace) -> int:
         vcodec=args.vcodec,
         crf=args.crf,
         staging_dir=args.staging_dir,
+        hub_staged_shards=args.hub_staged_shards,
         cache_dir=args.cache_dir,
-        keep_cache=args.keep_cache,
         executor="ray" if args.executor == "ray" else "local",
         ray_address=args.ray_address,
     )

@@ -15,19 +15,23 @@ from .. import storage
 from .cluster import SlurmConfig, SlurmJobs, run_shard_tasks_ray, submit_shard_tasks_slurm
 from .executor import ConvertProgress, completion_url, run_shard_tasks
 from .finalize import existing_manifest, finalize
-from .hub import HubTarget, hub_target, publish_to_hub, stage_update
+from .hub import HubTarget, ShardUploader, hf_api, hub_target, stage_update
 from .plan import ConversionPlan, ShardPlan, plan_episodes, plan_shards
 from .reencode import VCODECS
 from .shards import VideoOptions
 from .source import LeRobotSource, open_source
 from .update import check_same, update_episodes
-from .workdir import WorkPlan, read_index, read_plan, source_meta_url, work_url, write_plan
+from .workdir import WorkPlan, published_sha256, read_index, read_plan, source_meta_url, work_url, write_plan
 
 logger = logging.getLogger(__name__)
 
 # 256 MB: one sequential GET per shard reaches full object-store throughput (first-byte latency
 # of ~50 ms is <2% of a 256 MB read at 100 MB/s) while a DROID-size dataset stays at ~10k objects.
 DEFAULT_SHARD_SIZE_MB = 256.0
+# hf://datasets destinations: finished shards waiting for upload in staging before tasks pause; staging
+# holds at most this many plus one per worker being written (4 x 256 MB: about a GB of disk, enough for
+# the uploader to stay busy: bench_hub_staging.py peaked at 3 with 1 worker).
+DEFAULT_HUB_STAGED_SHARDS = 4
 EXECUTORS = ("local", "ray")  # that convert() runs and waits for; SLURM jobs are submitted: submit_slurm()
 
 
@@ -53,19 +57,20 @@ class ConvertConfig:
     # RAY_ADDRESS environment variable, else a local Ray instance). SLURM: see submit_slurm().
     executor: str = "local"
     ray_address: str | None = None
-    # hf://datasets destinations convert here first, then publish in a few commits (converter/hub.py);
-    # None: ~/.cache/lerobot-wds/staging/<owner>--<name>[--prefix]
+    # hf://datasets destinations convert here first, shards uploaded and deleted as they are finished
+    # (converter/hub.py); None: ~/.cache/lerobot-wds/staging/<owner>--<name>[--prefix]
     staging_dir: str | None = None
+    hub_staged_shards: int = DEFAULT_HUB_STAGED_SHARDS  # see DEFAULT_HUB_STAGED_SHARDS
     # for the destination's fsspec filesystem; repr=False keeps credentials out of logs and tracebacks
     storage_options: Mapping[str, Any] = field(default_factory=dict, repr=False)
-    # A remote source (s3://..., hf://datasets/..., owner/name): its fsspec options, and where each shard
-    # task downloads its own episodes' files (None: ~/.cache/lerobot-wds/source, resolved where the task
-    # runs); keep_cache keeps them after the task (else deleted once its shard is written)
+    # A remote source (s3://..., hf://datasets/..., owner/name): its fsspec options, and where planning
+    # puts its temporary copy of meta/ (None: ~/.cache/lerobot-wds/source); tasks read by byte ranges
     source_storage_options: Mapping[str, Any] = field(default_factory=dict, repr=False)
     cache_dir: str | None = None
-    keep_cache: bool = False
 
     def __post_init__(self) -> None:
+        if self.hub_staged_shards < 1:
+            raise ValueError(f"ConvertConfig.hub_staged_shards: got {self.hub_staged_shards}; expected >= 1")
         if self.shard_size_mb <= 0:
             raise ValueError(f"ConvertConfig.shard_size_mb: got {self.shard_size_mb}; expected > 0")
         if self.workers < 1:
@@ -126,8 +131,8 @@ def convert(
 
     Args:
         source: a local LeRobot v3 folder, a Hub dataset repo id (``owner/name``) or a URL
-            (``hf://datasets/owner/name``, ``s3://bucket/prefix``): each shard task downloads the files of
-            its own episodes only (``config.cache_dir``), and deletes them after unless ``keep_cache``.
+            (``hf://datasets/owner/name``, ``s3://bucket/prefix``): each shard task reads its own
+            episodes' bytes only, by ranged reads (converter/remote.py).
         dest: a local folder or any fsspec URL (``s3://bucket/prefix``, ``hf://...``).
         config: see :class:`ConvertConfig`.
         on_progress: called from a helper thread with cumulative :class:`ConvertProgress`.
@@ -142,6 +147,16 @@ def convert(
     target = hub_target(dest)
     if target is not None:
         return _convert_to_hub(source, dest, target, config, on_progress)
+    return _convert(source, dest, config, on_progress)
+
+
+def _convert(
+    source: str,
+    dest: str,
+    config: ConvertConfig,
+    on_progress: Callable[[ConvertProgress], None] | None,
+    max_staged_shards: int | None = None,
+) -> ConvertResult:
     started = time.perf_counter()
     opts = config.storage_options
     prepared = _prepare(source, dest, config)
@@ -154,7 +169,10 @@ def convert(
                 lerobot, dest, list(work.shards), video, opts, config.ray_address, config.workers
             )
         else:
-            run_shard_tasks(lerobot, dest, list(work.shards), video, opts, config.workers, on_progress, total)
+            run_shard_tasks(
+                lerobot, dest, list(work.shards), video, opts, config.workers, on_progress, total,
+                max_staged_shards=max_staged_shards,
+            )  # fmt: skip
     manifest = finalize(dest, opts)
     return ConvertResult(
         manifest=manifest,
@@ -290,7 +308,6 @@ def _plan(source: str, config: ConvertConfig) -> ConversionPlan:
         revision=config.revision,
         storage_options=config.source_storage_options,
         cache_dir=config.cache_dir,
-        keep_cache=config.keep_cache,
     )
     try:
         return plan_episodes(lerobot, lerobot.select(config.episodes), target_bytes=config.shard_size_bytes)
@@ -306,20 +323,21 @@ def _convert_to_hub(
     config: ConvertConfig,
     on_progress: Callable[[ConvertProgress], None] | None,
 ) -> ConvertResult:
-    """Convert into a local staging folder (an update of the repo's manifest if it has one), publish it
-    in a few commits, then drop the staging folder."""
+    """Convert into a local staging folder (an update of the repo's manifest if it has one) while an
+    uploader sends finished shards to the repo and deletes them; the manifest goes in the last commit."""
     name = "--".join([target.repo_id.replace("/", "--"), *filter(None, [target.prefix.replace("/", "--")])])
     staging = Path(config.staging_dir or Path.home() / ".cache" / "lerobot-wds" / "staging" / name)
     there = None if config.overwrite else stage_update(dest, staging, config.storage_options)
-    local = convert(source, str(staging), replace(config, storage_options={}), on_progress=on_progress)
-    if there is not None and local.manifest == there:
-        logger.info("%s: already converted (no new episodes); nothing to publish", dest)
-        shutil.rmtree(staging)
-        return replace(local, dest=dest)
-    uploaded = publish_to_hub(staging, dest, config.storage_options)
-    logger.info(
-        "%s: %d shards uploaded (%d already there)", dest, uploaded, len(local.manifest.shards) - uploaded
-    )
+    with ShardUploader(hf_api(config.storage_options), target, staging) as uploader:
+        local = _convert(
+            source, str(staging), replace(config, storage_options={}), on_progress, config.hub_staged_shards
+        )
+        if there is not None and local.manifest == there:
+            logger.info("%s: already converted (no new episodes); nothing to publish", dest)
+        else:
+            uploaded = uploader.finish(local.manifest)
+            logger.info("%s: %d shards uploaded (%d already there)", dest, uploaded,
+                        len(local.manifest.shards) - uploaded)  # fmt: skip
     shutil.rmtree(staging)
     return replace(local, dest=dest)
 
@@ -433,7 +451,10 @@ def _keep_finished(dest: str, rank: int, plan: ShardPlan, opts: Mapping[str, Any
     try:
         written = read_index(dest, plan.shard_index, opts)
         shard_url = storage.join(dest, plan.path)
-        if storage.sha256_file(shard_url, opts) == written.shard.sha256:
+        if not storage.exists(shard_url, opts):  # a Hub destination's staging deletes what it committed
+            if published_sha256(dest, plan.shard_index, opts) == written.shard.sha256:
+                return True
+        elif storage.sha256_file(shard_url, opts) == written.shard.sha256:
             return True
     except (FileNotFoundError, ValueError):  # a missing or malformed index (ShardFormatError) too
         pass

@@ -8,6 +8,7 @@ import os
 import shutil
 import tempfile
 import threading
+import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,11 +19,12 @@ from datatrove.io import DataFolder
 from datatrove.pipeline.base import PipelineStep
 from loguru import logger as loguru_logger  # datatrove's logger
 
+from .. import format as fmt
 from .. import storage
 from ..reader.orphans import watch_parent
 from . import workdir
 from .plan import ShardPlan
-from .remote import task_files, task_key
+from .remote import TaskReads
 from .shards import VideoOptions, write_shard
 from .source import LeRobotSource
 
@@ -65,10 +67,9 @@ class ShardTask(PipelineStep):
         self.opts = storage.HiddenOptions(storage_options)  # never in datatrove's executor.json
         self.video = video
         self.progress_dir = progress_dir
-        # A remote source, run here (run_shard_tasks): the ranks this run executes on this machine, and a
-        # folder where each marks itself done: a task keeps shared files that ranks not done yet need
-        self.sequence: frozenset[int] = frozenset()
-        self.done_dir: str | None = None
+        # A Hub destination's staging folder (converter/hub.py uploads and deletes finished shards): a task
+        # starts writing only while fewer than this many finished shards wait there
+        self.max_staged_shards: int | None = None
 
     def run(self, data: Any, rank: int = 0, world_size: int = 1) -> Iterator[Any]:
         if self.progress_dir is None:  # on a cluster node: stage in a folder of this task's own
@@ -86,37 +87,18 @@ class ShardTask(PipelineStep):
         if self.lerobot.remote is None:
             self._write_shard(self.lerobot, plan, rank, folder)
             return
-        # A remote source: this task downloads the files its own episodes live in, and deletes them after
-        files = self.lerobot.files_of(plan.episodes)
-        key = task_key(self.dest, plan.shard_index)
-        done = Path(self.done_dir) if self.done_dir is not None else None
-
-        def still_needed() -> set[str]:
-            return self._done(rank, set(files))
-
-        with task_files(self.lerobot.remote, files, key, still_needed, done) as fetched:
-            self.stat_update("source_downloaded_bytes", value=fetched.downloaded_bytes)  # datatrove's stats
-            self._write_shard(self.lerobot.with_files_at(fetched.folder), plan, rank, folder)
-
-    def _done(self, rank: int, files: set[str]) -> set[str]:
-        """Mark task ``rank`` done in this run's folder; return which of its files tasks of this run that
-        are not done need. The shards needing one source file are consecutive in the plan (both hold
-        consecutive episodes), so the search stops at the first later shard sharing none of ``files``."""
-        if self.done_dir is None:
-            return set()
-        done = Path(self.done_dir)
-        (done / f"{rank:05d}").touch()
-        needed: set[str] = set()
-        for later in range(rank + 1, len(self.plans)):
-            shared = files & set(self.lerobot.files_of(self.plans[later].episodes))
-            if not shared:
-                break
-            if later in self.sequence and not (done / f"{later:05d}").exists():
-                needed |= shared
-        return needed
+        # A remote source: this task reads its own episodes' bytes only, by ranged GETs
+        reads = TaskReads(self.lerobot.remote)
+        try:
+            self._write_shard(self.lerobot.with_reads(reads), plan, rank, folder)
+        finally:
+            self.stat_update("source_downloaded_bytes", value=reads.downloaded_bytes)  # datatrove's stats
+            self.stat_update("source_requests", value=reads.num_requests)
 
     def _write_shard(self, lerobot: LeRobotSource, plan: ShardPlan, rank: int, folder: Path) -> None:
         staging = folder / f"shard-{plan.shard_index:06d}.tar.partial"
+        if self.max_staged_shards is not None:
+            wait_for_staging_room(Path(self.dest), self.max_staged_shards)
         with open(folder / f"task-{rank:05d}.log", "a") as log:
 
             def on_episode(episode_index: int, frames: int, size: int) -> None:
@@ -128,6 +110,16 @@ class ShardTask(PipelineStep):
             written = write_shard(lerobot, plan, staging, on_episode, self.video)
         storage.move_file(str(staging), storage.join(self.dest, plan.path), self.opts.options)
         workdir.write_index(self.dest, plan.shard_index, written, self.opts.options)
+
+
+def wait_for_staging_room(dest: Path, max_staged_shards: int, poll_s: float = 0.2) -> None:
+    """Block while ``dest`` holds ``max_staged_shards`` finished shards or more (an uploader deletes them
+    as it uploads them); raise if the uploader stopped (its error is in the work folder)."""
+    failed = Path(workdir.upload_failed_url(str(dest)))
+    while len(list((dest / fmt.SHARD_DIR).glob("*.tar"))) >= max_staged_shards:
+        if failed.is_file():
+            raise RuntimeError(f"{dest}: uploading stopped; {failed.read_text()}")
+        time.sleep(poll_s)
 
 
 def datatrove_folder(dest: str, storage_options: Mapping[str, Any]) -> DataFolder:
@@ -155,6 +147,7 @@ def run_shard_tasks(
     on_progress: Callable[[ConvertProgress], None] | None,
     total_episodes: int,
     ranks: range | None = None,
+    max_staged_shards: int | None = None,
 ) -> None:
     """Write the planned shards at positions ``ranks`` (default: all) as datatrove tasks on this machine;
     finished ones are skipped by datatrove's completion markers."""
@@ -167,6 +160,7 @@ def run_shard_tasks(
         Path(local_work).mkdir(parents=True, exist_ok=True)
     progress_dir = tempfile.mkdtemp(prefix="lerobot-wds-", dir=local_work)
     task = ShardTask(lerobot, dest, plans, video, storage_options, progress_dir)
+    task.max_staged_shards = max_staged_shards
     executor = _QuietExecutor(
         pipeline=[task],
         tasks=len(plans),
@@ -176,9 +170,6 @@ def run_shard_tasks(
         local_tasks=len(ranks),
         local_rank_offset=ranks.start,
     )
-    if lerobot.remote is not None:  # every rank of this run executes on this machine
-        task.sequence = frozenset(executor.get_incomplete_ranks(ranks))
-        task.done_dir = tempfile.mkdtemp(prefix="done-", dir=progress_dir)
     stop = threading.Event()
     monitor = threading.Thread(
         target=_report_progress, args=(Path(progress_dir), on_progress, total_episodes, stop), daemon=True

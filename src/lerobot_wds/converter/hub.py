@@ -2,19 +2,21 @@
 
 Through fsspec (``HfFileSystem``) every file written to a dataset repo is a commit of its own: shards,
 index sidecars, datatrove's markers and logs. So an ``hf://datasets/...`` destination is converted in a
-local staging folder (resumable like any local conversion) and then published with ``HfApi.create_commit``:
-shards in batches of :data:`SHARDS_PER_COMMIT`, then ``meta/``, the dataset card and ``manifest.json`` in
-one final commit. A reader never sees a manifest without its shards; a rerun skips the shards already on
-the Hub with the same size and sha256. Converting again after the source gained episodes is an update
-(:func:`stage_update`): the repo's manifest is read, only the new episodes are converted in staging and
-only their shards are uploaded, then meta/ and the new manifest. ``hf://buckets/...`` have no commits
-and go the generic fsspec way.
+local staging folder (resumable like any local conversion) while :class:`ShardUploader` sends each finished
+shard to the repo and deletes it (staging holds a few shards, not the dataset), committing them in batches
+of :data:`SHARDS_PER_COMMIT` with ``HfApi.create_commit``, then ``meta/``, the dataset card and
+``manifest.json`` in one final commit. A reader never sees a manifest without its shards; a rerun skips the
+shards already on the Hub with the same size and sha256. Converting again after the source gained
+episodes is an update (:func:`stage_update`): the repo's manifest is read, only the new episodes are
+converted in staging and only their shards are uploaded, then meta/ and the new manifest.
+``hf://buckets/...`` have no commits and go the generic fsspec way.
 """
 
 from __future__ import annotations
 
 import logging
 import re
+import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +24,7 @@ from typing import Any
 
 from .. import format as fmt
 from .. import storage
+from . import workdir
 from .card import dataset_card
 
 logger = logging.getLogger(__name__)
@@ -123,34 +126,117 @@ def stage_update(url: str, staging: Path, storage_options: Mapping[str, Any]) ->
     return remote
 
 
-def publish_to_hub(local_root: Path, url: str, storage_options: Mapping[str, Any]) -> int:
-    """Upload a finished local conversion to the Hub dataset repo of ``url``; returns shards uploaded."""
-    from huggingface_hub import CommitOperationAdd, HfApi
+def hf_api(storage_options: Mapping[str, Any]) -> Any:
+    """The ``HfApi`` that publishes to the Hub, with the destination's token and endpoint if given."""
+    from huggingface_hub import HfApi
 
-    target = hub_target(url)
-    if target is None:
-        raise ValueError(
-            f"{url}: not a Hub dataset URL; expected hf://datasets/<owner>/<name>[@rev][/prefix]"
-        )
-    api = HfApi(token=storage_options.get("token"), endpoint=storage_options.get("endpoint"))
-    api.create_repo(target.repo_id, repo_type="dataset", private=True, exist_ok=True)
-    manifest = fmt.read_manifest(str(local_root))
-    commits = plan_commits(local_root, manifest, target, _remote_shards(api, target))
-    for number, files in enumerate(commits, start=1):
-        message = "manifest, meta and card" if number == len(commits) else f"shards, part {number}"
-        operations = [
-            CommitOperationAdd(path, content if isinstance(content, bytes) else str(content))
-            for path, content in files
-        ]
-        api.create_commit(
-            target.repo_id,
+    return HfApi(token=storage_options.get("token"), endpoint=storage_options.get("endpoint"))
+
+
+class ShardUploader:
+    """Uploads an ``hf://datasets`` destination's shards while they are converted, then the manifest last.
+
+    A thread watches the staging folder's ``shards/``: each finished shard (renamed into place whole) is
+    pre-uploaded (its LFS object sent, not yet in any commit) and deleted; every
+    :data:`SHARDS_PER_COMMIT` of them go into one commit, after which each is recorded in the work folder
+    (``published/``: a rerun keeps it without its local file). Shards the repo already holds with the
+    same size and sha256 are deleted without an upload. The shard tasks pause while staging holds
+    ``ConvertConfig.hub_staged_shards`` finished shards (executor.wait_for_staging_room), so staging
+    holds that many plus the ones being written. :meth:`finish` uploads the rest, then commits ``meta/``,
+    the card and ``manifest.json`` last. A crash loses at most the pre-uploaded shards of the commit
+    not made yet: a rerun converts them again (the Hub already has their bytes, so they are not sent
+    twice).
+    """
+
+    def __init__(self, api: Any, target: HubTarget, staging: Path, poll_s: float = 0.5) -> None:
+        self.api, self.target, self.staging, self.poll_s = api, target, staging, poll_s
+        self.uploaded = 0  # shards pre-uploaded by this run
+        self._pending: list[tuple[Any, int, str]] = []  # (CommitOperationAdd, shard index, sha256)
+        self._remote: dict[str, RemoteFile] = {}
+        self._error: BaseException | None = None
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="lerobot-wds-upload", daemon=True)
+
+    def __enter__(self) -> ShardUploader:
+        self.api.create_repo(self.target.repo_id, repo_type="dataset", private=True, exist_ok=True)
+        self._remote = _remote_shards(self.api, self.target)
+        Path(workdir.upload_failed_url(str(self.staging))).unlink(missing_ok=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, exc_type: object, exc: BaseException | None, traceback: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        if exc is not None and self._error is not None and exc is not self._error:
+            raise self._error  # the cause: the tasks stopped because uploading did
+
+    def finish(self, manifest: fmt.Manifest) -> int:
+        """Upload the shards left, commit them, then commit meta/, the card and the manifest; returns the
+        number of shards this run uploaded."""
+        self._stop.set()
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+        self._upload_finished(final=True)
+        commits = plan_commits(self.staging, manifest, self.target, _remote_shards(self.api, self.target))
+        for number, files in enumerate(commits, start=1):
+            message = "manifest, meta and card" if number == len(commits) else f"shards, part {number}"
+            self._commit([_operation(path, content) for path, content in files], message)
+        self.uploaded += sum(len(files) for files in commits[:-1])
+        return self.uploaded
+
+    def _run(self) -> None:
+        try:
+            while not self._stop.wait(self.poll_s):
+                self._upload_finished(final=False)
+        except BaseException as exc:
+            self._error = exc  # raised by finish(); tasks waiting for room see the file and stop
+            storage.write_bytes(f"{exc!r}".encode(), workdir.upload_failed_url(str(self.staging)))
+
+    def _upload_finished(self, *, final: bool) -> None:
+        for path in sorted((self.staging / fmt.SHARD_DIR).glob("*.tar")):
+            shard_index = int(path.stem.removeprefix("shard-"))
+            operation = _operation(self.target.path_in_repo(fmt.shard_path(shard_index)), path)
+            sha256 = operation.upload_info.sha256.hex()
+            there = self._remote.get(operation.path_in_repo)
+            if there is not None and (there.size_bytes, there.sha256) == (operation.upload_info.size, sha256):
+                workdir.mark_published(str(self.staging), shard_index, sha256, {})
+            else:
+                self.api.preupload_lfs_files(
+                    self.target.repo_id,
+                    additions=[operation],
+                    repo_type="dataset",
+                    revision=self.target.revision,
+                )
+                self._pending.append((operation, shard_index, sha256))
+                self.uploaded += 1
+            path.unlink()
+            if len(self._pending) >= SHARDS_PER_COMMIT:
+                self._commit_pending()
+        if final and self._pending:
+            self._commit_pending()
+
+    def _commit_pending(self) -> None:
+        self._commit([operation for operation, _, _ in self._pending], "shards")
+        for _, shard_index, sha256 in self._pending:
+            workdir.mark_published(str(self.staging), shard_index, sha256, {})
+        self._pending = []
+
+    def _commit(self, operations: list[Any], message: str) -> None:
+        self.api.create_commit(
+            self.target.repo_id,
             repo_type="dataset",
-            revision=target.revision,
+            revision=self.target.revision,
             operations=operations,
             commit_message=f"lerobot-wds: {message}",
         )
-        logger.info("%s: commit %d/%d (%d files)", url, number, len(commits), len(files))
-    return sum(len(files) for files in commits[:-1])
+        logger.info("%s: committed %d files (%s)", self.target.repo_id, len(operations), message)
+
+
+def _operation(path_in_repo: str, content: Path | bytes) -> Any:
+    from huggingface_hub import CommitOperationAdd
+
+    return CommitOperationAdd(path_in_repo, content if isinstance(content, bytes) else str(content))
 
 
 def _remote_shards(api: Any, target: HubTarget) -> dict[str, RemoteFile]:

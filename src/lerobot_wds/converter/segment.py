@@ -8,17 +8,22 @@ pixel-identical to the source (checked on every fixture segment by the tests).
 from __future__ import annotations
 
 import io
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 
 import av
 import av.container
+import av.index
 import av.packet
 import av.stream
 
 from ..format import CameraSegment
+
+# libavformat's reads from a file object, in bytes: smaller than its 32 KiB default so that reading a
+# remote mp4's index (a few KiB in a LeRobot file) does not fetch episodes a task does not convert.
+_FILE_BUFFER_BYTES = 4096
 
 
 class SegmentError(ValueError):
@@ -36,11 +41,12 @@ class SegmentCutter:
 
     Episodes asked for in increasing time order are served from one sequential demux, so each source
     byte is read once; an earlier or far-away start seeks (and falls back to a rescan from the start
-    when the demuxer lands after the target, which happens).
+    when the demuxer lands after the target, which happens). ``file`` is a local path or a seekable
+    binary file (a remote object read by ranges: see :meth:`byte_ranges`).
     """
 
-    def __init__(self, path: Path, *, relative: str, fps: int) -> None:
-        self.path = path
+    def __init__(self, file: Path | io.RawIOBase, *, relative: str, fps: int) -> None:
+        self.file = file
         self.relative = relative
         self.fps = fps
         self._container: av.container.InputContainer | None = None
@@ -52,7 +58,11 @@ class SegmentCutter:
     def _open(self) -> None:
         self.close()
         try:
-            self._container = av.open(str(self.path))
+            if isinstance(self.file, Path):
+                self._container = av.open(str(self.file))
+            else:
+                self.file.seek(0)
+                self._container = av.open(self.file, "r", buffer_size=_FILE_BUFFER_BYTES)
         except av.error.FFmpegError as exc:
             raise SegmentError(f"{self.relative}: cannot open video; {exc}") from exc
         if not self._container.streams.video:
@@ -91,6 +101,30 @@ class SegmentCutter:
         else:
             self._pending = [first]
         self._next_index = frame_index
+
+    def byte_ranges(self, spans: Iterable[tuple[int, int]]) -> list[tuple[int, int]]:
+        """The bytes of the source file that cutting each span of frames ``[first, end)`` reads, from the
+        mp4's index (no packet read): from the keyframe a seek to ``first`` lands on to the packet whose
+        decode time reaches ``end`` (where :meth:`_collect` stops), one range ``(start, end)`` per span.
+        An episode's packets are contiguous in the file (LeRobot concatenates per-episode encodes)."""
+        entries = [(self._frame_index(e.timestamp), e.pos, e.size, e.is_keyframe) for e in self._index()]
+        ranges = []
+        for first, end in spans:
+            start = 0
+            for i, (index, _, _, keyframe) in enumerate(entries):
+                if index > first:
+                    break
+                if keyframe:
+                    start = i
+            stop = next((i for i in range(start, len(entries)) if entries[i][0] >= end), len(entries) - 1)
+            if entries:
+                ranges.append((entries[start][1], entries[stop][1] + entries[stop][2]))
+        return ranges
+
+    def _index(self) -> list[av.index.IndexEntry]:
+        if self._container is None:
+            self._open()
+        return [e for e in self._stream.index_entries if e.pos >= 0 and not e.is_discard]
 
     def _next_packet(self) -> av.packet.Packet | None:
         if self._pending:

@@ -19,6 +19,7 @@ import webdataset as wds
 
 from .. import format as fmt
 from .. import storage
+from ..storage import RangedFile
 from .plan import ShardPlan
 from .reencode import reencode
 from .segment import Segment, SegmentCutter
@@ -51,21 +52,75 @@ class _RowReader:
         return rows
 
     def _read(self, relative: str) -> pa.Table:
-        path = self.source.path(relative)
+        file = self.source.file(relative)
         try:
-            names = pq.read_schema(path).names
+            parquet = pq.ParquetFile(file, metadata=_footer(file) if isinstance(file, RangedFile) else None)
         except (pa.ArrowInvalid, OSError) as exc:
             raise ValueError(f"{self.source.location}: cannot read {relative}; {exc}") from exc
+        names = parquet.schema_arrow.names
         missing = [c for c in self.source.data_columns if c not in names]
         if missing:
             raise ValueError(
                 f"{self.source.location}: {relative} lacks columns {missing}; "
                 "expected every non-video feature declared in meta/info.json"
             )
-        # Row-group statistics on episode_index skip the episodes of other shards.
-        return pq.read_table(
-            path, columns=self.source.data_columns, filters=[("episode_index", "in", sorted(self._wanted))]
+        # Row-group statistics on episode_index skip the episodes of other shards (LeRobot writes one
+        # row group per episode): a remote file is read by the byte ranges of the wanted column chunks.
+        groups = _row_groups(parquet.metadata, self._wanted)
+        if isinstance(file, RangedFile):
+            file.plan(_chunk_ranges(parquet.metadata, groups, self.source.data_columns))
+        table = parquet.read_row_groups(groups, columns=self.source.data_columns)
+        return table.filter(
+            pc.is_in(table["episode_index"], pa.array(sorted(self._wanted), table["episode_index"].type))
         )
+
+
+def _footer(file: RangedFile) -> pq.FileMetaData:
+    """A parquet file's metadata from its footer alone (two small ranged reads): pyarrow's own opening
+    reads the last 64 KiB, which is the whole of a small file."""
+    file.seek(-8, io.SEEK_END)
+    tail = file.read(8)
+    if tail[4:] != b"PAR1":
+        raise pa.ArrowInvalid(f"not a parquet file: ends with {tail[4:]!r}; expected b'PAR1'")
+    length = int.from_bytes(tail[:4], "little")
+    file.seek(-8 - length, io.SEEK_END)
+    return pq.read_metadata(pa.py_buffer(file.read(length + 8)))
+
+
+def _row_groups(metadata: pq.FileMetaData, episodes: set[int]) -> list[int]:
+    """The row groups that may hold ``episodes`` by their ``episode_index`` statistics (all without)."""
+    column = metadata.schema.to_arrow_schema().get_field_index("episode_index")
+    groups = []
+    for group in range(metadata.num_row_groups):
+        stats = metadata.row_group(group).column(column).statistics if column >= 0 else None
+        if stats is None or not stats.has_min_max or any(stats.min <= e <= stats.max for e in episodes):
+            groups.append(group)
+    return groups
+
+
+# Column chunks this close are fetched in one GET with the gap between them (skipped columns, an
+# unwanted row group): fewer requests cost a few bytes.
+_CHUNK_GAP_BYTES = 64 << 10
+
+
+def _chunk_ranges(metadata: pq.FileMetaData, groups: list[int], columns: list[str]) -> list[tuple[int, int]]:
+    """Byte ranges of the column chunks of ``columns`` in ``groups``, adjacent ones merged."""
+    wanted = set(columns)
+    ranges: list[tuple[int, int]] = []
+    for group in groups:
+        row_group = metadata.row_group(group)
+        for index in range(row_group.num_columns):
+            chunk = row_group.column(index)
+            if chunk.path_in_schema.split(".")[0] not in wanted:
+                continue
+            offsets = (chunk.dictionary_page_offset, chunk.data_page_offset)
+            start = min(o for o in offsets if o is not None and o > 0)
+            end = start + chunk.total_compressed_size
+            if ranges and start <= ranges[-1][1] + _CHUNK_GAP_BYTES:
+                ranges[-1] = (ranges[-1][0], max(end, ranges[-1][1]))
+            else:
+                ranges.append((start, end))
+    return ranges
 
 
 def _check_frames_and_timestamps(rows: pa.Table, episode: SourceEpisode, where: str) -> None:
@@ -151,6 +206,7 @@ class _SampleBuilder:
     def __init__(self, source: LeRobotSource, episodes: list[SourceEpisode], video: VideoOptions) -> None:
         self.source = source
         self.video = video
+        self.episodes = episodes
         self.rows = _RowReader(source, episodes)
         self.cutters: dict[str, SegmentCutter] = {}
         self.psnr_db: dict[str, list[float]] = {}
@@ -192,7 +248,15 @@ class _SampleBuilder:
         if cutter is None or cutter.relative != relative:
             if cutter is not None:
                 cutter.close()
-            cutter = SegmentCutter(self.source.path(relative), relative=relative, fps=self.source.fps)
+            file = self.source.file(relative)
+            cutter = SegmentCutter(file, relative=relative, fps=self.source.fps)
+            if isinstance(file, RangedFile):  # fetch only this shard's episodes' packets, one GET each
+                firsts = [
+                    (round(ep.videos[camera_key].from_timestamp * self.source.fps), ep.length)
+                    for ep in self.episodes
+                    if camera_key in ep.videos and ep.videos[camera_key].file == relative
+                ]
+                file.plan(cutter.byte_ranges((first, first + length) for first, length in firsts))
             self.cutters[camera_key] = cutter
         return cutter
 

@@ -18,9 +18,17 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from ..format import EpisodeValue, task_strings
-from ..storage import HiddenOptions
+from ..storage import HiddenOptions, RangedFile
 from .hub import hub_target
-from .remote import RemoteFiles, download_meta, is_remote, meta_folder, remote_file_sizes, remove_meta_folder
+from .remote import (
+    RemoteFiles,
+    TaskReads,
+    download_meta,
+    is_remote,
+    meta_folder,
+    remote_file_sizes,
+    remove_meta_folder,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -64,8 +72,10 @@ class LeRobotSource:
         self.location = location
         self.revision = revision
         self.remote = remote
-        # where data/ and videos/ are: a remote source's are in a shard task's folder (with_files_at)
+        # where data/ and videos/ are: a local source's folder; a remote source's are read by byte ranges
+        # in a shard task (with_reads)
         self.files_root: Path | None = root if remote is None else None
+        self.reads: TaskReads | None = None
         self.info = _read_info(root)
         self.fps: int = int(self.info["fps"])
         self.features: dict[str, Any] = self.info["features"]
@@ -92,21 +102,27 @@ class LeRobotSource:
         return [self.episodes[i] for i in sorted(set(episodes))]
 
     def path(self, relative: str) -> Path:
-        """Absolute path of a source file; a clear error if it is missing."""
+        """Absolute path of a local source file; a clear error if it is missing."""
         if self.files_root is None:
             raise ValueError(
-                f"{self.location}: {relative!r} is not downloaded; expected a remote source's files to be "
-                "read through with_files_at(<the shard task's download folder>)"
+                f"{self.location}: {relative!r} is remote; expected it to be read through "
+                "with_reads(<the shard task's TaskReads>).file()"
             )
         path = self.files_root / relative
         if not path.is_file():
             raise FileNotFoundError(f"{self.location}: missing file {relative!r} referenced by meta/episodes")
         return path
 
-    def with_files_at(self, folder: Path) -> LeRobotSource:
-        """This source, reading its data and video files from ``folder`` (where a task downloaded them)."""
+    def file(self, relative: str) -> Path | RangedFile:
+        """A data or video file to read: a local path, or a remote object read by byte ranges."""
+        if self.reads is not None:
+            return self.reads.open(relative)
+        return self.path(relative)
+
+    def with_reads(self, reads: TaskReads) -> LeRobotSource:
+        """This source, reading its remote data and video files through ``reads`` (one shard task's)."""
         view = copy.copy(self)
-        view.files_root = folder
+        view.reads = reads
         return view
 
     def file_sizes(self, relatives: Iterable[str]) -> dict[str, int]:
@@ -158,18 +174,17 @@ def open_source(
     revision: str | None = None,
     storage_options: Mapping[str, Any] | None = None,
     cache_dir: str | None = None,
-    keep_cache: bool = False,
 ) -> LeRobotSource:
     """Open a local LeRobot v3 folder, or the ``meta/`` of a remote one (a Hub repo id ``owner/name``,
     ``hf://datasets/owner/name[@rev][/folder]``, ``s3://bucket/prefix`` or any fsspec URL).
 
     A remote source's ``meta/`` is downloaded into a temporary folder under ``cache_dir`` (call
-    :meth:`LeRobotSource.close` when planning is done); its data and video files are downloaded later, by
-    each shard task, for its own episodes only (converter/remote.py). A Hub source is pinned to the
+    :meth:`LeRobotSource.close` when planning is done); its data and video files are read later, by
+    each shard task, for its own episodes' bytes only (converter/remote.py). A Hub source is pinned to the
     commit sha its revision points at now.
     """
     if is_remote(source):
-        return _open_remote(source, revision, storage_options or {}, cache_dir, keep_cache)
+        return _open_remote(source, revision, storage_options or {}, cache_dir)
     local = Path(source.removeprefix("file://")).expanduser()
     if local.is_dir():
         if revision is not None:
@@ -182,26 +197,25 @@ def open_source(
         )
     sha = _hub_sha(source, revision, storage_options or {})
     remote = RemoteFiles(url=f"hf://datasets/{source}@{sha}", options=HiddenOptions(storage_options),
-                         cache_dir=cache_dir, keep_cache=keep_cache)  # fmt: skip
+                         cache_dir=cache_dir)  # fmt: skip
     return _open_meta(remote, location=source, revision=sha)
 
 
 def _open_remote(
-    url: str, revision: str | None, options: Mapping[str, Any], cache_dir: str | None, keep_cache: bool
+    url: str, revision: str | None, options: Mapping[str, Any], cache_dir: str | None
 ) -> LeRobotSource:
     target = hub_target(url)
     if target is None:
         if revision is not None:
             raise ValueError(f"{url}: --revision applies to Hub repos only; got another URL")
-        remote = RemoteFiles(url=url.rstrip("/"), options=HiddenOptions(options), cache_dir=cache_dir,
-                             keep_cache=keep_cache)  # fmt: skip
+        remote = RemoteFiles(url=url.rstrip("/"), options=HiddenOptions(options), cache_dir=cache_dir)
         return _open_meta(remote, location=url.rstrip("/"), revision=None)
     if target.revision is not None and revision is not None and target.revision != revision:
         raise ValueError(f"{url}: names revision {target.revision!r}; got --revision {revision!r} too")
     sha = _hub_sha(target.repo_id, target.revision or revision, options)
     folder = f"/{target.prefix}" if target.prefix else ""
     remote = RemoteFiles(url=f"hf://datasets/{target.repo_id}@{sha}{folder}", options=HiddenOptions(options),
-                         cache_dir=cache_dir, keep_cache=keep_cache)  # fmt: skip
+                         cache_dir=cache_dir)  # fmt: skip
     return _open_meta(remote, location=f"hf://datasets/{target.repo_id}{folder}", revision=sha)
 
 

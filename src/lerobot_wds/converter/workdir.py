@@ -236,3 +236,27 @@ def indexed_shards(dest: str, storage_options: Mapping[str, Any]) -> set[int]:
         for name in names
         if name.startswith("shard-") and name.endswith(".json") and name[6:-5].isdigit()
     }
+
+
+# ------------------------------------------------------------------ published/ (Hub destinations)
+
+
+def published_url(dest: str, shard_index: int) -> str:
+    """A shard committed to a Hub repo and deleted from the staging folder: its sha256 (converter/hub.py)."""
+    return storage.join(dest, WORK_DIR, "published", f"shard-{shard_index:06d}.sha256")
+
+
+def mark_published(dest: str, shard_index: int, sha256: str, storage_options: Mapping[str, Any]) -> None:
+    storage.write_bytes(sha256.encode(), published_url(dest, shard_index), storage_options)
+
+
+def published_sha256(dest: str, shard_index: int, storage_options: Mapping[str, Any]) -> str | None:
+    try:
+        return storage.read_bytes(published_url(dest, shard_index), storage_options).decode()
+    except FileNotFoundError:
+        return None
+
+
+def upload_failed_url(dest: str) -> str:
+    """Written by a Hub destination's uploader that stopped: tasks waiting for staging room give up."""
+    return storage.join(dest, WORK_DIR, "upload-failed.txt")
