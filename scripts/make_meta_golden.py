@@ -47,7 +47,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--names", nargs="+", default=["tiny", "multi", "h264", "images", "depth"])
+    parser.add_argument("--names", nargs="+", default=["tiny", "multi", "h264", "images", "depth", "dtypes"])
     args = parser.parse_args()
     for name in args.names:
         path = ROOT / "tests/data" / name / "meta_golden.json"

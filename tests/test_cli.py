@@ -27,7 +27,7 @@ def test_convert_verify_inspect(tmp_path: Path, capsys: pytest.CaptureFixture[st
     assert info["episodes"] == 5
     assert info["frames"] == 73 + 98 + 43 + 104 + 116  # episodes 0, 2, 5, 6, 7 of the fixture
     assert info["hours"] == round(info["frames"] / 15 / 3600, 4)
-    camera = {"codec": "av1", "height": 96, "width": 128, "depth": False}
+    camera = {"codec": "av1", "pix_fmt": "yuv420p", "height": 96, "width": 128, "depth": False}
     assert info["cameras"] == {"observation.images.front": camera, "observation.images.wrist": camera}
     assert info["tasks"] == [
         {"task_index": 0, "task": "pick up the red cube and place it in the bin", "episodes": 1},
@@ -40,7 +40,7 @@ def test_convert_verify_inspect(tmp_path: Path, capsys: pytest.CaptureFixture[st
     assert table[1].split()[:2] == ["episodes", "5"]
     assert f"frames {info['frames']:,} at 15 fps" in " ".join(table[2].split())
     assert f"bytes {info['bytes']:,}" in " ".join(table[5].split())
-    assert "observation.images.wrist av1 128x96" in [" ".join(line.split()) for line in table]
+    assert "observation.images.wrist av1 yuv420p 128x96" in [" ".join(line.split()) for line in table]
     assert "2 2 open the top drawer" in [" ".join(line.split()) for line in table]
 
 
@@ -59,9 +59,10 @@ def test_inspect_names_depth_maps_and_their_codec(tmp_path: Path, capsys: pytest
     capsys.readouterr()
     assert main(["inspect", str(dest), "--json"]) == 0
     cameras = json.loads(capsys.readouterr().out)["cameras"]
-    assert cameras["observation.images.depth"] == {"codec": "hevc", "height": 24, "width": 32, "depth": True}
+    depth = {"codec": "hevc", "pix_fmt": "gray12le", "height": 24, "width": 32, "depth": True}
+    assert cameras["observation.images.depth"] == depth
     assert main(["inspect", str(dest)]) == 0
-    assert "observation.images.depth hevc 32x24 depth" in " ".join(capsys.readouterr().out.split())
+    assert "observation.images.depth hevc gray12le 32x24 depth" in " ".join(capsys.readouterr().out.split())
 
 
 def test_inspect_gives_the_codec_of_a_re_encode(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

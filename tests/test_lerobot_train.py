@@ -69,8 +69,8 @@ def test_each_reader_streams_its_epochs_one_after_another(tiny: str) -> None:
     dataset = ShardedLeRobotDataset(tiny, return_uint8=True)
     who = WorkerInfo(rank=0, world_size=1, worker=0, num_workers=1)
     endless = [int(item["index"]) for item in itertools.islice(TrainStream(dataset, batch_size=4), 2 * 224)]
-    epoch0 = [int(item["index"]) for item in dataset.stream(who, epoch=0)]
-    epoch1 = [int(item["index"]) for item in dataset.stream(who, epoch=1)]
+    epoch0 = [int(item["index"]) for item in dataset._open_stream(who, epoch=0)]
+    epoch1 = [int(item["index"]) for item in dataset._open_stream(who, epoch=1)]
     assert endless == epoch0 + epoch1
     assert sorted(epoch0) == sorted(epoch1) == list(range(224))  # every frame once per epoch
     assert epoch0 != epoch1  # reshuffled

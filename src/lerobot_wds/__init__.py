@@ -13,12 +13,15 @@ from .format import FORMAT_VERSION, Manifest, ShardFormatError, read_manifest
 from .storage import RetryPolicy
 
 if TYPE_CHECKING:
+    from .converter.check import CheckConfig, CheckReport, check_source
     from .converter.convert import ConvertConfig, ConvertResult, convert
     from .converter.export import ExportConfig, ExportResult, export
     from .converter.verify import VerifyReport, inspect_dataset, verify
     from .reader import EpisodeInfo, Item, MixedDataset, ReaderConfig, ShardedLeRobotDataset, collate
 
 _LAZY = {
+    "CheckConfig": ".converter",
+    "CheckReport": ".converter",
     "ConvertConfig": ".converter",
     "ConvertResult": ".converter",
     "ExportConfig": ".converter",
@@ -29,6 +32,7 @@ _LAZY = {
     "ReaderConfig": ".reader",
     "ShardedLeRobotDataset": ".reader",
     "VerifyReport": ".converter",
+    "check_source": ".converter",
     "collate": ".reader",
     "convert": ".converter",
     "export": ".converter",
@@ -38,6 +42,8 @@ _LAZY = {
 
 __all__ = [
     "FORMAT_VERSION",
+    "CheckConfig",
+    "CheckReport",
     "ConvertConfig",
     "ConvertResult",
     "EpisodeInfo",
@@ -51,6 +57,7 @@ __all__ = [
     "ShardFormatError",
     "ShardedLeRobotDataset",
     "VerifyReport",
+    "check_source",
     "collate",
     "convert",
     "export",

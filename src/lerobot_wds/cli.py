@@ -1,4 +1,4 @@
-"""``lerobot-wds convert|finalize|verify|inspect|preview|export``: flags to a config, then one call."""
+"""``lerobot-wds check|convert|finalize|verify|inspect|preview|export``: flags to a config, then one call."""
 
 from __future__ import annotations
 
@@ -29,8 +29,10 @@ from .converter import (
     submit_slurm,
     verify,
 )
-from .converter.convert import DEFAULT_HUB_STAGED_SHARDS, DEFAULT_SHARD_SIZE_MB
+from .converter.check import LEVELS, CheckConfig, check_source
+from .converter.convert import DEFAULT_HUB_STAGED_SHARDS, DEFAULT_SHARD_SIZE_MB, ConvertResult
 from .converter.reencode import VCODECS
+from .converter.verify import camera_summary
 
 
 def _episodes(text: str) -> tuple[int, ...]:
@@ -52,6 +54,27 @@ def _parser() -> argparse.ArgumentParser:
         "-q", "--quiet", action="store_true", help="no progress bars nor summaries: only problems and errors"
     )
     commands = parser.add_subparsers(dest="command", required=True)
+
+    chk = commands.add_parser(
+        "check", help="report every defect of a LeRobot v3 source (exit 1 if any error, 0 if clean)"
+    )
+    chk.add_argument(
+        "source", help="local LeRobot v3 folder, Hub dataset repo id or URL (s3://, hf://datasets/)"
+    )
+    chk.add_argument("--revision", help="Hub revision of the source (branch, tag or commit)")
+    chk.add_argument("--episodes", type=_episodes, help="episode indices to check, e.g. '0,3,5-9'")
+    chk.add_argument(
+        "--level",
+        choices=LEVELS,
+        default="videos",
+        help="meta: metadata and file existence only; rows: + data files' index columns; videos: + each "
+        "mp4's packet index, without decoding (default: %(default)s); deep: + each episode's segment cut "
+        "as convert cuts it, then decoded (local sources)",
+    )
+    chk.add_argument("--deep", action="store_true", help="same as --level deep")
+    chk.add_argument(
+        "--json", action="store_true", help="print the findings as JSON (documented in FORMAT.md)"
+    )
 
     conv = commands.add_parser("convert", help="convert a LeRobot v3 dataset into episode tar shards")
     conv.add_argument(
@@ -103,6 +126,17 @@ def _parser() -> argparse.ArgumentParser:
         help="print the plan (shards, episodes, frames, estimated source bytes per shard) and write nothing",
     )
     conv.add_argument("--json", action="store_true", help="with --dry-run: print the plan as JSON")
+    conv.add_argument(
+        "--skip-bad-episodes",
+        action="store_true",
+        help="convert every episode the checks find no error in; the manifest lists the others and why",
+    )
+    conv.add_argument(
+        "--check-level",
+        choices=LEVELS,
+        help="how far the checks run first go (see `check --level`; default: videos for a local source, "
+        "meta for a remote one)",
+    )
     _cluster_arguments(conv)
 
     fin = commands.add_parser(
@@ -224,6 +258,8 @@ def _run_convert(args: argparse.Namespace) -> int:
         cache_dir=args.cache_dir,
         executor="ray" if args.executor == "ray" else "local",
         ray_address=args.ray_address,
+        skip_bad_episodes=args.skip_bad_episodes,
+        check_level=args.check_level,
     )
     if args.dry_run:
         plan = plan_conversion(args.source, config)
@@ -252,6 +288,8 @@ def _run_convert(args: argparse.Namespace) -> int:
     if args.quiet:
         return 0
     manifest = result.manifest
+    for line in _convert_notes(result):
+        print(line)
     print(
         f"{result.dest}: {manifest.num_episodes} episodes, {manifest.num_frames} frames, "
         f"{len(manifest.shards)} shards ({result.shards_skipped} kept from an earlier run or generation), "
@@ -261,6 +299,41 @@ def _run_convert(args: argparse.Namespace) -> int:
         f"overhead vs source {result.overhead:+.2%}"
     )
     return 0
+
+
+def _convert_notes(result: ConvertResult) -> list[str]:
+    """Streams that differ from the source's info.json, and the skipped episodes (the checks' warnings
+    were logged as they were found)."""
+    lines = []
+    for key in result.manifest.camera_keys:
+        camera = camera_summary(result.manifest, key)
+        said = camera.get("info_json_says")
+        if said:
+            lines.append(
+                f"warning: camera {key!r}: the shards hold {camera['codec']} {camera['pix_fmt']} "
+                f"{camera['width']}x{camera['height']} as copied; the source's info.json says "
+                + ", ".join(f"{name} {value}" for name, value in said.items())
+            )
+    skipped = result.manifest.skipped_episodes
+    if skipped:
+        lines.append(
+            f"skipped {len(skipped)} episode(s) with errors (listed in the manifest, `inspect` shows them): "
+            + ", ".join(f"{s.episode_index} ({', '.join(s.checks)})" for s in skipped[:10])
+            + (" ..." if len(skipped) > 10 else "")
+        )
+    return lines
+
+
+def _run_check(args: argparse.Namespace) -> int:
+    config = CheckConfig(
+        episodes=args.episodes, level="deep" if args.deep else args.level, revision=args.revision
+    )
+    report = check_source(args.source, config)
+    if args.json:
+        print(json.dumps(report.to_dict(), indent=1))
+    elif not args.quiet or not report.ok:
+        print(report.text())
+    return 0 if report.ok else 1
 
 
 def _plan_text(plan: ConversionPlan, config: ConvertConfig, head: int = 5) -> str:
@@ -283,6 +356,9 @@ def _plan_text(plan: ConversionPlan, config: ConvertConfig, head: int = 5) -> st
             line(str(row["shard_index"]), len(episodes), span, row["num_frames"], row["estimated_bytes"])
         )
     lines.append(line("total", len(plan.episodes), "", plan.num_frames, plan.source_bytes))
+    if plan.skipped:
+        named = ", ".join(f"{s.episode_index} ({', '.join(s.checks)})" for s in plan.skipped[:20])
+        lines.append(f"skipping {len(plan.skipped)} episode(s) with errors: {named}")
     tasks = len(plan.shards)
     lines.append(
         f"{plan.source.location}: {tasks:,} shards, {len(plan.episodes):,} episodes, "
@@ -377,11 +453,22 @@ def _inspect_text(info: dict[str, Any]) -> str:
         "",
     ]  # fmt: skip
     width = max([len("camera"), *map(len, info["cameras"])])
-    lines.append(f"  {'camera':<{width}}  {'codec':<6}  {'resolution':>10}")
+    lines.append(f"  {'camera':<{width}}  {'codec':<6}  {'pix_fmt':<9}  {'resolution':>10}")
     for key, camera in info["cameras"].items():
         size = f"{camera['width']}x{camera['height']}"
+        said = camera.get("info_json_says")
+        note = ("  depth" if camera["depth"] else "") + (
+            f"  (source info.json says {', '.join(f'{k} {v}' for k, v in said.items())})" if said else ""
+        )
         lines.append(
-            f"  {key:<{width}}  {camera['codec']:<6}  {size:>10}{'  depth' if camera['depth'] else ''}"
+            f"  {key:<{width}}  {camera['codec']:<6}  {camera['pix_fmt'] or '?':<9}  {size:>10}{note}"
+        )
+    skipped = info.get("skipped_episodes") or []
+    if skipped:
+        lines += ["", f"  skipped {len(skipped)} source episode(s) with errors:"]
+        lines += [f"  {s['episode_index']:>10}  {s['reason'][:150]}" for s in skipped[:20]]
+        lines += (
+            [f"  {'...':>10}  and {len(skipped) - 20} more (--json lists all)"] if len(skipped) > 20 else []
         )
     lines += ["", f"  {'task_index':>10}  {'episodes':>8}  task"]
     lines += [f"  {t['task_index']:>10}  {t['episodes']:>8,}  {t['task']}" for t in info["tasks"]]
@@ -407,6 +494,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(message)s"
     )
     try:
+        if args.command == "check":
+            return _run_check(args)
         if args.command == "convert":
             return _run_convert(args)
         if args.command == "verify":

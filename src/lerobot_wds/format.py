@@ -9,7 +9,7 @@ A converted dataset is a folder (local or in a bucket)::
     meta/info.json                 # copied unchanged from the LeRobot v3 source
     meta/stats.json
     meta/tasks.parquet
-    meta/episodes/chunk-000/file-000.parquet   # LeRobot's episode table, for ``export`` (since session 6)
+    meta/episodes/chunk-000/file-000.parquet   # LeRobot's episode table, for ``export`` (may be absent)
     shards/shard-000000.tar        # whole episodes, one WebDataset sample each
 
 Sample ``ep_000123`` holds ``ep_000123.meta.json``, ``ep_000123.rows.arrow`` and one
@@ -33,8 +33,8 @@ from .storage import StorageOptions
 FORMAT_VERSION = 1
 MANIFEST_NAME = "manifest.json"  # written last: its presence means "complete"
 META_FILES = ("meta/info.json", "meta/stats.json", "meta/tasks.parquet")  # copied unchanged
-# LeRobot's episode table (per-episode stats/* included), copied unchanged since session 6 so that
-# ``export`` can give the stats back; absent beside older conversions. Nothing else reads it.
+# LeRobot's episode table (per-episode stats/* included), copied unchanged so that ``export`` can give
+# the stats back; a conversion may lack it (readers never need it). Nothing else reads it.
 EPISODES_META_GLOB = "meta/episodes/*/*.parquet"
 SHARD_DIR = "shards"
 EPISODE_KEY_PREFIX = "ep_"
@@ -195,6 +195,15 @@ class CameraSegment:
     to_timestamp: float
     source_file: str  # source mp4, relative to the source root
     psnr_db: float | None = None  # against the source when re-encoded (--vcodec); None for a stream copy
+    # The segment's own stream as written (the source's info.json may say otherwise): FFmpeg's pixel
+    # format name and the frame size in pixels. None in shards written before they were recorded.
+    pix_fmt: str | None = None
+    width: int | None = None
+    height: int | None = None
+
+    def stream(self) -> dict[str, Any]:
+        """``{"codec", "pix_fmt", "width", "height"}`` of the segment's stream (None where unknown)."""
+        return {"codec": self.codec, "pix_fmt": self.pix_fmt, "width": self.width, "height": self.height}
 
     @classmethod
     def from_json(cls, obj: dict[str, Any], where: str) -> CameraSegment:
@@ -210,6 +219,9 @@ class CameraSegment:
             to_timestamp=float(json_field(obj, "to_timestamp", (int, float), where)),
             source_file=json_field(obj, "source_file", str, where),
             psnr_db=_optional_float(obj, "psnr_db", where),
+            pix_fmt=json_field(obj, "pix_fmt", str, where) if obj.get("pix_fmt") is not None else None,
+            width=json_field(obj, "width", int, where) if obj.get("width") is not None else None,
+            height=json_field(obj, "height", int, where) if obj.get("height") is not None else None,
         )
 
 
@@ -302,6 +314,23 @@ class SourceInfo:
         )
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SkippedEpisode:
+    """A source episode a conversion left out (``--skip-bad-episodes``), and why."""
+
+    episode_index: int
+    checks: tuple[str, ...]  # the error-level checks that named it, e.g. ("files.missing",)
+    reason: str  # their messages, joined
+
+    @classmethod
+    def from_dict(cls, obj: dict[str, Any], where: str) -> SkippedEpisode:
+        return cls(
+            episode_index=json_field(obj, "episode_index", int, where),
+            checks=tuple(_str(c, "checks", where) for c in json_field(obj, "checks", list, where)),
+            reason=json_field(obj, "reason", str, where),
+        )
+
+
 _EPISODE_COLUMNS = (
     "episode_index",
     "num_frames",
@@ -330,6 +359,12 @@ class Manifest:
     # 0 for a one-shot conversion; each incremental update (new source episodes, new shards appended,
     # old shards untouched) adds 1. Absent in manifests written before updates existed: read as 0.
     generation: int = 0
+    # Source episodes left out because a check found an error in them (convert --skip-bad-episodes);
+    # absent (empty) when none was. An update may convert them once repaired.
+    skipped_episodes: list[SkippedEpisode] = field(default_factory=list)
+    # Per camera, the distinct streams its segments hold as written ({"codec", "pix_fmt", "width",
+    # "height"}: usually one); what the source's info.json says may differ. Empty before it was recorded.
+    streams: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
 
     @property
     def num_episodes(self) -> int:
@@ -373,6 +408,10 @@ class Manifest:
             "shards": [s.to_dict() for s in self.shards],
             "episodes": columns,
         }
+        if self.skipped_episodes:
+            obj["skipped_episodes"] = [asdict(s) | {"checks": list(s.checks)} for s in self.skipped_episodes]
+        if self.streams:
+            obj["streams"] = self.streams
         return json_dumps(obj)  # compact: a 130k-episode manifest stays a few MB
 
     @classmethod
@@ -401,6 +440,13 @@ class Manifest:
             generation=_at_least(json_field(obj, "generation", int, where), 0, "generation", where)
             if "generation" in obj
             else 0,
+            skipped_episodes=[
+                SkippedEpisode.from_dict(s, f"{where}: skipped_episodes[{i}]")
+                for i, s in enumerate(json_field(obj, "skipped_episodes", list, where))
+            ]
+            if "skipped_episodes" in obj
+            else [],
+            streams=_streams(obj.get("streams") or {}, where),
         )
 
 
@@ -500,6 +546,17 @@ def _psnr_db(value: Any, where: str) -> dict[str, dict[str, float]]:
     return {camera: {k: float(x) for k, x in stats.items()} for camera, stats in value.items()}
 
 
+def _streams(value: Any, where: str) -> dict[str, list[dict[str, Any]]]:
+    """``{camera: [{"codec", "pix_fmt", "width", "height"}, ...]}``."""
+    ok = isinstance(value, dict) and all(
+        isinstance(v, list) and all(isinstance(s, dict) and isinstance(s.get("codec"), str) for s in v)
+        for v in value.values()
+    )
+    if not ok:
+        raise ShardFormatError(f"{where}: streams {str(value)[:80]}; expected {{camera: [{{codec: ...}}]}}")
+    return value
+
+
 def _at_least(value: int, minimum: int, name: str, where: str) -> int:
     if value < minimum:
         raise ShardFormatError(f"{where}: {name} is {value}; expected >= {minimum}")
@@ -537,9 +594,40 @@ def task_strings(table: pa.Table, where: str) -> dict[int, str]:
     return dict(zip(table["task_index"].to_pylist(), table[names[0]].to_pylist(), strict=True))
 
 
+# LeRobot returns depth in millimetres; a depth feature whose info says ``depth_unit: "m"`` is scaled
+# by this (values and stats alike), as LeRobot 0.6.1 does.
+MM_PER_METRE = 1000.0
+
+
 def is_depth_map(feature: dict[str, Any]) -> bool:
     """LeRobot's marker: ``is_depth_map`` in the feature's ``info`` (or the legacy ``video.*`` keys)."""
     info, video_info = feature.get("info") or {}, feature.get("video_info") or {}
     return bool(
         info.get("is_depth_map") or info.get("video.is_depth_map") or video_info.get("video.is_depth_map")
+    )
+
+
+CHANNEL_NAMES = ("channel", "channels")  # LeRobot's names for the last axis of an (H, W, C) camera shape
+
+
+def camera_chw(feature: dict[str, Any]) -> tuple[int, int, int] | None:
+    """A camera feature's frame shape ``(C, H, W)`` as LeRobot reads its declaration
+    (``dataset_to_policy_features``): ``(H, W, C)`` when ``names[2]`` is ``channel(s)``, else already
+    ``(C, H, W)`` (ported datasets declare ``[3, 224, 224]``). Without names, the axis of 1, 3 or 4
+    channels decides. ``video.height``/``video.width``/``video.channels`` in ``info``, which LeRobot's
+    writer reads from the encoded stream, win over the declaration. None when the shape is not 3-d."""
+    shape = feature.get("shape")
+    if not isinstance(shape, list | tuple) or len(shape) != 3:
+        return None
+    names = feature.get("names")
+    if isinstance(names, list | tuple) and len(names) == 3:
+        channels_last = names[2] in CHANNEL_NAMES
+    else:
+        channels_last = shape[2] in (1, 3, 4) and shape[0] not in (1, 3, 4)
+    c, h, w = (shape[2], shape[0], shape[1]) if channels_last else tuple(shape)
+    info = feature.get("info") or {}
+    return (
+        int(info.get("video.channels", c)),
+        int(info.get("video.height", h)),
+        int(info.get("video.width", w)),
     )

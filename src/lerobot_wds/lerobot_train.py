@@ -117,7 +117,7 @@ class TrainStream(IterableDataset[dict[str, Any]]):
             if draws >= per_epoch:
                 draws -= per_epoch
             else:
-                yield from self.dataset.stream(who, draws=draws, epoch=epoch)
+                yield from self.dataset._open_stream(who, draws=draws, epoch=epoch)
                 draws = 0
             epoch += 1
 

@@ -21,8 +21,8 @@ from urllib.parse import urlsplit, urlunsplit
 import numpy as np
 
 from . import format as fmt
+from .meta import DatasetMeta, read_meta
 from .reader.episodes import Episode, EpisodeSource
-from .reader.meta import DatasetMeta, read_meta
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure

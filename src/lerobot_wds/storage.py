@@ -421,7 +421,10 @@ class RangeReader(io.RawIOBase):
                     ) from exc
                 self.retries += 1
                 logger.warning(
-                    "%s: transient read failure at byte %d (%r); retrying", self.url, self._position, exc
+                    "%s: transient read failure at byte %d (%r); retrying",
+                    redact(self.url),
+                    self._position,
+                    exc,
                 )
                 pause_s = self._retry.backoff_s(attempt, self._rng)
                 if deadline is not None:  # the last attempt still gets its try, however short

@@ -111,11 +111,12 @@ def test_two_runs_give_identical_bytes(tmp_path: Path) -> None:
 
 def test_interrupted_conversion_resumes_to_the_same_bytes(tmp_path: Path, fixture_copy) -> None:
     source = fixture_copy("multi")
-    config = ConvertConfig(shard_size_mb=0.4)
+    config = ConvertConfig(shard_size_mb=0.4, check_level="meta")
     reference = convert(str(source), str(tmp_path / "reference"), config)
     assert len(reference.manifest.shards) >= 3
     # Break the video of the last chunk (same size, so the plan is the same): the run dies after the
-    # shards before it are finished, as a killed run would.
+    # shards before it are finished, as a killed run would. check_level="meta": the file breaks as if
+    # after the checks ran (else they refuse it before anything is written).
     late_video = source / "videos/observation.images.front/chunk-001/file-000.mp4"
     saved = late_video.read_bytes()
     late_video.write_bytes(bytes(len(saved)))
@@ -219,14 +220,14 @@ def test_interrupted_upload_to_s3_resumes_without_uploading_finished_shards(
     from faultproxy import FaultProxy
 
     source = fixture_copy("multi")
-    config = ConvertConfig(shard_size_mb=0.4)
+    config = ConvertConfig(shard_size_mb=0.4, check_level="meta")
     reference = convert(str(source), str(tmp_path / "reference"), config)
     late_video = source / "videos/observation.images.front/chunk-001/file-000.mp4"
     saved = late_video.read_bytes()
     late_video.write_bytes(bytes(len(saved)))
     proxy = FaultProxy(int(s3_server["client_kwargs"]["endpoint_url"].rsplit(":", 1)[1]))
     through = {**s3_server, "client_kwargs": {"endpoint_url": proxy.endpoint}}
-    s3_config = ConvertConfig(shard_size_mb=0.4, storage_options=through)
+    s3_config = ConvertConfig(shard_size_mb=0.4, check_level="meta", storage_options=through)
     dest = f"s3://{s3_bucket}/multi"
     fs = s3fs.S3FileSystem(**s3_server)
     try:
@@ -264,7 +265,9 @@ def test_storage_options_never_reach_files_or_errors(tmp_path: Path, fixture_cop
         convert(
             str(source),
             str(dest),
-            ConvertConfig(shard_size_mb=0.4, workers=workers, storage_options={"token": secret}),
+            ConvertConfig(
+                shard_size_mb=0.4, workers=workers, check_level="meta", storage_options={"token": secret}
+            ),
         )
     assert secret not in str(failure.value)
     written = [p for p in dest.rglob("*") if p.is_file()]

@@ -27,7 +27,7 @@ def assert_arrays_equal(ours: Any, expected: Any, where: str) -> None:
         assert_arrays_equal(ours[key], expected[key], f"{where}/{key}")
 
 
-@pytest.mark.parametrize("name", ["tiny", "multi", "h264", "images", "depth"])
+@pytest.mark.parametrize("name", ["tiny", "multi", "h264", "images", "depth", "dtypes"])
 def test_meta_reads_as_lerobots(converted: dict[str, str], tmp_path: Any, name: str) -> None:
     expected = json.loads((DATA / name / "meta_golden.json").read_text())
     url = converted[name] if name in converted else _convert(name, tmp_path)

@@ -219,7 +219,7 @@ def test_dropping_a_key_resolves_a_shape_mismatch(converted: dict[str, str]) -> 
     assert next(item[WRIST].shape for item in seen if item["dataset_name"] == "b") == (3, 96, 128)
     assert WRIST in dataset.meta.features  # b's
     assert WRIST not in dataset.meta.stats  # aggregated over the sources that keep it: all of them
-    undecoded = next(windowed.stream(windowed.worker_info(), skip_videos={WRIST}))
+    undecoded = next(windowed._open_stream(windowed.worker_info(), skip_videos={WRIST}))
     assert WRIST not in undecoded  # a's wrist frames are not decoded at all
     first_b = next(i for i in seen if i["dataset_name"] == "b")
     with pytest.raises(ValueError, match=rf"collate: an item \(dataset_name 'b'\) has keys \['{WRIST}'\]"):

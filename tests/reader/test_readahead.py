@@ -67,19 +67,21 @@ def test_read_ahead_gives_the_items_of_on_demand_reads_reading_each_episode_once
     on_demand = ShardedLeRobotDataset(converted["multi"], prefetch_bytes=0, **options)
     for who in [WorkerInfo(rank=r, world_size=3, worker=0, num_workers=1) for r in range(3)]:
         for draws in [0, 157]:  # from the start, and restored mid-epoch
-            stream, reference = ahead.stream(who, draws), on_demand.stream(who, draws)
+            stream, reference = ahead._open_stream(who, draws), on_demand._open_stream(who, draws)
             assert drain(stream) == drain(reference)
             # each admission read once, as on-demand reads do at its first draw
             assert stream.counters.episodes == reference.counters.episodes > 0
             assert stream.counters.requests <= stream.counters.episodes
-    single = ahead.stream(WorkerInfo(), 0)
+    single = ahead._open_stream(WorkerInfo(), 0)
     assert single.counters.episodes == 0
     assert len({episode for _, episode in drain(single)}) == single.counters.episodes == 24
 
 
 def test_padding_repeats_are_read_ahead_too(converted: dict[str, str]) -> None:
     dataset = ShardedLeRobotDataset(converted["multi"], seed=5, prefetch_bytes=1 << 30)
-    streams = [dataset.stream(WorkerInfo(rank=r, world_size=5, worker=0, num_workers=1)) for r in range(5)]
+    streams = [
+        dataset._open_stream(WorkerInfo(rank=r, world_size=5, worker=0, num_workers=1)) for r in range(5)
+    ]
     padded = [s for s in streams if s.num_samples > s.episodes.schedule.plan.num_frames]
     assert padded  # some rank pads
     for stream in padded:

@@ -209,3 +209,10 @@ def test_elastic_state_refuses_a_loader_state_taken_between_snapshots(converted:
     with pytest.raises(ValueError, match="snapshot_every_n_steps=1"):
         elastic_state([loader.state_dict()])
     del iterator
+
+
+def test_a_state_with_an_unknown_partition_is_refused(converted: dict[str, str]) -> None:
+    dataset = make(converted["tiny"])
+    dataset.load_state_dict({**dataset.state_dict(), "partition": "shards"})
+    with pytest.raises(ValueError, match=r"reader state: partition: got 'shards'; expected one of 'frames'"):
+        iter(dataset)

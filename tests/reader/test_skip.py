@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import shutil
 from collections import Counter
 from pathlib import Path
 
 import corruptions as bad
+import numpy as np
 import pytest
+import torch
 from torch.utils.data import DataLoader
+from torchdata.stateful_dataloader import StatefulDataLoader
 
-from lerobot_wds import ShardedLeRobotDataset, ShardFormatError
+from lerobot_wds import ShardedLeRobotDataset, ShardFormatError, read_manifest
+from lerobot_wds.reader import frames
 from lerobot_wds.reader.order import WorkerInfo
 from lerobot_wds.reader.pipeline import reader_plan
 
@@ -125,3 +130,109 @@ def test_a_bad_first_episode_is_paid_for_by_the_first_good_item(broken, batch_si
         indices = [i for b in out for i in b["index"].tolist()]
     assert len(indices) == 40 + 31
     assert set(indices) == set(range(140, 171))  # episode 3's frames only, the first ones repeated
+
+
+def flip_episodes(converted: str, root: Path, episodes: list[int]) -> str:
+    """A copy of a converted dataset with one byte flipped in the middle of each of ``episodes``."""
+    shutil.copytree(converted, root)
+    manifest = read_manifest(str(root))
+    for entry in manifest.episodes:
+        if entry.episode_index in episodes:
+            shard = root / entry.shard
+            data = bytearray(shard.read_bytes())
+            data[entry.offset_bytes + entry.size_bytes // 2] ^= 0x5A
+            shard.write_bytes(bytes(data))
+    return str(root)
+
+
+@pytest.mark.parametrize("batch_size", [None, 8])
+def test_resume_with_skipped_episodes_is_exact(converted: dict[str, str], tmp_path: Path, batch_size) -> None:
+    """Episodes 20 and 15 are the first of workers 0 and 1 (seed 5, pool 3): their failed draws come
+    before any good item of their reader, and later ones between good items of other episodes."""
+    root = flip_episodes(converted["multi"], tmp_path / "multi", [20, 15])
+
+    def make() -> StatefulDataLoader:
+        dataset = ShardedLeRobotDataset(
+            root, delta_timestamps={"action": [0.0, 1 / 15]}, seed=5, episode_pool_size=3, on_error="skip",
+            batch_size=batch_size,
+        )  # fmt: skip
+        return StatefulDataLoader(dataset, batch_size=8 if batch_size is None else None, num_workers=2)
+
+    full = [batch["index"].tolist() for batch in make()]
+    assert len(full) == 232
+    for cut in (1, 14, 23, 116):
+        iterator = iter(loader := make())
+        head = [next(iterator)["index"].tolist() for _ in range(cut)]
+        state = loader.state_dict()
+        del iterator
+        restored = make()
+        restored.load_state_dict(state)
+        assert head + [batch["index"].tolist() for batch in restored] == full, f"cut at batch {cut}"
+
+
+@pytest.mark.parametrize("first_bad_frame", [0, 20])
+def test_a_frame_that_does_not_decode_is_skipped_alike_in_item_and_batch_mode(
+    converted: dict[str, str], monkeypatch, first_bad_frame: int
+) -> None:
+    """Episode 2's segment opens, but its frames from ``first_bad_frame`` on fail to decode (a fault
+    injected into the decoder: a real corrupt packet fails or not depending on the codec)."""
+    real = frames.EpisodeDecoder.frames
+
+    def failing(self: frames.EpisodeDecoder, indices: np.ndarray) -> list[torch.Tensor]:
+        if "episode 2" in self.where and max(indices.tolist()) >= first_bad_frame:
+            raise ShardFormatError(f"{self.where}: frames {indices.tolist()} do not decode; injected")
+        return real(self, indices)
+
+    monkeypatch.setattr(frames.EpisodeDecoder, "frames", failing)
+    outs = {}
+    for batch_size in (None, 8):
+        dataset = ShardedLeRobotDataset(converted["tiny"], on_error="skip", seed=3, batch_size=batch_size)
+        values = list(dataset)
+        outs[batch_size] = (
+            [int(i["index"]) for i in values]
+            if batch_size is None
+            else [i for batch in values for i in batch["index"].tolist()]
+        )
+        stats = dataset.timing_stats()
+        assert stats["skipped_episodes"] == 1
+        assert stats["skipped_draws"] >= FRAMES[2] - first_bad_frame
+    assert outs[None] == outs[8]
+    assert len(outs[None]) == sum(FRAMES.values())
+    episode_2 = {i - 100 for i in outs[None] if 100 <= i < 140}  # its frames that came (index 100-139)
+    assert max(episode_2, default=-1) < first_bad_frame
+
+
+@pytest.mark.parametrize("batch_size", [None, 8])
+def test_skip_stage_resumes_exactly_at_every_cut(
+    converted: dict[str, str], tmp_path: Path, monkeypatch, batch_size: int | None
+) -> None:
+    """Episode 4 fails to read (a flipped byte) and episode 2's frames from 20 on fail to decode
+    (injected): a restore anywhere gives the rest of the uninterrupted stream."""
+    root = flip_episodes(converted["tiny"], tmp_path / "tiny", [4])
+    real = frames.EpisodeDecoder.frames
+
+    def failing(self: frames.EpisodeDecoder, indices: np.ndarray) -> list[torch.Tensor]:
+        if "episode 2" in self.where and max(indices.tolist()) >= 20:
+            raise ShardFormatError(f"{self.where}: frames {indices.tolist()} do not decode; injected")
+        return real(self, indices)
+
+    monkeypatch.setattr(frames.EpisodeDecoder, "frames", failing)
+
+    def make() -> ShardedLeRobotDataset:
+        return ShardedLeRobotDataset(
+            root, on_error="skip", seed=3, episode_pool_size=2, batch_size=batch_size,
+            delta_timestamps={"observation.images.front": [-0.1, 0.0]},
+        )  # fmt: skip
+
+    def indices(values: list[dict]) -> list[list[int]]:
+        return [v["index"].reshape(-1).tolist() for v in values]
+
+    full = indices(list(make()))
+    for cut in range(1, len(full), 3 if batch_size else 17):
+        dataset = make()
+        iterator = iter(dataset)
+        head = indices([next(iterator) for _ in range(cut)])
+        state = json.loads(json.dumps(dataset.state_dict()))
+        restored = make()
+        restored.load_state_dict(state)
+        assert head + indices(list(restored)) == full, f"cut at {cut}: {state}"

@@ -117,7 +117,7 @@ def test_ranks_yield_equal_counts_and_cover_the_dataset(converted: dict[str, str
     assert len({len(p) for p in parts}) == 1  # the DDP contract: same samples on every rank
     everything = [i for part in parts for i in part]
     assert set(everything) == set(range(1852))
-    repeated = sum(d.stream(d.worker_info()).num_samples for d in datasets) - 1852
+    repeated = sum(d._open_stream(d.worker_info()).num_samples for d in datasets) - 1852
     assert len(everything) - 1852 == repeated < 120  # repeats pad the smaller ranks, counted exactly
 
 
@@ -192,3 +192,10 @@ def test_timing_stats_sum_the_workers_counters(converted: dict[str, str]) -> Non
     assert stats["decode_s"] > 0
     assert stats["fetch_s"] > 0
     assert 0 <= stats["fetch_waits"] <= 24
+
+
+def test_stream_is_deprecated(converted: dict[str, str]) -> None:
+    dataset = ShardedLeRobotDataset(converted["tiny"])
+    with pytest.warns(DeprecationWarning, match=r"stream\(\) is internal"):
+        stream = dataset.stream(dataset.worker_info())
+    assert len(list(stream)) == dataset.num_frames

@@ -1,5 +1,6 @@
 """Converter: LeRobot v3 dataset -> self-contained episode tar shards."""
 
+from .check import CheckConfig, CheckReport, Finding, check_source
 from .cluster import SlurmConfig, SlurmJobs
 from .convert import (
     ConvertConfig,
@@ -17,6 +18,8 @@ from .plan import ConversionPlan
 from .verify import VerifyReport, inspect_dataset, verify
 
 __all__ = [
+    "CheckConfig",
+    "CheckReport",
     "ConversionPlan",
     "ConvertConfig",
     "ConvertProgress",
@@ -24,10 +27,12 @@ __all__ = [
     "ExportConfig",
     "ExportProgress",
     "ExportResult",
+    "Finding",
     "PartResult",
     "SlurmConfig",
     "SlurmJobs",
     "VerifyReport",
+    "check_source",
     "convert",
     "convert_part",
     "export",

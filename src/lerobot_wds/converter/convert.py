@@ -12,14 +12,16 @@ from typing import Any
 
 from .. import format as fmt
 from .. import storage
+from .check import LEVELS, CheckReport, check_opened
 from .cluster import SlurmConfig, SlurmJobs, run_shard_tasks_ray, submit_shard_tasks_slurm
 from .executor import ConvertProgress, completion_url, run_shard_tasks
 from .finalize import existing_manifest, finalize
 from .hub import HubTarget, ShardUploader, hf_api, hub_target, stage_update
+from .keptmeta import kept_meta
 from .plan import ConversionPlan, ShardPlan, plan_episodes, plan_shards
 from .reencode import VCODECS
 from .shards import VideoOptions
-from .source import LeRobotSource, open_source
+from .source import LeRobotSource, SourceEpisode, open_source
 from .update import check_same, update_episodes
 from .workdir import WorkPlan, published_sha256, read_index, read_plan, source_meta_url, work_url, write_plan
 
@@ -67,6 +69,15 @@ class ConvertConfig:
     # puts its temporary copy of meta/ (None: ~/.cache/lerobot-wds/source); tasks read by byte ranges
     source_storage_options: Mapping[str, Any] = field(default_factory=dict, repr=False)
     cache_dir: str | None = None
+    # Convert every selected episode that the checks run first (lerobot-wds check) find no error in, and
+    # list the others in the manifest with why; False: any error stops the conversion before it writes.
+    skip_bad_episodes: bool = False
+    # How far the checks run before planning go (converter/check.py LEVELS). None: "videos" for a local
+    # source (each mp4's index: its header when the stream has no B-frames, else a demux of its packets),
+    # "meta" for a remote one (only meta/ and file listings: the shard tasks read its files by byte ranges).
+    # "meta"/"rows" spare a large local source with B-frame videos a second read of them; the shard tasks
+    # still refuse what they cannot copy.
+    check_level: str | None = None
 
     def __post_init__(self) -> None:
         if self.hub_staged_shards < 1:
@@ -82,6 +93,10 @@ class ConvertConfig:
         if self.executor not in EXECUTORS:
             raise ValueError(
                 f"ConvertConfig.executor: got {self.executor!r}; expected one of {list(EXECUTORS)}"
+            )
+        if self.check_level not in (None, *LEVELS):
+            raise ValueError(
+                f"ConvertConfig.check_level: got {self.check_level!r}; expected None or one of {list(LEVELS)}"
             )
         if self.episodes is not None and not self.episodes:
             raise ValueError("ConvertConfig.episodes: got an empty selection; expected None (all) or indices")
@@ -109,6 +124,7 @@ class ConvertResult:
     # not written by this run: finished by an interrupted one (kept after a checksum check), or already
     # in the destination's manifest (an update keeps them untouched)
     shards_skipped: int
+    checked: CheckReport | None = None  # what the checks run before planning found (warnings included)
 
     @property
     def overhead(self) -> float:
@@ -180,6 +196,7 @@ def _convert(
         elapsed_s=time.perf_counter() - started,
         source_bytes=prepared.plan.source_bytes,
         shards_skipped=prepared.resumed + prepared.base_shards,
+        checked=prepared.plan.checked,
     )
 
 
@@ -310,10 +327,52 @@ def _plan(source: str, config: ConvertConfig) -> ConversionPlan:
         cache_dir=config.cache_dir,
     )
     try:
-        return plan_episodes(lerobot, lerobot.select(config.episodes), target_bytes=config.shard_size_bytes)
+        selected = lerobot.select(config.episodes)
+        level = config.check_level or ("meta" if lerobot.remote is not None else "videos")
+        report = check_opened(lerobot, selected, level=level)
+        for finding in report.findings:
+            if finding.severity == "warning":
+                logger.warning("%s: %s", lerobot.location, finding.text(max_episodes=5))
+        kept, skipped = _kept_episodes(lerobot, selected, report, config.skip_bad_episodes)
+        return plan_episodes(
+            lerobot, kept, target_bytes=config.shard_size_bytes, checked=report, skipped=skipped
+        )
     except BaseException:
         lerobot.close()
         raise
+
+
+def _kept_episodes(
+    lerobot: LeRobotSource, selected: list[SourceEpisode], report: CheckReport, skip: bool
+) -> tuple[list[SourceEpisode], tuple[fmt.SkippedEpisode, ...]]:
+    """The episodes to convert and the ones skipped; every error at once when the conversion cannot go on."""
+    if report.ok:
+        return selected, ()
+    bad = report.bad_episodes()
+    if skip and not report.dataset_errors and len(bad) < len(selected):
+        skipped = tuple(
+            fmt.SkippedEpisode(
+                episode_index=index,
+                checks=tuple(dict.fromkeys(f.check for f in findings)),
+                reason="; ".join(dict.fromkeys(report.reasons.get(index, []))),
+            )
+            for index, findings in bad.items()
+        )
+        logger.warning("%s: skipping %d bad episode(s): %s", lerobot.location, len(bad), list(bad)[:20])
+        return [e for e in selected if e.episode_index not in bad], skipped
+    errors = "\n".join(f.text(max_episodes=20) for f in report.errors)
+    if report.dataset_errors or not skip:
+        fix = (
+            "fix the dataset-level errors first"
+            if report.dataset_errors
+            else f"convert the other {len(selected) - len(bad)} episode(s) with --skip-bad-episodes"
+        )
+    else:
+        fix = "every selected episode has an error: nothing would be left to convert"
+    raise ValueError(
+        f"{lerobot.location}: {len(report.errors)} error(s) in {len(bad)} of {len(selected)} selected "
+        f"episode(s), found before writing anything:\n{errors}\n{fix}"
+    )
 
 
 def _convert_to_hub(
@@ -383,18 +442,23 @@ def _prepare_plan(
             new, plan.estimated_bytes, config.shard_size_bytes, first_index=len(existing.shards)
         )
         generation, base_shards = existing.generation + 1, len(existing.shards)
-    work = _work_plan(plan.source, config, shards, generation)
+    work = _work_plan(plan.source, config, shards, generation, plan.skipped)
     ranks = (
         range(len(shards))
         if tasks is None or task_index is None
         else part_shards(len(shards), tasks, task_index)
     )
-    resumed = _prepare_work_dir(dest, work, plan.source, opts, ranks)
+    kept = [e.episode_index for e in plan.episodes] if plan.skipped else None
+    resumed = _prepare_work_dir(dest, work, plan.source, opts, ranks, kept)
     return _Prepared(plan=plan, work=work, resumed=resumed, base_shards=base_shards)
 
 
 def _work_plan(
-    lerobot: LeRobotSource, config: ConvertConfig, plans: list[ShardPlan], generation: int
+    lerobot: LeRobotSource,
+    config: ConvertConfig,
+    plans: list[ShardPlan],
+    generation: int,
+    skipped: tuple[fmt.SkippedEpisode, ...],
 ) -> WorkPlan:
     return WorkPlan(
         format_version=fmt.FORMAT_VERSION,
@@ -405,6 +469,7 @@ def _work_plan(
         features=lerobot.features,
         camera_keys=lerobot.camera_keys,
         generation=generation,
+        skipped_episodes=skipped,
     )
 
 
@@ -415,24 +480,29 @@ def _source_info(lerobot: LeRobotSource) -> fmt.SourceInfo:
 
 
 def _prepare_work_dir(
-    dest: str, plan: WorkPlan, lerobot: LeRobotSource, opts: Mapping[str, Any], ranks: range
+    dest: str,
+    plan: WorkPlan,
+    lerobot: LeRobotSource,
+    opts: Mapping[str, Any],
+    ranks: range,
+    kept: list[int] | None,
 ) -> int:
     """Record the plan and the source's meta files (or check an interrupted run's plan); return how many
-    of the shards at ``ranks`` (positions in the plan) are finished and kept."""
+    of the shards at ``ranks`` (positions in the plan) are finished and kept. With ``kept`` (episodes were
+    skipped), the meta files describe those episodes only (:func:`.keptmeta.kept_meta`)."""
     previous = read_plan(dest, opts)
     if previous is None:
-        for name in fmt.META_FILES:  # before plan.json: a plan on disk means its meta copies are there
-            path = lerobot.root / name
-            if path.is_file():
-                storage.write_bytes(path.read_bytes(), source_meta_url(dest, name), opts)
-        for path in sorted(lerobot.root.glob(fmt.EPISODES_META_GLOB)):  # per-episode stats, for `export`
-            relative = path.relative_to(lerobot.root).as_posix()
-            storage.write_bytes(path.read_bytes(), source_meta_url(dest, relative), opts)
+        # before plan.json: a plan on disk means its meta copies are there
+        for name, data in _meta_copies(lerobot, kept).items():
+            storage.write_bytes(data, source_meta_url(dest, name), opts)
         write_plan(dest, plan, opts)
-    elif previous != plan and replace(previous, shards=plan.shards) == plan:
+    elif (
+        previous != plan
+        and replace(previous, shards=plan.shards, skipped_episodes=plan.skipped_episodes) == plan
+    ):
         raise ValueError(
             f"{dest}: the source's files changed since the interrupted conversion began (its shard plan "
-            "differs); pass --overwrite to start over"
+            "or the episodes its checks skip differ); pass --overwrite to start over"
         )
     elif previous != plan:
         raise ValueError(
@@ -441,6 +511,17 @@ def _prepare_work_dir(
             f"{plan.options}; rerun that command to finish it, or pass --overwrite"
         )
     return sum(_keep_finished(dest, rank, plan.shards[rank], opts) for rank in ranks)
+
+
+def _meta_copies(lerobot: LeRobotSource, kept: list[int] | None) -> dict[str, bytes]:
+    """The source's meta files and episode tables (per-episode stats, for ``export``), by relative name."""
+    if kept is not None:
+        return kept_meta(lerobot.root, kept)
+    names = [name for name in fmt.META_FILES if (lerobot.root / name).is_file()]
+    names += [
+        p.relative_to(lerobot.root).as_posix() for p in sorted(lerobot.root.glob(fmt.EPISODES_META_GLOB))
+    ]
+    return {name: (lerobot.root / name).read_bytes() for name in names}
 
 
 def _keep_finished(dest: str, rank: int, plan: ShardPlan, opts: Mapping[str, Any]) -> bool:

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import contextlib
-import io
 import os
 import shutil
 import tempfile
 import threading
 import time
+import types
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,11 +17,12 @@ from typing import Any
 from datatrove.executor import LocalPipelineExecutor
 from datatrove.io import DataFolder
 from datatrove.pipeline.base import PipelineStep
+from datatrove.utils import logging as dt_logging
 from loguru import logger as loguru_logger  # datatrove's logger
 
 from .. import format as fmt
 from .. import storage
-from ..reader.orphans import watch_parent
+from ..orphans import watch_parent
 from . import workdir
 from .plan import ShardPlan
 from .remote import TaskReads
@@ -130,11 +131,36 @@ def datatrove_folder(dest: str, storage_options: Mapping[str, Any]) -> DataFolde
 
 
 class _QuietExecutor(LocalPipelineExecutor):
-    """datatrove logs every task to stderr at INFO; keep that in its per-task log files only."""
+    """datatrove logs every task to stderr at INFO; keep that in its per-task log files only.
+
+    datatrove has no public hook around a task, and a spawned task process runs nothing of ours before
+    it: this overrides the private ``_launch_run_for_rank`` (the one call each task runs through), for
+    the datatrove range pinned in pyproject.toml; tests/converter/test_executor.py fails loudly when its
+    signature or the logging module it relies on change.
+    """
 
     def _launch_run_for_rank(self, *args: Any, **kwargs: Any) -> Any:
-        with contextlib.redirect_stderr(io.StringIO()):
+        with quiet_datatrove():
             return super()._launch_run_for_rank(*args, **kwargs)
+
+
+@contextlib.contextmanager
+def quiet_datatrove() -> Iterator[None]:
+    """Point datatrove's loggers at ``os.devnull`` instead of stderr while its tasks run.
+
+    datatrove adds its stderr sinks with ``sys.stderr`` as its own logging module sees it: that module's
+    ``sys`` is swapped, not the process's ``sys.stderr`` (a ``redirect_stderr`` would swallow every
+    thread's stderr while a ``workers=1`` conversion runs in its thread). Afterwards datatrove's default
+    logger is set up again on the stderr it had before (the real one, outside any other such block).
+    """
+    previous = dt_logging.sys  # nested (a task inside a run): the outer run's devnull
+    with open(os.devnull, "w") as devnull:
+        dt_logging.sys = types.SimpleNamespace(stderr=devnull)
+        try:
+            yield
+        finally:
+            dt_logging.sys = previous
+            dt_logging.setup_default_logger()  # its sink: the stderr of `previous`
 
 
 def run_shard_tasks(
@@ -189,7 +215,7 @@ def _run_executor(executor: LocalPipelineExecutor) -> None:
     global _forks_watch_parent
     _forks_watch_parent = True
     try:
-        with contextlib.redirect_stderr(io.StringIO()):  # datatrove's loguru summary; its log files keep it
+        with quiet_datatrove():  # datatrove's loguru summary; its log files keep it
             executor.run()
     finally:
         _forks_watch_parent = False
@@ -219,8 +245,8 @@ def _run_isolated(executor: LocalPipelineExecutor) -> None:
     scripts without an ``if __name__ == "__main__"`` guard keep working).
     """
     if executor.workers > 1:
-        # The tasks log in their own processes; this one logs a stats summary to the stderr that loguru
-        # held when it was imported, which redirect_stderr does not reach: silenced here instead.
+        # The tasks log in their own processes; this one logs a stats summary to the stderr sink that
+        # datatrove added when it was imported, before quiet_datatrove: silenced here instead.
         loguru_logger.disable("datatrove")
         try:
             _run_executor(executor)

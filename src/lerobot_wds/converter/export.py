@@ -11,8 +11,8 @@ written as LeRobot 0.6's writer lays a dataset out:
   renumbered in order: a whole dataset written by LeRobot gets its own layout back, and
   ``from_timestamp``/``to_timestamp`` are the same float sums LeRobot's writer records.
 - ``meta/episodes/chunk-000/file-000.parquet``: the episode table, with each episode's ``stats/*``
-  columns taken from the source's episode table that the converter copies beside the shards (since
-  session 6; a dataset converted before has none, and LeRobot's loader does not need them).
+  columns taken from the source's episode table that the converter copies beside the shards (a
+  conversion without that table gives none; LeRobot's loader does not need them).
 - ``meta/info.json`` (the source's, with totals and splits for what was exported), ``meta/stats.json``
   and ``meta/tasks.parquet`` (the source's, copied as the converter copied them).
 
@@ -157,7 +157,10 @@ def _episode_stats(url: str, manifest: fmt.Manifest, opts: Mapping[str, Any]) ->
         )
     table = pa.concat_tables(tables, promote_options="default") if tables else None
     if table is None or table.num_columns == 1:
-        logger.warning("%s: no per-episode stats beside the shards; the export's episode table has none", url)
+        logger.warning(
+            "%s: no per-episode stats beside the shards; the export's episode table has none",
+            storage.redact(url),
+        )
         return None
     rows = {index: row for row, index in enumerate(table["episode_index"].to_pylist())}
     missing = [e.episode_index for e in manifest.episodes if e.episode_index not in rows]
@@ -283,7 +286,7 @@ def _write_meta(
     for name in ("meta/stats.json", "meta/tasks.parquet"):
         (root / name).write_bytes(meta[name])
     info = dict(info)
-    info["features"] = _with_codecs(info["features"], writer.video_codecs)
+    info["features"] = _with_streams(info["features"], writer.video_streams)
     info |= {
         "total_episodes": num_episodes,
         "total_frames": num_frames,
@@ -293,14 +296,26 @@ def _write_meta(
     (root / INFO_PATH).write_text(json.dumps(info, indent=4))
 
 
-def _with_codecs(features: dict[str, Any], codecs: dict[str, str]) -> dict[str, Any]:
-    """Features whose ``info["video.codec"]`` names the exported codec (shards re-encoded with
-    ``--vcodec`` hold h264/hevc where the source had av1)."""
+def _with_streams(features: dict[str, Any], streams: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """Features whose ``info`` names the exported streams' codec, pixel format and size, where it named
+    others: shards re-encoded with ``--vcodec`` hold h264/hevc where the source had av1, and a source's
+    info.json may have said something else than its streams (the shards record what was copied)."""
     features = dict(features)
-    for key, codec in codecs.items():
+    names = {
+        "codec": "video.codec",
+        "pix_fmt": "video.pix_fmt",
+        "width": "video.width",
+        "height": "video.height",
+    }
+    for key, stream in streams.items():
         info = features[key].get("info")
-        if isinstance(info, dict) and info.get("video.codec") not in (None, codec):
-            features[key] = features[key] | {"info": info | {"video.codec": codec}}
+        if not isinstance(info, dict):
+            continue
+        true = {
+            names[k]: v for k, v in stream.items() if v is not None and info.get(names[k]) not in (None, v)
+        }
+        if true:
+            features[key] = features[key] | {"info": info | true}
     return features
 
 

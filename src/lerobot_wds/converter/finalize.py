@@ -120,7 +120,19 @@ def build_manifest(
         episodes=[*(base.episodes if base else []), *(e for w in written for e in w.episodes)],
         psnr_db=psnr_db,
         generation=plan.generation,
+        skipped_episodes=list(plan.skipped_episodes),
+        streams=_merged_streams([*([base.streams] if base else []), *(w.streams for w in written)]),
     )
+
+
+def _merged_streams(parts: Sequence[dict[str, list[dict[str, Any]]]]) -> dict[str, list[dict[str, Any]]]:
+    """Each camera's distinct streams over the shards (and the base manifest an update extends)."""
+    merged: dict[str, list[dict[str, Any]]] = {}
+    for part in parts:
+        for camera, streams in part.items():
+            known = merged.setdefault(camera, [])
+            known.extend(s for s in streams if s not in known)
+    return dict(sorted(merged.items()))
 
 
 def _merged_psnr(

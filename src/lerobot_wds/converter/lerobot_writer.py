@@ -45,7 +45,8 @@ class LeRobotWriter:
         self._data: _DataFile | None = None
         self._videos: dict[str, tuple[str, ConcatenatedVideo, tuple[int, int]]] = {}
         self.episodes: dict[str, list[Any]] = {}  # the episode table, column-wise
-        self.video_codecs: dict[str, str] = {}
+        # per camera, the last segment's stream as written ({"codec", "pix_fmt", "width", "height"})
+        self.video_streams: dict[str, dict[str, Any]] = {}
 
     def add(
         self, sample: EpisodeSample, rows: pa.Table, *, episode_index: int, dataset_from_index: int
@@ -66,7 +67,7 @@ class LeRobotWriter:
             video_bytes = sample.videos[camera_key]
             (chunk_index, file_index), video = self._video(camera_key, segment.source_file, len(video_bytes))
             from_timestamp, to_timestamp = video.append(video_bytes, where)
-            self.video_codecs[camera_key] = segment.codec
+            self.video_streams[camera_key] = segment.stream()
             record |= {
                 f"videos/{camera_key}/chunk_index": chunk_index,
                 f"videos/{camera_key}/file_index": file_index,

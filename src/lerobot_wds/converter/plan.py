@@ -8,10 +8,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from ..format import shard_path
-from .source import LeRobotSource, SourceEpisode
+from ..format import SkippedEpisode, shard_path
+
+if TYPE_CHECKING:  # annotations only: source.py imports this module (through hub.py and workdir.py)
+    from .check import CheckReport
+    from .source import LeRobotSource, SourceEpisode
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -33,6 +36,8 @@ class ConversionPlan:
     episodes: list[SourceEpisode]  # the selection, in index order
     estimated_bytes: dict[int, int]  # episode_index -> source bytes it accounts for
     shards: list[ShardPlan]
+    checked: CheckReport | None = None  # what the checks run before planning found
+    skipped: tuple[SkippedEpisode, ...] = ()  # selected episodes left out (--skip-bad-episodes)
 
     @property
     def num_frames(self) -> int:
@@ -68,6 +73,11 @@ class ConversionPlan:
             "num_frames": self.num_frames,
             "estimated_bytes": self.source_bytes,
             "shards": self.shard_rows(),
+            "skipped_episodes": [
+                {"episode_index": s.episode_index, "checks": list(s.checks), "reason": s.reason}
+                for s in self.skipped
+            ],
+            "findings": [f.to_dict() for f in self.checked.findings] if self.checked else [],
         }
 
 
@@ -124,7 +134,12 @@ def plan_shards(
 
 
 def plan_episodes(
-    source: LeRobotSource, episodes: Sequence[SourceEpisode], target_bytes: int
+    source: LeRobotSource,
+    episodes: Sequence[SourceEpisode],
+    target_bytes: int,
+    *,
+    checked: CheckReport | None = None,
+    skipped: tuple[SkippedEpisode, ...] = (),
 ) -> ConversionPlan:
     """Estimate the selected episodes' bytes and group them into shards of about ``target_bytes``."""
     estimates = estimate_source_bytes(source, episodes)
@@ -133,4 +148,6 @@ def plan_episodes(
         episodes=list(episodes),
         estimated_bytes=estimates,
         shards=plan_shards(episodes, estimates, target_bytes),
+        checked=checked,
+        skipped=skipped,
     )

@@ -72,7 +72,11 @@ class SegmentCutter:
             raise SegmentError(f"{self.relative}: video stream has no time base")
         self._time_base: Fraction = self._stream.time_base
         self._start_pts = self._stream.start_time or 0
-        self._codec = self._stream.codec_context.codec.canonical_name
+        context = self._stream.codec_context
+        self._codec = context.codec.canonical_name
+        # the stream's own parameters, recorded in the shards: a source's info.json may say otherwise
+        self._pix_fmt = context.format.name if context.format is not None else None
+        self._size = (context.width, context.height)
         self._packets = self._container.demux(self._stream)
         self._pending = []
         self._next_index = 0
@@ -151,6 +155,9 @@ class SegmentCutter:
                 from_timestamp=from_timestamp,
                 to_timestamp=to_timestamp,
                 source_file=self.relative,
+                pix_fmt=self._pix_fmt,
+                width=self._size[0],
+                height=self._size[1],
             ),
         )
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import os
+import tarfile
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -15,7 +16,6 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
-import webdataset as wds
 
 from .. import format as fmt
 from .. import storage
@@ -168,25 +168,14 @@ def write_shard(
     samples = _SampleBuilder(source, episodes, video or VideoOptions())
     entries = []
     try:
-        with open(local_path, "wb") as stream:
-            writer = wds.TarWriter(
-                stream,
-                user=fmt.TAR_USER,
-                group=fmt.TAR_GROUP,
-                mode=fmt.TAR_MODE,
-                mtime=fmt.TAR_MTIME,
-                encoder=False,
-            )
-            try:
-                for episode in episodes:
-                    offset = writer.tarstream.offset
-                    writer.write(samples.build(episode))
-                    size = writer.tarstream.offset - offset
-                    entries.append(_episode_entry(source, episode, plan.path, offset, size))
-                    if on_episode is not None:
-                        on_episode(episode.episode_index, episode.length, size)
-            finally:
-                writer.close()
+        with open(local_path, "wb") as stream, tarfile.open(fileobj=stream, mode="w|") as tar:
+            for episode in episodes:
+                offset = tar.offset
+                write_sample(tar, samples.build(episode))
+                size = tar.offset - offset
+                entries.append(_episode_entry(source, episode, plan.path, offset, size))
+                if on_episode is not None:
+                    on_episode(episode.episode_index, episode.length, size)
     finally:
         samples.close()
     entries = _with_crc32(local_path, entries)
@@ -197,7 +186,26 @@ def write_shard(
         episodes=plan.episodes,
         num_frames=sum(e.length for e in episodes),
     )
-    return WrittenShard(shard=shard, episodes=entries, psnr_db=samples.psnr_db)
+    return WrittenShard(shard=shard, episodes=entries, psnr_db=samples.psnr_db, streams=samples.streams)
+
+
+def write_sample(tar: tarfile.TarFile, sample: dict[str, Any]) -> None:
+    """One sample's members (``<__key__>.<part>``, parts in sorted order) with the format's fixed headers.
+
+    The bytes are those of webdataset's ``TarWriter(encoder=False)`` with the same user, group, mode and
+    mtime (tests/converter/test_shards.py): that writer is this loop over the same tarfile calls, but
+    importing webdataset imports torch, which no converter process needs.
+    """
+    key = sample["__key__"]
+    for part in sorted(k for k in sample if not k.startswith("_")):
+        data = sample[part]
+        info = tarfile.TarInfo(f"{key}.{part}")
+        info.size = len(data)
+        info.mtime = fmt.TAR_MTIME
+        info.mode = fmt.TAR_MODE
+        info.uname = fmt.TAR_USER
+        info.gname = fmt.TAR_GROUP
+        tar.addfile(info, io.BytesIO(data))
 
 
 class _SampleBuilder:
@@ -210,6 +218,7 @@ class _SampleBuilder:
         self.rows = _RowReader(source, episodes)
         self.cutters: dict[str, SegmentCutter] = {}
         self.psnr_db: dict[str, list[float]] = {}
+        self.streams: dict[str, list[dict[str, Any]]] = {}  # camera -> distinct streams written
 
     def close(self) -> None:
         for cutter in self.cutters.values():
@@ -233,6 +242,8 @@ class _SampleBuilder:
                 segment = self._reencode(segment, camera_key, where)
             sample[fmt.video_suffix(camera_key)] = segment.data
             cameras[camera_key] = segment.info
+            if segment.info.stream() not in self.streams.setdefault(camera_key, []):
+                self.streams[camera_key].append(segment.info.stream())
         meta = fmt.EpisodeMeta(
             episode_index=episode.episode_index,
             num_frames=episode.length,
@@ -266,19 +277,27 @@ class _SampleBuilder:
         )
         psnr = min(round(done.psnr_db, 2), _PSNR_CAP_DB)
         self.psnr_db.setdefault(camera_key, []).append(psnr)
-        info = replace(segment.info, codec=self.video.vcodec, time_base=_time_base(done.data), psnr_db=psnr)
+        info = replace(segment.info, psnr_db=psnr, **_stream_of(done.data))
         return Segment(data=done.data, info=info)
 
 
 _PSNR_CAP_DB = 100.0  # identical frames give an infinite PSNR, which JSON cannot hold
 
 
-def _time_base(data: bytes) -> tuple[int, int]:
+def _stream_of(data: bytes) -> dict[str, Any]:
+    """A re-encoded segment's codec, time base, pixel format and size, as its container says."""
     with av.open(io.BytesIO(data)) as container:
-        time_base = container.streams.video[0].time_base
-    if time_base is None:
-        raise ValueError("re-encoded segment has no time base")
-    return time_base.numerator, time_base.denominator
+        stream = container.streams.video[0]
+        time_base, context = stream.time_base, stream.codec_context
+        if time_base is None:
+            raise ValueError("re-encoded segment has no time base")
+        return {
+            "codec": context.codec.canonical_name,
+            "time_base": (time_base.numerator, time_base.denominator),
+            "pix_fmt": context.format.name if context.format is not None else None,
+            "width": context.width,
+            "height": context.height,
+        }
 
 
 def _task_indices(source: LeRobotSource, episode: SourceEpisode) -> list[int]:

@@ -82,7 +82,8 @@ class LeRobotSource:
         self.camera_keys = [k for k, v in self.features.items() if v.get("dtype") == "video"]
         self.data_columns = [k for k, v in self.features.items() if v.get("dtype") != "video"]
         self.task_indices = _read_task_indices(root / "meta/tasks.parquet")
-        self.episodes = _read_episodes(root, self.info, self.camera_keys)
+        # an episode_index listed twice in meta/episodes: the last row wins here; `check` reports it
+        self.episodes, self.duplicate_episodes = _read_episodes(root, self.info, self.camera_keys)
         self.episode_fields = _read_episode_fields(root)
 
     @property
@@ -247,18 +248,52 @@ def _read_info(root: Path) -> dict[str, Any]:
         info: dict[str, Any] = json.loads(path.read_text())
     except json.JSONDecodeError as exc:
         raise ValueError(f"{path}: not valid JSON; {exc}") from exc
+    if not isinstance(info, dict):
+        raise ValueError(f"{path}: a JSON {type(info).__name__}; expected an object")
     version = info.get("codebase_version")
     if version not in SUPPORTED_CODEBASE_VERSIONS:
         raise ValueError(
             f"{root}: LeRobot dataset codebase_version {version!r}; expected one of "
             f"{list(SUPPORTED_CODEBASE_VERSIONS)}; {_V3_CONVERTER_HINT}"
         )
-    for name in ("fps", "features", "data_path"):
-        if name not in info:
-            raise ValueError(f"{path}: missing {name!r}; expected a LeRobot v3 info.json")
-    if any(v.get("dtype") == "video" for v in info["features"].values()) and "video_path" not in info:
-        raise ValueError(f"{path}: video features but no 'video_path'; expected a LeRobot v3 info.json")
+    problems = info_problems(info)
+    if problems:
+        raise ValueError(f"{path}: {'; '.join(problems)}; expected a LeRobot v3 info.json")
     return info
+
+
+def info_problems(info: dict[str, Any]) -> list[str]:
+    """Every defect of an info.json that stops a conversion (all of them, not the first)."""
+    problems = [f"missing {name!r}" for name in ("fps", "features", "data_path") if name not in info]
+    fps = info.get("fps")
+    if "fps" in info and (isinstance(fps, bool) or not isinstance(fps, int | float) or fps <= 0
+                          or fps != int(fps)):  # fmt: skip
+        problems.append(f"fps {fps!r}; expected a whole number > 0")
+    features = info.get("features", {})
+    if not isinstance(features, dict):
+        return [*problems, f"features is a {type(features).__name__}; expected an object"]
+    for key, feature in features.items():
+        if not isinstance(feature, dict) or not isinstance(feature.get("dtype"), str):
+            problems.append(f"feature {key!r} has no 'dtype'")
+        elif not isinstance(feature.get("shape"), list) or not all(
+            isinstance(n, int) and n >= 0 for n in feature["shape"]
+        ):
+            problems.append(f"feature {key!r} has shape {feature.get('shape')!r}; expected a list of sizes")
+    has_video = any(isinstance(v, dict) and v.get("dtype") == "video" for v in features.values())
+    templates = {"data_path": {}, **({"video_path": {"video_key": "k"}} if has_video else {})}
+    for name, extra in templates.items():
+        template = info.get(name)
+        if name == "video_path" and template is None:
+            problems.append("video features but no 'video_path'")
+            continue
+        if template is None:
+            continue
+        try:
+            str(template).format(chunk_index=0, file_index=0, **extra)
+        except (KeyError, IndexError, ValueError) as exc:
+            fields = "{chunk_index}, {file_index}" + (" and {video_key}" if extra else "")
+            problems.append(f"{name} {template!r} does not resolve ({exc!r}); expected fields {fields}")
+    return problems
 
 
 def _read_task_indices(path: Path) -> dict[str, int]:
@@ -284,7 +319,9 @@ def _episode_columns(camera_keys: list[str]) -> list[str]:
     return columns
 
 
-def _read_episodes(root: Path, info: dict[str, Any], camera_keys: list[str]) -> dict[int, SourceEpisode]:
+def _read_episodes(
+    root: Path, info: dict[str, Any], camera_keys: list[str]
+) -> tuple[dict[int, SourceEpisode], list[int]]:
     files = sorted((root / "meta/episodes").glob("chunk-*/file-*.parquet"))
     if not files:
         raise FileNotFoundError(
@@ -314,6 +351,7 @@ def _read_episodes(root: Path, info: dict[str, Any], camera_keys: list[str]) -> 
     ]
     task_tuples: dict[tuple[str, ...], tuple[str, ...]] = {}
     episodes = {}
+    duplicates = []
     with _gc_paused():
         for row, episode_index in enumerate(values["episode_index"]):
             tasks = tuple(values["tasks"][row])
@@ -330,8 +368,10 @@ def _read_episodes(root: Path, info: dict[str, Any], camera_keys: list[str]) -> 
                     for key, files, starts, ends in spans
                 },
             )
+            if episode.episode_index in episodes:
+                duplicates.append(episode.episode_index)
             episodes[episode.episode_index] = episode
-        return dict(sorted(episodes.items()))
+        return dict(sorted(episodes.items())), sorted(set(duplicates))
 
 
 # Columns of meta/episodes that LeRobot itself writes (besides these prefixes: file locations, stats).

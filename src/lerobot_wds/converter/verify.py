@@ -15,8 +15,8 @@ import pyarrow.parquet as pq
 
 from .. import format as fmt
 from .. import storage
-from ..reader.meta import read_meta
-from ..sample import TarSample, check_members, entry_problems, iter_samples, parse_sample
+from ..meta import read_meta
+from ..sample import TarSample, check_members, entry_problems, iter_samples, parse_sample, read_sample
 
 
 @dataclass(slots=True)
@@ -233,27 +233,96 @@ def inspect_dataset(url: str, storage_options: Mapping[str, Any] | None = None) 
         "shards": len(manifest.shards),
         "bytes": manifest.total_bytes,
         "shard_bytes_min_max": [min(shard_sizes), max(shard_sizes)] if shard_sizes else [],
-        "cameras": {key: _camera_summary(manifest, key) for key in manifest.camera_keys},
+        "cameras": _camera_summaries(url, manifest, storage_options),
         "tasks": _task_summary(url, manifest, storage_options),
         "options": manifest.options,
         "psnr_db_vs_source": manifest.psnr_db or "stream copy: pixel-identical to the source",
+        "skipped_episodes": [
+            {"episode_index": s.episode_index, "checks": list(s.checks), "reason": s.reason}
+            for s in manifest.skipped_episodes
+        ],
     }
 
 
-def _camera_summary(manifest: fmt.Manifest, key: str) -> dict[str, Any]:
-    """Codec and size of a camera's segments: info.json's, or the re-encode's codec (depth maps are
-    never re-encoded: they keep their 12-bit source stream)."""
+def _camera_summaries(
+    url: str, manifest: fmt.Manifest, storage_options: Mapping[str, Any] | None
+) -> dict[str, dict[str, Any]]:
+    """Each camera's summary (:func:`camera_summary`). A manifest written before ``streams`` existed whose
+    info.json lacks ``video.*`` (datasets ported by other tools) gets codec and size from the streams of
+    the first episode: its one ranged read (a declared shape may be channel-first or stale)."""
+    first: dict[str, tuple[str, int, int]] = {}
+    summaries = {}
+    for key in manifest.camera_keys:
+        info = manifest.features[key].get("info") or {}
+        summary = camera_summary(manifest, key)
+        if key not in manifest.streams and not all(
+            f"video.{n}" in info for n in ("codec", "height", "width")
+        ):
+            first = first or _first_episode_streams(url, manifest, storage_options)
+            if key in first:
+                codec, height, width = first[key]
+                vcodec = manifest.options.get("vcodec", "copy")
+                summary |= {"codec": codec if vcodec == "copy" or summary["depth"] else vcodec,
+                            "height": height, "width": width}  # fmt: skip
+        summaries[key] = summary
+    return summaries
+
+
+def _first_episode_streams(
+    url: str, manifest: fmt.Manifest, storage_options: Mapping[str, Any] | None
+) -> dict[str, tuple[str, int, int]]:
+    """Camera key -> (codec, height, width) of the first episode's segments (none without episodes)."""
+    if not manifest.episodes:
+        return {}
+    entry = manifest.episodes[0]
+    shard_url = storage.join(url, entry.shard)
+    where = f"{storage.redact(shard_url)}: episode {entry.episode_index}"
+    end = entry.offset_bytes + entry.size_bytes
+    data = storage.read_range(shard_url, storage_options, start=entry.offset_bytes, end=end)
+    members = read_sample(data, fmt.episode_key(entry.episode_index), where)
+    bound = fmt.max_rows_bytes(manifest.features, entry.num_frames, where)
+    sample = parse_sample(
+        members, manifest.camera_keys, where, max_rows=entry.num_frames, max_rows_bytes=bound
+    )
+    streams = {}
+    for key, video in sample.videos.items():
+        with av.open(io.BytesIO(video), "r") as container:
+            stream = container.streams.video[0]
+            streams[key] = (
+                sample.meta.cameras[key].codec,
+                stream.codec_context.height,
+                stream.codec_context.width,
+            )
+    return streams
+
+
+def camera_summary(manifest: fmt.Manifest, key: str) -> dict[str, Any]:
+    """Codec, pixel format and size of a camera's segments as written (the manifest's ``streams``), and
+    what the source's info.json declared when it differs. Manifests written before ``streams`` existed:
+    info.json's values, or the re-encode's codec (depth maps are never re-encoded)."""
     feature = manifest.features[key]
     info = feature.get("info") or {}
     depth = fmt.is_depth_map(feature)
-    vcodec = manifest.options.get("vcodec", "copy")
-    height, width = [*(feature.get("shape") or []), None, None][:2]  # LeRobot's (H, W, C)
-    return {
-        "codec": info.get("video.codec", "?") if vcodec == "copy" or depth else vcodec,
-        "height": info.get("video.height", height),
+    _, height, width = fmt.camera_chw(feature) or (None, None, None)
+    declared = {
+        "codec": info.get("video.codec"),
+        "pix_fmt": info.get("video.pix_fmt"),
         "width": info.get("video.width", width),
-        "depth": depth,
+        "height": info.get("video.height", height),
     }
+    streams = manifest.streams.get(key)
+    if not streams:
+        vcodec = manifest.options.get("vcodec", "copy")
+        codec = declared["codec"] or "?" if vcodec == "copy" or depth else vcodec
+        return declared | {"codec": codec, "depth": depth}
+    summary: dict[str, Any] = {
+        name: "/".join(dict.fromkeys(str(s[name]) for s in streams)) for name in ("codec", "pix_fmt")
+    }
+    summary |= {"width": streams[0]["width"], "height": streams[0]["height"], "depth": depth}
+    differs = {k: v for k, v in declared.items() if v is not None and str(v) != str(summary[k])}
+    if differs and manifest.options.get("vcodec", "copy") == "copy":
+        summary["info_json_says"] = differs
+    return summary
 
 
 def _task_summary(

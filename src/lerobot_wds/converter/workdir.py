@@ -17,7 +17,7 @@ foreign file raises :class:`~lerobot_wds.format.ShardFormatError` naming the fil
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from .. import format as fmt
@@ -87,10 +87,13 @@ class WorkPlan:
     # 0 for a first conversion; an update of a destination whose manifest has generation g writes g + 1
     # and keeps that manifest's shards (listed first in the new one)
     generation: int = 0
+    # source episodes left out by --skip-bad-episodes (the manifest lists them)
+    skipped_episodes: tuple[fmt.SkippedEpisode, ...] = ()
 
     def to_json(self) -> bytes:
         return json_dumps(
             {
+                "skipped_episodes": [asdict(s) | {"checks": list(s.checks)} for s in self.skipped_episodes],
                 "work_version": WORK_VERSION,
                 "format_version": self.format_version,
                 "source": asdict(self.source),
@@ -126,6 +129,10 @@ class WorkPlan:
             features=json_field(obj, "features", dict, where),
             camera_keys=list(json_field(obj, "camera_keys", list, where)),
             generation=json_field(obj, "generation", int, where),
+            skipped_episodes=tuple(
+                fmt.SkippedEpisode.from_dict(e, f"{where}: skipped_episodes[{i}]")
+                for i, e in enumerate(obj.get("skipped_episodes", []))
+            ),
         )
 
 
@@ -159,6 +166,8 @@ class WrittenShard:
     shard: fmt.ShardEntry
     episodes: list[fmt.EpisodeEntry]
     psnr_db: dict[str, list[float]]  # per camera, one value per episode; empty for stream copies
+    # per camera, the distinct streams written ({"codec", "pix_fmt", "width", "height"}; manifest's streams)
+    streams: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
 
     def to_json(self) -> bytes:
         return json_dumps(
@@ -167,6 +176,7 @@ class WrittenShard:
                 "shard": self.shard.to_dict(),
                 "episodes": [_episode_dict(e) for e in self.episodes],
                 "psnr_db": self.psnr_db,
+                "streams": self.streams,
             }
         )
 
@@ -183,6 +193,7 @@ class WrittenShard:
             shard=fmt.ShardEntry.from_dict(json_field(obj, "shard", dict, where), f"{where}: shard"),
             episodes=[_episode_entry(e, f"{where}: episodes[{i}]") for i, e in enumerate(episodes)],
             psnr_db={k: [float(v) for v in values] for k, values in psnr_db.items()},
+            streams=json_field(obj, "streams", dict, where) if "streams" in obj else {},
         )
 
 

@@ -1,11 +1,11 @@
 """Reader: stream converted shards as LeRobot-exact items (see pipeline.py for the stages)."""
 
+from ..meta import DatasetMeta
 from .arena import collate
 from .config import ReaderConfig
 from .dataset import ShardedLeRobotDataset
 from .elastic import elastic_state
 from .items import Item
-from .meta import DatasetMeta
 from .mixmeta import MixtureMeta
 from .mixture import MixedDataset
 from .order import WorkerInfo

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal, get_args
+from typing import Any, Literal
 
 import torch
 
 from .. import storage
+from .resumable import check_choice
 from .selection import EpisodeFilter, Split, TaskSelection
 
 FrameOrder = Literal["shuffled", "forward"]
@@ -53,6 +54,10 @@ class ReaderConfig:
     # None: the preset's value. Frames keep their (..., C, H, W) shape and values but are laid out
     # H, W, C in memory (torch's channels_last), as decoded: copying a frame is a memcpy, not a transpose.
     channels_last: bool | None = None
+    # False (LeRobot's items): float64 features are returned as float32, rounded to nearest, as LeRobot's
+    # torch.tensor of Python floats makes them (int8..int64 and uint8 features become int64 either way).
+    # True keeps float64 features float64, exact: items then differ from LeRobot's in that dtype.
+    keep_float64: bool = False
     tolerance_s: float = 1e-4  # LeRobot's default
     image_transforms: Callable[[torch.Tensor], torch.Tensor] | None = None
     rank: int | None = None  # None: torch.distributed, else RANK/WORLD_SIZE, else 0
@@ -80,12 +85,12 @@ class ReaderConfig:
     max_consecutive_errors: int = 8
 
     def __post_init__(self) -> None:
-        _check_choice("preset", self.preset, Preset)
+        check_choice("preset", self.preset, Preset)
         for name, value in PRESETS[self.preset].items():
             if getattr(self, name) is None:
                 object.__setattr__(self, name, value)
-        _check_choice("frame_order", self.frame_order, FrameOrder)
-        _check_choice("on_error", self.on_error, OnError)
+        check_choice("frame_order", self.frame_order, FrameOrder)
+        check_choice("on_error", self.on_error, OnError)
         for name in ("episodes", "val_episodes"):
             if getattr(self, name) is not None:
                 object.__setattr__(self, name, tuple(sorted(set(getattr(self, name)))))
@@ -122,7 +127,7 @@ class ReaderConfig:
             if given:
                 raise ValueError(f"{given[0]}: given without split; expected split='train' or 'val' too")
             return
-        _check_choice("split", self.split, Split)
+        check_choice("split", self.split, Split)
         if len(given) != 1:
             raise ValueError(
                 f"split={self.split!r}: got {given or 'neither val_fraction nor val_episodes'}; "
@@ -133,11 +138,6 @@ class ReaderConfig:
 
 
 _OPTIONAL_COUNTS = ("frame_shuffle_buffer_size", "batch_size", "video_decoder_cache_size", "decode_threads")
-
-
-def _check_choice(name: str, value: object, choices: Any) -> None:
-    if value not in get_args(choices):
-        raise ValueError(f"{name}: got {value!r}; expected one of {', '.join(map(repr, get_args(choices)))}")
 
 
 def _at_least(minimum: int, **values: int | None) -> None:

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import hashlib
-import json
+import warnings
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
-from dataclasses import asdict, fields, replace
+from dataclasses import fields, replace
 from typing import Any
 
 import torch
@@ -13,22 +12,22 @@ from torch.utils.data import IterableDataset, get_worker_info
 
 from .. import format as fmt
 from .. import storage
+from ..meta import read_meta
+from ..orphans import exit_with_parent
 from .config import FrameOrder, OnError, Preset, ReaderConfig
 from .elastic import Resume
 from .episodes import EpisodeSource
-from .epoch import SharedEpoch
 from .frames import DecoderCache
 from .items import build_item, item_spec
-from .meta import read_meta
 from .order import Partition, WorkerInfo, distributed_rank_and_world
-from .orphans import exit_with_parent
 from .pipeline import ReaderStream, Reading, build_pipeline, reader_plan
+from .resumable import Resumable, check_choice
 from .selection import EpisodeFilter, Split, TaskSelection, select_episodes
 from .telemetry import CounterBoard, Counters
 from .windows import check_delta_timestamps
 
 
-class ShardedLeRobotDataset(SharedEpoch, IterableDataset[dict[str, Any]]):
+class ShardedLeRobotDataset(Resumable, IterableDataset[dict[str, Any]]):
     """Streams a converted LeRobot v3 dataset; each item equals ``LeRobotDataset[index]`` for its frame.
 
     Each epoch's frames are split across ranks and DataLoader workers in equal contiguous ranges of the
@@ -54,10 +53,11 @@ class ShardedLeRobotDataset(SharedEpoch, IterableDataset[dict[str, Any]]):
             channels_last: several times faster; see README). Options given explicitly win.
         **see** :class:`ReaderConfig` for the other options.
 
-    Items: every feature of the dataset (scalars as 0-d tensors), ``index``, ``episode_index``,
-    ``frame_index``, ``timestamp``, ``task_index``, ``task`` (str); cameras float32 ``(C, H, W)`` in
-    [0, 1] (``(T, C, H, W)`` for a window of several frames; uint8 with ``return_uint8=True``; laid out
-    H, W, C in memory with ``channels_last=True``).
+    Items: every feature of the dataset (scalars as 0-d tensors) in LeRobot's dtypes (float features
+    float32, integer features int64, bool, strings as str; ``keep_float64=True`` keeps float64),
+    ``index``, ``episode_index``, ``frame_index``, ``timestamp``, ``task_index``, ``task`` (str);
+    cameras float32 ``(C, H, W)`` in [0, 1] (``(T, C, H, W)`` for a window of several frames; uint8 with
+    ``return_uint8=True``; laid out H, W, C in memory with ``channels_last=True``).
 
     Example:
         >>> from torch.utils.data import DataLoader
@@ -86,6 +86,7 @@ class ShardedLeRobotDataset(SharedEpoch, IterableDataset[dict[str, Any]]):
         frame_order: FrameOrder | None = None,
         return_uint8: bool | None = None,
         channels_last: bool | None = None,
+        keep_float64: bool = False,
         tolerance_s: float = 1e-4,
         image_transforms: Callable[[torch.Tensor], torch.Tensor] | None = None,
         rank: int | None = None,
@@ -123,9 +124,12 @@ class ShardedLeRobotDataset(SharedEpoch, IterableDataset[dict[str, Any]]):
         self._board = CounterBoard()  # each reader process's counters, summed by timing_stats()
         self._rank_and_world = distributed_rank_and_world(rank, world_size)
         self._stream: ReaderStream | None = None  # the iteration under way in this process
-        self._restore: dict[str, Any] | None = None  # a loaded state, applied by the next __iter__
         self._num_frames: int | None = None
-        self._fingerprint: str | None = None
+        self._where = self.shown_url
+        self._what_changed = (
+            "another dataset or other order options (seed, shuffle, episodes, pool size, frame buffer, "
+            "frame order)"
+        )
 
     @property
     def fps(self) -> int:
@@ -198,11 +202,11 @@ class ShardedLeRobotDataset(SharedEpoch, IterableDataset[dict[str, Any]]):
         who = self.worker_info()
         if self._stream is not None:
             self._stream.close()
-        draws, partition, resume = self._restored_position(who)
-        self._stream = self.stream(who, draws=draws, partition=partition, resume=resume)
+        stages, partition, resume = self._restored_position(who)
+        self._stream = self._open_stream(who, partition=partition, resume=resume, state=stages)
         return self._stream
 
-    def stream(
+    def _open_stream(
         self,
         who: WorkerInfo,
         draws: int = 0,
@@ -211,11 +215,12 @@ class ShardedLeRobotDataset(SharedEpoch, IterableDataset[dict[str, Any]]):
         *,
         partition: Partition = "frames",
         resume: Resume | None = None,
+        state: Mapping[str, Any] | None = None,
     ) -> ReaderStream:
         """The items (or batches) that reader ``who`` yields in ``epoch`` (default: the current one), from
         its ``draws``-th draw on, without the video features in ``skip_videos`` (read, not decoded).
-        A mixture streams each source through this, with an epoch per lap. ``partition``/``resume``: a
-        restored state's plan (see :func:`~.pipeline.build_pipeline`)."""
+        A mixture streams each source through this, with an epoch per lap. ``partition``/``resume``/
+        ``state``: a restored state's plan and stages (see :func:`~.pipeline.build_pipeline`)."""
         spec = self.spec
         if skip_videos:
             spec = replace(spec, video_keys=[key for key in spec.video_keys if key not in skip_videos])
@@ -223,7 +228,24 @@ class ShardedLeRobotDataset(SharedEpoch, IterableDataset[dict[str, Any]]):
             self.url, self.entries, spec, self.config, self._board, self.video_keys, self.features
         )
         epoch = self.epoch if epoch is None else epoch
-        return build_pipeline(reading, who, epoch, draws, partition=partition, resume=resume)
+        return build_pipeline(reading, who, epoch, draws, partition=partition, resume=resume, state=state)
+
+    def stream(
+        self,
+        who: WorkerInfo,
+        draws: int = 0,
+        epoch: int | None = None,
+        skip_videos: Collection[str] = (),
+    ) -> ReaderStream:
+        """Deprecated: internal (a mixture's and ``lerobot_train``'s way in); iterate the dataset instead,
+        or build a :class:`~lerobot_wds.MixedDataset`."""
+        warnings.warn(
+            "ShardedLeRobotDataset.stream() is internal and will be removed; iterate the dataset (with "
+            "set_epoch/load_state_dict for the epoch and position) or use MixedDataset",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return self._open_stream(who, draws, epoch, skip_videos)
 
     def samples_per_reader(self, who: WorkerInfo, epoch: int | None = None) -> int:
         """How many items (draws) :meth:`stream` yields for reader ``who`` in ``epoch`` (pure, no I/O); the
@@ -252,14 +274,16 @@ class ShardedLeRobotDataset(SharedEpoch, IterableDataset[dict[str, Any]]):
         positions that epoch was resumed with (one interval per reader saved, at most).
         """
         stream = self._stream
+        stages = stream.state() if stream is not None else {"draws": 0}
         state = {
-            "format_version": fmt.FORMAT_VERSION,
-            "fingerprint": self.fingerprint(),
-            "epoch": stream.epoch if stream is not None else self.epoch,
-            "draws": stream.draws if stream is not None else 0,
-            **asdict(stream.who if stream is not None else self.worker_info()),
+            **self._envelope(
+                stream.epoch if stream is not None else self.epoch,
+                stream.who if stream is not None else self.worker_info(),
+            ),
+            "draws": stages["draws"],
             "partition": stream.partition if stream is not None else "frames",
             "num_frames": self.num_frames,
+            **{key: value for key, value in stages.items() if key.startswith("skip_")},
         }
         if stream is not None and stream.resume is not None:
             state["resumed"] = stream.resume.to_json()
@@ -273,27 +297,9 @@ class ShardedLeRobotDataset(SharedEpoch, IterableDataset[dict[str, Any]]):
         Refuses a state from another dataset or other order options, and a reader state of another number
         of ranks or workers (the next ``iter``: combine the run's states with ``elastic_state`` instead).
         """
-        if state.get("format_version") != fmt.FORMAT_VERSION:
-            raise ValueError(
-                f"{self.shown_url}: reader state has format_version {state.get('format_version')!r}; "
-                f"expected {fmt.FORMAT_VERSION}"
-            )
-        if state.get("fingerprint") != self.fingerprint():
-            raise ValueError(
-                f"{self.shown_url}: reader state was saved for another dataset or other order options "
-                "(seed, shuffle, episodes, pool size, frame buffer, frame order); got fingerprint "
-                f"{state.get('fingerprint')!r}, expected {self.fingerprint()!r}"
-            )
-        self.epoch = int(state["epoch"])
-        self._restore = dict(state)
+        super().load_state_dict(state)
 
-    def fingerprint(self) -> str:
-        """A hash of the dataset's identity and of every option that changes the order of items."""
-        if self._fingerprint is None:  # once: state_dict() reads it after every batch
-            self._fingerprint = self._compute_fingerprint()
-        return self._fingerprint
-
-    def _compute_fingerprint(self) -> str:
+    def _identity(self) -> dict[str, Any]:
         config = self.config
         identity = {
             "source": [self.manifest.source.location, self.manifest.source.revision],
@@ -302,23 +308,23 @@ class ShardedLeRobotDataset(SharedEpoch, IterableDataset[dict[str, Any]]):
             "order": [config.seed, config.shuffle, config.episode_pool_size,
                       config.frame_shuffle_buffer_size, config.frame_order],
         }  # fmt: skip
-        return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:16]
+        return identity
 
-    def _restored_position(self, who: WorkerInfo) -> tuple[int, Partition, Resume | None]:
-        """Where this reader starts: the draws to skip and the plan they count in (a loaded state's, for
-        this epoch; else the current plan from its start)."""
-        state, self._restore = self._restore, None
-        if state is None or int(state["epoch"]) != self.epoch:
-            return 0, "frames", None
+    def _restored_position(self, who: WorkerInfo) -> tuple[dict[str, Any], Partition, Resume | None]:
+        """Where this reader starts: its stages' state (the draws to skip, ...) and the plan they count
+        in (a loaded state's, for this epoch; else the current plan from its start)."""
+        state = self._take_restore()
+        if state is None:
+            return {"draws": 0}, "frames", None
         if "elastic" in state:  # elastic_state(): this reader's slice of what the saved run left
-            return 0, "frames", Resume.from_json(state["elastic"])
-        saved = WorkerInfo(**{k: int(state[k]) for k in ("rank", "world_size", "worker", "num_workers")})
-        if saved != who:
-            raise ValueError(
-                f"{self.shown_url}: reader state was saved by {saved}; this reader is {who}; to resume with "
-                "another number of ranks or workers, load lerobot_wds.reader.elastic_state(<the run's "
-                "saved states>) into the dataset (see README, 'Elastic resume')"
-            )
-        partition: Partition = "frames" if state.get("partition") == "frames" else "episodes"  # none: older
+            return {"draws": 0}, "frames", Resume.from_json(state["elastic"])
+        self._check_saved_by(
+            state, who, "to resume with another number of ranks or workers, load "
+            "lerobot_wds.reader.elastic_state(<the run's saved states>) into the dataset (see README, "
+            "'Elastic resume')",
+        )  # fmt: skip
+        partition = state.get("partition", "episodes")  # a state without one predates the frame partition
+        check_choice("partition", partition, Partition, where=f"{self.shown_url}: reader state: ")
         resume = Resume.from_json(state["resumed"]) if "resumed" in state else None
-        return int(state["draws"]), partition, resume
+        stages = {key: value for key, value in state.items() if key.startswith("skip_")}
+        return {"draws": int(state["draws"]), **stages}, partition, resume

@@ -8,7 +8,8 @@ Exactness: the items and their order are those of :class:`~.pipeline.ItemStream`
 one (episode, camera) and is not thread-safe, so an episode's items are built one at a time (a lock
 per episode); draws of different episodes (the pool's usual case) run in parallel. Decoders go with
 an episode's last draw once it has been handed out, after every earlier item of that episode. The
-reader's state counts items handed out, not built: :attr:`in_flight` is subtracted.
+stage's state (:mod:`.stage`) is its source's as of the last item handed out, not built: each draw taken
+ahead carries the source's state after it.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from typing import Any
 from .frames import DecoderCache
 from .items import ItemSpec, build_item
 from .readahead import EpisodeDraw
+from .stage import Stage, StageState
 from .telemetry import Counters
 
 
@@ -31,7 +33,7 @@ class DecodeAhead(Iterator[dict[str, Any]]):
 
     def __init__(
         self,
-        draws: Iterator[EpisodeDraw],
+        draws: Stage[EpisodeDraw],
         spec: ItemSpec,
         decoders: DecoderCache,
         counters: Counters,
@@ -43,15 +45,22 @@ class DecodeAhead(Iterator[dict[str, Any]]):
         self.counters = counters
         self.depth = 2 * threads
         self._pool = ThreadPoolExecutor(threads, thread_name_prefix="lerobot-wds-decode")
-        self._ahead: deque[tuple[EpisodeDraw, Future[tuple[dict[str, Any], float]]]] = deque()
-        self._locks: dict[int, threading.Lock] = {}  # per episode with items in flight or to come
+        # (draw, its item being built, the source's state just after the draw)
+        self._ahead: deque[tuple[EpisodeDraw, Future[tuple[dict[str, Any], float]], dict[str, Any]]] = deque()
+        self._state = draws.state()  # as of the last item handed out
+        # One lock per episode with items in flight, dropped with its last one: an episode can be in the
+        # pool twice at once (an elastic resume's readers replay two base readers that share a boundary
+        # episode), and both admissions share its decoder, which two threads must never use at once.
+        self._locks: dict[int, tuple[threading.Lock, int]] = {}  # episode -> (lock, items in flight)
         self._failure: BaseException | None = None  # raised once the items before it are handed out
         self._exhausted = False
 
-    @property
-    def in_flight(self) -> int:
-        """Draws taken from the schedule whose items are not handed out yet."""
-        return len(self._ahead)
+    def state(self) -> dict[str, Any]:
+        return self._state
+
+    def restore(self, state: StageState) -> None:
+        self.draws.restore(state)
+        self._state = self.draws.state()
 
     def __next__(self) -> dict[str, Any]:
         self._fill()
@@ -60,13 +69,17 @@ class DecodeAhead(Iterator[dict[str, Any]]):
                 failure, self._failure = self._failure, None
                 raise failure
             raise StopIteration
-        draw, future = self._ahead.popleft()
+        draw, future, self._state = self._ahead.popleft()
         item, seconds = future.result()
         self.counters.add(decode_s=seconds, items=1)  # counted as handed out, as ItemStream counts
+        episode_index = draw.episode.entry.episode_index
+        lock, in_flight = self._locks[episode_index]
+        if in_flight == 1:
+            del self._locks[episode_index]
+        else:
+            self._locks[episode_index] = (lock, in_flight - 1)
         if draw.last:
-            episode_index = draw.episode.entry.episode_index
             self.decoders.release(episode_index)
-            self._locks.pop(episode_index, None)
         return item
 
     def _fill(self) -> None:
@@ -79,8 +92,10 @@ class DecodeAhead(Iterator[dict[str, Any]]):
             except Exception as failure:  # e.g. an episode that cannot be read: after the items before it
                 self._failure = failure
                 return
-            lock = self._locks.setdefault(draw.episode.entry.episode_index, threading.Lock())
-            self._ahead.append((draw, self._pool.submit(self._build, draw, lock)))
+            episode_index = draw.episode.entry.episode_index
+            lock, in_flight = self._locks.get(episode_index, (threading.Lock(), 0))
+            self._locks[episode_index] = (lock, in_flight + 1)
+            self._ahead.append((draw, self._pool.submit(self._build, draw, lock), self.draws.state()))
 
     def _build(self, draw: EpisodeDraw, lock: threading.Lock) -> tuple[dict[str, Any], float]:
         with lock:
@@ -90,7 +105,8 @@ class DecodeAhead(Iterator[dict[str, Any]]):
 
     def close(self) -> None:
         """Drop the items built ahead and stop the threads (a running decode finishes first)."""
-        for _, future in self._ahead:
+        for _, future, _ in self._ahead:
             future.cancel()
         self._ahead.clear()
         self._pool.shutdown(wait=True, cancel_futures=True)
+        self.draws.close()

@@ -17,10 +17,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..format import ShardFormatError
+from ..format import MM_PER_METRE, ShardFormatError
 
 QMAX = 4095  # 12-bit codes
-MM_PER_METRE = 1000.0
 UINT16_MAX = 65535.0
 
 

@@ -232,7 +232,7 @@ def elastic_state(states: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     first = readers[0]
     if "partition" not in first:
         raise ValueError(
-            "elastic_state: the states were saved before elastic resume (lerobot-wds session 5 or older); "
+            "elastic_state: the states were saved before elastic resume (they have no 'partition'); "
             "resume them with the same number of ranks and workers, or from the next epoch"
         )
     for reader in readers:

@@ -15,12 +15,12 @@ from torch.utils.data import default_collate
 from torch.utils.data._utils.collate import default_collate_fn_map
 
 from ..format import ShardFormatError
+from ..meta import DatasetMeta, to_millimetres
 from . import arena
 from .config import ReaderConfig
 from .depth import DepthQuantization
 from .episodes import Episode
 from .frames import DecoderCache
-from .meta import DatasetMeta, to_millimetres
 from .telemetry import Counters
 from .windows import delta_indices, window_indices
 
@@ -57,6 +57,7 @@ class ItemSpec:
     depth: Mapping[str, DepthQuantization] = field(default_factory=dict)
     # depth maps stored in the rows: key -> factor to millimetres (1.0 when recorded in mm or unknown)
     depth_images: Mapping[str, float] = field(default_factory=dict)
+    keep_float64: bool = False  # float64 features stay float64 instead of LeRobot's float32
 
 
 def item_spec(meta: DatasetMeta, video_keys: list[str], fps: int, config: ReaderConfig) -> ItemSpec:
@@ -73,6 +74,7 @@ def item_spec(meta: DatasetMeta, video_keys: list[str], fps: int, config: Reader
         image_keys=frozenset(meta.image_keys),
         depth={key: DepthQuantization.of(meta.features[key]) for key in depth_videos},
         depth_images={key: to_millimetres(meta.features[key]) for key in depth_images},
+        keep_float64=config.keep_float64,
     )
 
 
@@ -192,12 +194,12 @@ def _tabular(episode: Episode, frame_index: int, spec: ItemSpec) -> Item:
             if key in spec.image_keys:
                 item[key] = torch.stack([_stored_image(episode, i, key, spec) for i in indices])
             else:
-                item[key] = _values(column[indices])
+                item[key] = lerobot_value(column[indices], spec.keep_float64, key)
             item[f"{key}_is_pad"] = torch.from_numpy(is_pad)
         elif key in spec.image_keys:
             item[key] = _stored_image(episode, frame_index, key, spec)
         else:
-            item[key] = _values(np.array(column[frame_index]))
+            item[key] = lerobot_value(column[frame_index], spec.keep_float64, key)
     return item
 
 
@@ -243,11 +245,35 @@ def _count(counters: Counters | None, started: float, items: int) -> None:
         counters.add(decode_s=time.perf_counter() - started, items=items)  # from decode threads too
 
 
-def _values(array: np.ndarray) -> Any:
-    """Numbers as tensors; anything else (image features stored in parquet: ``{"bytes", "path"}``) as is."""
+def item_dtype(dtype: np.dtype[Any], keep_float64: bool = False) -> np.dtype[Any]:
+    """The dtype LeRobot returns for values stored as ``dtype``: its ``hf_transform_to_torch`` builds
+    every non-camera value with ``torch.tensor`` of Python scalars, so floats (float16/32/64) become
+    float32 (float64 rounded to nearest), integers (int8..int64, uint8..uint64) int64 and bools bool.
+    With ``keep_float64``, float64 stays float64 (an opt-out of LeRobot's rounding)."""
+    if dtype.kind == "f":
+        return np.dtype(np.float64) if keep_float64 and dtype == np.float64 else np.dtype(np.float32)
+    if dtype.kind in "iu":
+        return np.dtype(np.int64)
+    return dtype
+
+
+def lerobot_value(value: Any, keep_float64: bool = False, key: str = "") -> Any:
+    """One row's (or a window's) stored value as LeRobot's item holds it: numbers as tensors of
+    :func:`item_dtype`, strings as ``str``, anything else (ragged or nullable lists) as Python lists."""
+    if isinstance(value, str):
+        return value
+    array = np.asarray(value)
     if array.dtype == object:
         return array.tolist()  # ragged or nullable lists: no LeRobot feature has a shape for them
-    return torch.from_numpy(array)
+    if array.dtype.kind in "US":
+        return array.tolist()
+    dtype = item_dtype(array.dtype, keep_float64)
+    if array.dtype == np.uint64 and array.size and int(array.max()) > np.iinfo(np.int64).max:
+        raise ValueError(
+            f"{key}: uint64 value {int(array.max())} is past int64's range; expected values LeRobot's "
+            "torch.tensor can hold (it raises an overflow on them)"
+        )
+    return torch.from_numpy(np.array(array, dtype=dtype))  # a copy: items never alias the episode
 
 
 def _camera_indices(

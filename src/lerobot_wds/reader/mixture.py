@@ -13,27 +13,23 @@ rank, worker), as in a single dataset.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import math
 from collections.abc import Collection, Iterator, Mapping, Sequence
-from dataclasses import asdict
 from fractions import Fraction
-from typing import Any, Literal, get_args
+from typing import Any, Literal
 
 import numpy as np
 import torch
 from torch.utils.data import IterableDataset
 
-from .. import format as fmt
+from ..orphans import exit_with_parent
 from .dataset import ShardedLeRobotDataset
-from .epoch import SharedEpoch
 from .items import Item
 from .mixmeta import MixtureMeta, feature_signature, mixture_meta
 from .mixorder import apportion, first_overflow, lap_epoch, pick_order
 from .order import WorkerInfo
-from .orphans import exit_with_parent
 from .pipeline import ReaderStream
+from .resumable import Resumable, check_choice
 from .telemetry import FIELDS
 
 OnExhausted = Literal["cycle", "stop"]
@@ -78,7 +74,7 @@ class MixedStream(Iterator[dict[str, Any]]):
         dataset = self.mixture.datasets[source]
         epoch = lap_epoch(self.epoch, self.laps[source])
         skip = self.mixture.drop[source]
-        return dataset.stream(self.who, draws=self._draws[source], epoch=epoch, skip_videos=skip)
+        return dataset._open_stream(self.who, draws=self._draws[source], epoch=epoch, skip_videos=skip)
 
     @property
     def draws(self) -> list[int]:
@@ -101,10 +97,8 @@ class MixedStream(Iterator[dict[str, Any]]):
             return next(stream)
         except StopIteration:
             pass
-        if self.mixture.on_exhausted == "stop":  # not reached: stop_at ends the epoch before (see there)
-            self.close()
-            raise StopIteration
-        self.laps[source] += 1  # cycle: the source's next lap, a fresh shuffle
+        # Only with on_exhausted="cycle": with "stop", stop_at ends the epoch before any source runs out.
+        self.laps[source] += 1  # the source's next lap, a fresh shuffle
         self._draws[source] = 0
         finished = stream.counters
         stream = self.streams[source] = self._open(source)
@@ -125,7 +119,7 @@ class MixedStream(Iterator[dict[str, Any]]):
                 stream.close()
 
 
-class MixedDataset(SharedEpoch, IterableDataset[dict[str, Any]]):
+class MixedDataset(Resumable, IterableDataset[dict[str, Any]]):
     """Several converted datasets streamed as one, each sample's source picked in exact proportions.
 
     Each source (a :class:`ShardedLeRobotDataset`) keeps its own episode pool, windows and decode, and
@@ -185,8 +179,8 @@ class MixedDataset(SharedEpoch, IterableDataset[dict[str, Any]]):
         on_exhausted: OnExhausted = "cycle",
     ) -> None:
         super().__init__()
-        _check_choice("weight_by", weight_by, WeightBy)
-        _check_choice("on_exhausted", on_exhausted, OnExhausted)
+        check_choice("weight_by", weight_by, WeightBy, where="MixedDataset: ")
+        check_choice("on_exhausted", on_exhausted, OnExhausted, where="MixedDataset: ")
         self.datasets = list(datasets)
         _check_lengths(self.datasets, weights=weights, names=names, rename=rename, drop=drop)
         if samples_per_epoch is not None and samples_per_epoch < 1:
@@ -209,7 +203,11 @@ class MixedDataset(SharedEpoch, IterableDataset[dict[str, Any]]):
         )
         self._share_epoch()  # set_epoch reshuffles the picks and every source (in running workers too)
         self._stream: MixedStream | None = None
-        self._restore: dict[str, Any] | None = None
+        self._where = "MixedDataset"
+        self._what_changed = (
+            "other sources or other mixture options (weights, seed, samples_per_epoch, weight_by, "
+            "on_exhausted)"
+        )
 
     # ------------------------------------------------------------------ checks
 
@@ -355,56 +353,33 @@ class MixedDataset(SharedEpoch, IterableDataset[dict[str, Any]]):
         draws = stream.draws if stream is not None else [0] * len(self.datasets)
         laps = stream.laps if stream is not None else [0] * len(self.datasets)
         return {
-            "format_version": fmt.FORMAT_VERSION,
-            "fingerprint": self.fingerprint(),
-            "epoch": stream.epoch if stream is not None else self.epoch,
+            **self._envelope(
+                stream.epoch if stream is not None else self.epoch,
+                stream.who if stream is not None else self.worker_info(),
+            ),
             "picks": stream.position if stream is not None else 0,
             "sources": [{"lap": lap, "draws": d} for lap, d in zip(laps, draws, strict=True)],
-            **asdict(stream.who if stream is not None else self.worker_info()),
         }
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         """Resume where :meth:`state_dict` was taken (the next ``iter`` yields what would have come next).
         Refuses a state of another mixture (sources, weights, options) or another number of readers."""
-        if state.get("format_version") != fmt.FORMAT_VERSION:
-            raise ValueError(
-                f"MixedDataset: state has format_version {state.get('format_version')!r}; "
-                f"expected {fmt.FORMAT_VERSION}"
-            )
-        if state.get("fingerprint") != self.fingerprint():
-            raise ValueError(
-                "MixedDataset: state was saved for other sources or other mixture options (weights, seed, "
-                f"samples_per_epoch, weight_by, on_exhausted); got fingerprint {state.get('fingerprint')!r}, "
-                f"expected {self.fingerprint()!r}"
-            )
-        self.epoch = int(state["epoch"])
-        self._restore = dict(state)
+        super().load_state_dict(state)
 
-    def fingerprint(self) -> str:
-        """A hash of the sources (their own fingerprints) and of every option that changes the order."""
-        identity = {
+    def _identity(self) -> dict[str, Any]:
+        """The sources (their own fingerprints) and every option that changes the order."""
+        return {
             "sources": [d.fingerprint() for d in self.datasets],
             "weights": [str(w) for w in self.weights],
             "options": [self.seed, self.samples_per_epoch, self.weight_by, self.on_exhausted],
         }
-        return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:16]
 
     def _restored_state(self, who: WorkerInfo) -> dict[str, Any] | None:
-        state, self._restore = self._restore, None
-        if state is None or int(state["epoch"]) != self.epoch:
-            return None
-        saved = WorkerInfo(**{k: int(state[k]) for k in ("rank", "world_size", "worker", "num_workers")})
-        if saved != who:
-            raise ValueError(
-                f"MixedDataset: state was saved by {saved}; this reader is {who}; restoring with another "
-                "number of ranks or workers is not supported"
-            )
+        state = self._take_restore()
+        if state is not None:
+            fix = "restoring with another number of ranks or workers is not supported"
+            self._check_saved_by(state, who, fix)
         return state
-
-
-def _check_choice(name: str, value: object, choices: Any) -> None:
-    if value not in get_args(choices):
-        raise ValueError(f"MixedDataset: {name}: got {value!r}; expected one of {get_args(choices)}")
 
 
 def _check_lengths(datasets: Sequence[ShardedLeRobotDataset], **per_source: Sequence[Any] | None) -> None:

@@ -5,10 +5,13 @@
       or ResumedSchedule  ... or its slice of an epoch saved by other readers (elastic.py)
     EpisodeReadAhead    the episodes those draws need, read ahead along the schedule (readahead.py)
     ItemStream          the LeRobot item of each draw (windows.py, items.py), frames decoded last
+      or DecodeAhead    ... built on a few threads ahead (decodeahead.py)
       or BatchStream    ... or batches of them, frames decoded straight into the batch (frames.py)
+      or SkipBadEpisodes  ... items or batches, failed draws replaced (on_error="skip", skip.py)
 
-Every stage takes the one before it; no stage reaches past its neighbour. A restore skips draws in the
-schedule (no I/O) and builds the rest anew.
+Every stage follows one protocol (stage.py: next, state, restore, close) and takes the one before it;
+no stage reaches past its neighbour. A restore skips draws in the schedule (no I/O) and builds the rest
+anew.
 """
 
 from __future__ import annotations
@@ -16,24 +19,26 @@ from __future__ import annotations
 import itertools
 import logging
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from torch.utils.data import get_worker_info
 
-from ..format import EpisodeEntry, ShardFormatError
+from .. import storage
+from ..format import EpisodeEntry
 from .config import ReaderConfig
 from .decodeahead import DecodeAhead
 from .elastic import Resume, ResumedSchedule, reader_pieces
-from .episodes import Episode, EpisodeSource
+from .episodes import EpisodeSource
 from .frames import DecoderCache, import_decoder_in_background
 from .items import ItemSpec, build_batch, build_item
 from .order import Partition, SlotPlan, WorkerInfo, episode_order, plan_slot, stream_seed
 from .readahead import EpisodeDraw, EpisodeReadAhead
 from .schedule import DrawSchedule
-from .skip import SKIPPABLE, SkippedDraw, SkipPolicy
+from .skip import SkipBadEpisodes, SkipPolicy
+from .stage import Stage, StageState
 from .telemetry import CounterBoard, Counters
 
 logger = logging.getLogger(__name__)
@@ -63,19 +68,24 @@ def build_pipeline(
     *,
     partition: Partition = "frames",
     resume: Resume | None = None,
+    state: StageState | None = None,
 ) -> ReaderStream:
-    """The items (or batches) reader ``who`` yields in ``epoch``, from its ``draws``-th draw on.
+    """The items (or batches) reader ``who`` yields in ``epoch``, from its ``draws``-th draw on (or from
+    a saved ``state`` of its stages: :meth:`ReaderStream.state`).
 
     ``resume``: the rest of an epoch saved by another number of readers (elastic.py), which this reader
     takes its slice of; ``partition="episodes"``: the whole-episode plan of states saved before the frame
     partition.
     """
     config = reading.config
-    schedule = reader_schedule(reading.entries, config, who, epoch, partition=partition, resume=resume)
+
+    def schedule_at() -> DrawSchedule | ResumedSchedule:  # pure: a fresh copy replays draws without I/O
+        return reader_schedule(reading.entries, config, who, epoch, partition=partition, resume=resume)
+
+    schedule = schedule_at()
     if isinstance(schedule, DrawSchedule) and schedule.plan.num_repeated:
-        logger.info("%s: %s repeats %d samples so that every rank yields %d",
-                    reading.url, who, schedule.plan.num_repeated, schedule.num_samples)  # fmt: skip
-    schedule.skip(draws)
+        logger.info("%s: %s repeats %d samples so that every rank yields %d", storage.redact(reading.url),
+                    who, schedule.plan.num_repeated, schedule.num_samples)  # fmt: skip
     counters = Counters()
     source = EpisodeSource(
         reading.url,
@@ -103,20 +113,70 @@ def build_pipeline(
         keep_last_window=config.frame_order == "forward",
         depth_keys=frozenset(reading.spec.depth),
     )
-    skip = SkipPolicy(config.max_consecutive_errors, counters) if skipping else None
-    stage: ItemStream | DecodeAhead
     threads = decode_threads(config)
-    if config.batch_size is not None:
+    pool = None
+    if config.batch_size is not None and threads > 1:  # rows of different episodes decoded in parallel
+        pool = ThreadPoolExecutor(threads, "lerobot-wds-decode")
+    plain = cast("Stage[EpisodeDraw]", episodes)  # without skip_errors, no FailedDraw comes
+    stage: Stage[dict[str, Any]]
+    if skipping:
+        fill = _fill_at(schedule_at, source)
+        stage = skip_stage(episodes, reading.spec, decoders, counters, config, pool, fill)
+    elif config.batch_size is not None:
         stage = BatchStream(
-            episodes, reading.spec, decoders, counters, config.batch_size, config.drop_last, skip, threads
+            plain, reading.spec, decoders, counters, config.batch_size, config.drop_last, pool
         )
-    elif threads > 1 and skip is None:  # a skipped draw repeats the last good item: one item at a time
-        stage = DecodeAhead(episodes, reading.spec, decoders, counters, threads)
+    elif threads > 1:
+        stage = DecodeAhead(plain, reading.spec, decoders, counters, threads)
     else:
-        stage = ItemStream(episodes, reading.spec, decoders, counters, skip)
+        stage = ItemStream(plain, reading.spec, decoders, counters)
+    stage.restore(state if state is not None else {"draws": draws})
     return ReaderStream(
-        who, epoch, stage, episodes, decoders, reading.board, partition=partition, resume=resume
-    )
+        who, epoch, stage, episodes, decoders, reading.board, pool, partition=partition, resume=resume,
+    )  # fmt: skip
+
+
+def skip_stage(
+    episodes: EpisodeReadAhead,
+    spec: ItemSpec,
+    decoders: DecoderCache,
+    counters: Counters,
+    config: ReaderConfig,
+    pool: ThreadPoolExecutor | None,
+    fill_at: Callable[[int], EpisodeDraw],
+) -> SkipBadEpisodes[dict[str, Any]]:
+    """``on_error="skip"``'s stage: items, or batches (reader/skip.py)."""
+    policy = SkipPolicy(config.max_consecutive_errors, counters)
+
+    def item(draw: EpisodeDraw) -> dict[str, Any]:  # item mode's values: counted
+        return build_item(draw.episode, draw.frame_index, spec, decoders, counters)
+
+    def checked(draw: EpisodeDraw) -> dict[str, Any]:  # a batch's draws built one by one: the batch counts
+        return build_item(draw.episode, draw.frame_index, spec, decoders)
+
+    def batch(draws: Sequence[EpisodeDraw]) -> dict[str, Any]:
+        return batch_of(draws, spec, decoders, counters, pool)
+
+    if config.batch_size is None:
+        return SkipBadEpisodes(episodes, policy, decoders, item, fill_at)
+    return SkipBadEpisodes(
+        episodes, policy, decoders, checked, fill_at,
+        build_batch=batch, batch_size=config.batch_size, drop_last=config.drop_last,
+    )  # fmt: skip
+
+
+def _fill_at(
+    schedule_at: Callable[[], DrawSchedule | ResumedSchedule], source: EpisodeSource
+) -> Callable[[int], EpisodeDraw]:
+    """The draw at a schedule position, its episode read now (a restored skip stage's fill)."""
+
+    def fill_at(position: int) -> EpisodeDraw:
+        schedule = schedule_at()
+        schedule.skip(position)
+        draw = next(schedule)
+        return EpisodeDraw(source.fetch(draw.entry), draw.frame_index, False, position)
+
+    return fill_at
 
 
 def decode_threads(config: ReaderConfig) -> int:
@@ -180,86 +240,31 @@ def _draw_schedule(plan: SlotPlan, config: ReaderConfig, epoch: int, slot: int) 
 
 
 class ItemStream(Iterator[dict[str, Any]]):
-    """Each draw's item (frames decoded last); an episode's decoders go with its last draw.
-
-    With a :class:`SkipPolicy` (``on_error="skip"``), a draw whose episode failed (to read, or here to
-    build) yields the last good item again, or the next good one when none came yet (reader/skip.py)."""
+    """Each draw's item (frames decoded last); an episode's decoders go with its last draw."""
 
     def __init__(
-        self,
-        draws: Iterator[EpisodeDraw],
-        spec: ItemSpec,
-        decoders: DecoderCache,
-        counters: Counters,
-        skip: SkipPolicy | None = None,
+        self, draws: Stage[EpisodeDraw], spec: ItemSpec, decoders: DecoderCache, counters: Counters
     ) -> None:
         self.draws = draws
         self.spec = spec
         self.decoders = decoders
         self.counters = counters
-        self.skip = skip
-        self._failed: dict[int, Exception] = {}  # episodes that failed here, until their last draw
-        self._last_good: dict[str, Any] | None = None
-        self._owed = 0  # failed draws before any good item: paid by repeating the first good one
 
     def __next__(self) -> dict[str, Any]:
-        if self.skip is None:
-            draw = next(self.draws)
-            item = build_item(draw.episode, draw.frame_index, self.spec, self.decoders, self.counters)
-            if draw.last:
-                self.decoders.release(draw.episode.entry.episode_index)
-            return item
-        if self._owed and self._last_good is not None:
-            self._owed -= 1
-            return dict(self._last_good)
-        while True:
-            try:
-                built = self._item_or_none(self.skip)
-            except StopIteration:
-                if self._owed:
-                    raise ShardFormatError(
-                        f"on_error='skip': {self._owed} draws failed and no episode of this reader gave an "
-                        "item to repeat in their place"
-                    ) from None
-                raise
-            if built is not None:
-                self.skip.succeeded()
-                self._last_good = built
-                return built
-            if self._last_good is not None:
-                return dict(self._last_good)
-            self._owed += 1
-
-    def _item_or_none(self, skip: SkipPolicy) -> dict[str, Any] | None:
-        """The next draw's item; None if its episode failed (counted, logged, limited by ``skip``)."""
-        try:
-            draw = next(self.draws)
-        except SkippedDraw as skipped:
-            skip.failed(skipped.error, skipped.episode_index, skipped.first)
-            return None
-        episode_index = draw.episode.entry.episode_index
-        item: dict[str, Any] | None = None
-        if episode_index in self._failed:
-            skip.failed(self._failed[episode_index], episode_index, first=False)
-        else:
-            try:
-                item = build_item(draw.episode, draw.frame_index, self.spec, self.decoders, self.counters)
-            except SKIPPABLE as exc:
-                self._failed[episode_index] = exc
-                self.decoders.release(episode_index)
-                skip.failed(exc, episode_index, first=True)
+        draw = next(self.draws)
+        item = build_item(draw.episode, draw.frame_index, self.spec, self.decoders, self.counters)
         if draw.last:
-            self.decoders.release(episode_index)
-            self._failed.pop(episode_index, None)
+            self.decoders.release(draw.episode.entry.episode_index)
         return item
 
-    @property
-    def in_flight(self) -> int:
-        """Draws taken whose items are not handed out yet: none, items are built on demand."""
-        return 0
+    def state(self) -> dict[str, Any]:
+        return self.draws.state()  # items are built on demand: nothing ahead
+
+    def restore(self, state: StageState) -> None:
+        self.draws.restore(state)
 
     def close(self) -> None:
-        """Nothing to stop."""
+        self.draws.close()
 
 
 class BatchStream(ItemStream):
@@ -268,115 +273,53 @@ class BatchStream(ItemStream):
 
     def __init__(
         self,
-        draws: Iterator[EpisodeDraw],
+        draws: Stage[EpisodeDraw],
         spec: ItemSpec,
         decoders: DecoderCache,
         counters: Counters,
         batch_size: int,
         drop_last: bool,
-        skip: SkipPolicy | None = None,
-        threads: int = 1,
+        pool: ThreadPoolExecutor | None = None,
     ) -> None:
-        super().__init__(draws, spec, decoders, counters, skip)
+        super().__init__(draws, spec, decoders, counters)
         self.batch_size = batch_size
         self.drop_last = drop_last
-        # Rows of different episodes decoded in parallel (each batch is complete before it is handed out)
-        self.pool = ThreadPoolExecutor(threads, "lerobot-wds-decode") if threads > 1 else None
-
-        self._fill: tuple[Episode, int] | None = None  # on_error="skip": the last good sample
-        self._owed_batches: list[int] = []  # sizes of batches that had no good sample to repeat yet
+        self.pool = pool
 
     def __next__(self) -> dict[str, Any]:
-        if self.skip is not None:
-            return self._next_skipping(self.skip)
         draws = list(itertools.islice(self.draws, self.batch_size))
         if not draws or (self.drop_last and len(draws) < self.batch_size):
             raise StopIteration
-        samples = [(d.episode, d.frame_index) for d in draws]
-        batch = build_batch(samples, self.spec, self.decoders, self.counters, self.pool)
+        batch = batch_of(draws, self.spec, self.decoders, self.counters, self.pool)
         for draw in draws:
             if draw.last:
                 self.decoders.release(draw.episode.entry.episode_index)
         return batch
 
-    def close(self) -> None:
-        if self.pool is not None:
-            self.pool.shutdown(wait=True)
 
-    def _next_skipping(self, skip: SkipPolicy) -> dict[str, Any]:
-        """A batch whose failed samples repeat the batch's last good sample (or an earlier batch's).
-        Failures are found when fetching and when opening each episode's decoders; a frame that fails to
-        decode after its segment opened still raises in batch mode."""
-        if self._owed_batches and self._fill is not None:
-            return build_batch(
-                [self._fill] * self._owed_batches.pop(), self.spec, self.decoders, self.counters
-            )
-        while True:
-            samples, lasts = self._draw_batch(skip)
-            if not samples or (self.drop_last and len(samples) < self.batch_size):
-                if self._owed_batches:
-                    raise ShardFormatError(
-                        f"on_error='skip': {sum(self._owed_batches)} draws failed and no episode of this "
-                        "reader gave a sample to repeat in their place"
-                    )
-                raise StopIteration
-            good = [s for s in samples if s is not None]
-            if good:
-                skip.succeeded()
-                self._fill = good[-1]
-            if self._fill is not None:
-                fill = self._fill
-                batch = build_batch([s or fill for s in samples], self.spec, self.decoders, self.counters)
-                for episode_index in lasts:
-                    self.decoders.release(episode_index)
-                return batch
-            self._owed_batches.append(len(samples))
-
-    def _draw_batch(self, skip: SkipPolicy) -> tuple[list[tuple[Episode, int] | None], list[int]]:
-        """Up to ``batch_size`` draws as samples (None: failed), and the episodes whose last draw came."""
-        samples: list[tuple[Episode, int] | None] = []
-        lasts = []
-        while len(samples) < self.batch_size:
-            try:
-                draw = next(self.draws)
-            except StopIteration:
-                break
-            except SkippedDraw as skipped:
-                skip.failed(skipped.error, skipped.episode_index, skipped.first)
-                samples.append(None)
-                continue
-            episode_index = draw.episode.entry.episode_index
-            if episode_index not in self._failed:
-                try:  # open its decoders now: a bad segment fails here, not in the middle of the batch
-                    for key in self.spec.video_keys:
-                        self.decoders.get(draw.episode, key)
-                except SKIPPABLE as exc:
-                    self._failed[episode_index] = exc
-                    self.decoders.release(episode_index)
-                    skip.failed(exc, episode_index, first=True)
-                    samples.append(None)
-                else:
-                    samples.append((draw.episode, draw.frame_index))
-            else:
-                skip.failed(self._failed[episode_index], episode_index, first=False)
-                samples.append(None)
-            if draw.last:
-                lasts.append(episode_index)
-                self._failed.pop(episode_index, None)
-        return samples, lasts
+def batch_of(
+    draws: Sequence[EpisodeDraw],
+    spec: ItemSpec,
+    decoders: DecoderCache,
+    counters: Counters,
+    pool: ThreadPoolExecutor | None,
+) -> dict[str, Any]:
+    """The batch of ``draws`` (:func:`~.items.build_batch`)."""
+    return build_batch([(d.episode, d.frame_index) for d in draws], spec, decoders, counters, pool)
 
 
 class ReaderStream(Iterator[dict[str, Any]]):
-    """One reader's iteration: the last stage's output, its state (draws handed out) and its counters."""
+    """One reader's iteration: the last stage's output, its state and its counters."""
 
     def __init__(
         self,
         who: WorkerInfo,
         epoch: int,
-        stage: ItemStream | DecodeAhead,
+        stage: Stage[dict[str, Any]],
         episodes: EpisodeReadAhead,
         decoders: DecoderCache,
         board: CounterBoard,
+        pool: ThreadPoolExecutor | None = None,
         *,
         partition: Partition = "frames",
         resume: Resume | None = None,
@@ -386,20 +329,26 @@ class ReaderStream(Iterator[dict[str, Any]]):
         self.partition = partition  # the plan this stream follows, for its state
         self.resume = resume
         self.stage = stage
-        self.episodes = episodes
         self.decoders = decoders
-        self.counters = stage.counters
+        self.episodes = episodes  # the read-ahead stage: its schedule, its counters
+        self.counters = episodes.counters
         self.board = board
+        self.pool = pool  # decodes a batch's rows (owned here: both batch stages use it)
         board.publish(who.worker, self.counters)  # zeroes this reader's row
         self._published_items = 0
 
+    def state(self) -> dict[str, Any]:
+        """The stages' state as of the last value handed out: ``draws``, and ``skip_*`` when skipping."""
+        return self.stage.state()
+
     @property
     def draws(self) -> int:
-        """Draws handed out so far: the reader's state."""
-        return self.episodes.draws - self.stage.in_flight
+        """Draws handed out so far."""
+        return int(self.stage.state()["draws"])
 
     @property
     def num_samples(self) -> int:
+        """Draws in the whole epoch, padding included."""
         return self.episodes.schedule.num_samples
 
     def __next__(self) -> dict[str, Any]:
@@ -419,5 +368,6 @@ class ReaderStream(Iterator[dict[str, Any]]):
     def close(self) -> None:
         """Publish the last counters and stop reading ahead (the epoch ended, or a new iteration began)."""
         self.stage.close()
+        if self.pool is not None:
+            self.pool.shutdown(wait=True)
         self.publish()
-        self.episodes.close()

@@ -7,8 +7,10 @@ episodes of a shard coalesced into one ranged GET, at most ``budget_bytes`` of r
 episodes held. One schedule decides the order; nothing replays it. ``budget_bytes=0`` reads each
 episode when its first draw is handed out.
 
-State: the number of draws handed out (:attr:`draws`). The queue and the reads under way are rebuilt
-from the schedule after a restore; nothing here goes into a checkpoint.
+State (:mod:`.stage`): ``{"draws": n}``, the draws handed out, which is the schedule's own state at
+the consumer's position. The queue and the reads under way are rebuilt from the schedule after a
+restore; nothing here goes into a checkpoint. With ``skip_errors`` (``on_error="skip"``), a draw whose
+episode failed to read is handed out as a :class:`~.skip.FailedDraw`, for :mod:`.skip` to replace.
 """
 
 from __future__ import annotations
@@ -19,14 +21,17 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, cast
 
-from ..format import EpisodeEntry
+from ..format import EpisodeEntry, ShardFormatError
 from .episodes import Episode, EpisodeSource
 from .schedule import Draw, DrawSchedule
-from .skip import SKIPPABLE, SkippedDraw
+from .stage import StageState
+from .telemetry import Counters
 
 if TYPE_CHECKING:
     from .elastic import ResumedSchedule
-from .telemetry import Counters
+
+# What on_error="skip" may skip: a malformed episode and a missing shard (reader/skip.py says why).
+SKIPPABLE = (ShardFormatError, FileNotFoundError)
 
 # At most this many draws are computed ahead of the consumer, whatever the byte budget: ~100 bytes each.
 MAX_DRAWS_AHEAD = 1 << 14
@@ -39,9 +44,20 @@ class EpisodeDraw:
     episode: Episode
     frame_index: int
     last: bool  # the episode's last draw of this admission: its decoders can go
+    position: int  # the draw's number in the reader's schedule (0, 1, ...)
 
 
-class EpisodeReadAhead(Iterator[EpisodeDraw]):
+@dataclass(frozen=True, slots=True)
+class FailedDraw:
+    """A draw whose episode failed to read (``on_error="skip"``): :mod:`.skip` hands out another."""
+
+    error: Exception
+    episode_index: int
+    first: bool  # the admission's first failed draw: counted and logged once
+    last: bool
+
+
+class EpisodeReadAhead(Iterator[EpisodeDraw | FailedDraw]):
     """``schedule``'s draws, each with its episode read by ``source``; a run of adjacent episodes read
     ahead is capped at ``budget_bytes // num_threads`` so that several runs stream at once."""
 
@@ -75,11 +91,19 @@ class EpisodeReadAhead(Iterator[EpisodeDraw]):
         self._episodes: dict[int, Episode] = {}  # admission -> episode, from its first to its last draw
         self._executor = ThreadPoolExecutor(num_threads, "lerobot-wds-read") if budget_bytes else None
         self.closed = False
-        # on_error="skip": an episode that fails to read raises SkippedDraw for each of its draws
+        # on_error="skip": an episode that fails to read gives a FailedDraw for each of its draws
         self.skip_errors = skip_errors
         self._failed: dict[int, Exception] = {}  # admission -> its error, from its first to its last draw
 
-    def __next__(self) -> EpisodeDraw:
+    def state(self) -> dict[str, int]:
+        return {"draws": self.draws}
+
+    def restore(self, state: StageState) -> None:
+        """Skip the schedule to ``state["draws"]`` (no I/O)."""
+        self.schedule.skip(int(state["draws"]) - self.draws)
+        self.draws = self.schedule.draws
+
+    def __next__(self) -> EpisodeDraw | FailedDraw:
         self._look_ahead()
         if not self._ahead:
             self.close()
@@ -99,10 +123,11 @@ class EpisodeReadAhead(Iterator[EpisodeDraw]):
             self._episodes.pop(draw.admission, None)
             self._failed.pop(draw.admission, None)
             self._seen.discard(draw.admission)
+        position = self.draws
         self.draws += 1
         if failed is not None:
-            raise SkippedDraw(failed, draw.entry.episode_index, first)
-        return EpisodeDraw(cast(Episode, episode), draw.frame_index, draw.last)  # claimed above
+            return FailedDraw(failed, draw.entry.episode_index, first, draw.last)
+        return EpisodeDraw(cast(Episode, episode), draw.frame_index, draw.last, position)  # claimed above
 
     def close(self) -> None:
         """Stop reading ahead; reads under way finish in their threads and are dropped."""

@@ -31,7 +31,9 @@ class Draw:
 
 
 @dataclass(slots=True)
-class _Slot:
+class _Pooled:
+    """An episode (part) in the pool: its frames, and how many were drawn."""
+
     admission: int
     entry: EpisodeEntry
     frames: list[int]  # this episode's frames, in the order they will be drawn
@@ -71,30 +73,30 @@ class EpisodeShuffle(Iterator[Draw]):
         self.forward = forward
         self.first_admission = first_admission
         self._rng = random.Random(seed)
-        self._slots: list[_Slot] = []
+        self._pool: list[_Pooled] = []
         self._next_entry = 0
         self.draws = 0
 
     def __next__(self) -> Draw:
         self._fill()
-        if not self._slots:
+        if not self._pool:
             raise StopIteration
-        slot = self._pick()
-        frame_index = slot.frames[slot.drawn]
-        slot.drawn += 1
-        slot.remaining -= 1
+        pooled = self._pick()
+        frame_index = pooled.frames[pooled.drawn]
+        pooled.drawn += 1
+        pooled.remaining -= 1
         self.draws += 1
-        if slot.remaining == 0:
-            self._slots.remove(slot)
-        return Draw(slot.admission, slot.entry, frame_index, last=slot.remaining == 0)
+        if pooled.remaining == 0:
+            self._pool.remove(pooled)
+        return Draw(pooled.admission, pooled.entry, frame_index, last=pooled.remaining == 0)
 
     def _pool_frames(self) -> int:
-        return sum(s.remaining for s in self._slots)
+        return sum(s.remaining for s in self._pool)
 
     def _fill(self) -> None:
-        while self._next_entry < len(self.parts) and len(self._slots) < self.pool_size:
+        while self._next_entry < len(self.parts) and len(self._pool) < self.pool_size:
             if (
-                self._slots
+                self._pool
                 and self.max_pool_frames is not None
                 and self._pool_frames() >= self.max_pool_frames
             ):
@@ -105,16 +107,16 @@ class EpisodeShuffle(Iterator[Draw]):
             frames = list(range(part.frame_from, part.frame_to))
             if self.shuffle and not self.forward:
                 self._rng.shuffle(frames)
-            self._slots.append(_Slot(admission, part.entry, frames))
+            self._pool.append(_Pooled(admission, part.entry, frames))
 
-    def _pick(self) -> _Slot:
+    def _pick(self) -> _Pooled:
         if not self.shuffle:
-            return self._slots[0]
+            return self._pool[0]
         target = self._rng.randrange(self._pool_frames())
-        for slot in self._slots:
-            if target < slot.remaining:
-                return slot
-            target -= slot.remaining
+        for pooled in self._pool:
+            if target < pooled.remaining:
+                return pooled
+            target -= pooled.remaining
         raise AssertionError("unreachable: target is below the pool's frame count")
 
 

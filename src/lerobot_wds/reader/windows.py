@@ -19,6 +19,12 @@ def check_delta_timestamps(
         raise ValueError(
             f"delta_timestamps: keys {unknown} are not features; expected some of {sorted(features)}"
         )
+    strings = sorted(key for key in delta_timestamps if _dtype(features[key]) in ("string", "language"))
+    if strings:
+        raise ValueError(
+            f"delta_timestamps: keys {strings} are string features; expected numeric or camera features "
+            "(LeRobot's torch.stack cannot stack a window of strings)"
+        )
     outside = {
         key: [t for t in values if abs(t * fps - round(t * fps)) / fps > tolerance_s]
         for key, values in delta_timestamps.items()
@@ -32,6 +38,10 @@ def check_delta_timestamps(
     empty = sorted(key for key, values in delta_timestamps.items() if len(values) == 0)
     if empty:
         raise ValueError(f"delta_timestamps: keys {empty} have no values; expected at least one offset")
+
+
+def _dtype(feature: object) -> object:
+    return feature.get("dtype") if isinstance(feature, Mapping) else None
 
 
 def delta_indices(delta_timestamps: Mapping[str, Sequence[float]], fps: int) -> dict[str, np.ndarray]:

@@ -1,9 +1,13 @@
-"""LeRobot's metadata as copied beside the shards, read as LeRobot's ``LeRobotDatasetMetadata`` reads it."""
+"""LeRobot's metadata as copied beside the shards, read as LeRobot's ``LeRobotDatasetMetadata`` reads it.
+
+Neutral ground: the reader builds items from it and the converter's ``verify`` checks it, so it imports
+neither (nor torch).
+"""
 
 from __future__ import annotations
 
 import io
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -11,9 +15,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from .. import format as fmt
-from .. import storage
-from .depth import MM_PER_METRE
+from . import format as fmt
+from . import storage
+from .format import MM_PER_METRE
 
 LANGUAGE_COLUMNS = ("language_persistent", "language_events")  # LeRobot's datasets/language.py
 
@@ -132,3 +136,46 @@ def _depth_stats_in_millimetres(stats: dict[str, Any], features: Mapping[str, An
             stats[key] = {
                 stat: value if stat == "count" else value * MM_PER_METRE for stat, value in stats[key].items()
             }
+
+
+# What LeRobot's aggregate_feature_stats needs of every source's stats for a feature.
+REQUIRED_STATS = ("min", "max", "mean", "std", "count")
+
+
+def aggregate_stats(
+    stats: Sequence[Mapping[str, Mapping[str, np.ndarray]]],
+) -> dict[str, dict[str, np.ndarray]]:
+    """LeRobot's ``aggregate_stats`` (``lerobot/datasets/compute_stats.py``) over the keys that every
+    source has stats for (LeRobot takes the union; a key missing in one source would then describe
+    only part of the mixture)."""
+    keys = [key for key in stats[0] if all(key in s and _complete(s[key]) for s in stats)]
+    return {key: aggregate_feature_stats([s[key] for s in stats]) for key in keys}
+
+
+def aggregate_feature_stats(stats: Sequence[Mapping[str, np.ndarray]]) -> dict[str, np.ndarray]:
+    """One feature's stats over several datasets: mean weighted by count, variance by the parallel
+    algorithm (within-dataset variance plus the spread of the means), min of mins, max of maxes,
+    counts summed, quantiles (``q01``...) as count-weighted means (LeRobot's approximation)."""
+    means = np.stack([s["mean"] for s in stats])
+    variances = np.stack([s["std"] ** 2 for s in stats])
+    counts = np.stack([s["count"] for s in stats])
+    total_count = counts.sum(axis=0)
+    while counts.ndim < means.ndim:  # (n, 1) -> (n, 1, 1, 1) for a camera's (3, 1, 1) stats
+        counts = np.expand_dims(counts, axis=-1)
+    total_mean = (means * counts).sum(axis=0) / total_count
+    total_variance = ((variances + (means - total_mean) ** 2) * counts).sum(axis=0) / total_count
+    aggregated = {
+        "min": np.min(np.stack([s["min"] for s in stats]), axis=0),
+        "max": np.max(np.stack([s["max"] for s in stats]), axis=0),
+        "mean": total_mean,
+        "std": np.sqrt(total_variance),
+        "count": total_count,
+    }
+    for quantile in (k for k in stats[0] if k.startswith("q") and k[1:].isdigit()):
+        if all(quantile in s for s in stats):
+            aggregated[quantile] = (np.stack([s[quantile] for s in stats]) * counts).sum(axis=0) / total_count
+    return aggregated
+
+
+def _complete(feature_stats: Mapping[str, Any]) -> bool:
+    return all(name in feature_stats for name in REQUIRED_STATS)
