@@ -5,7 +5,8 @@
 
 Reads read.json (bench_read.py), sweep.json (bench_sweep.py), convert.json (bench_convert.py),
 plan.json (bench_plan.py), convert_plan.json (bench_convert_plan.py), workers.json (bench_workers.py),
-routes.json (bench_routes.py) and remote_source.json (bench_remote_source.py); a missing file skips its
+routes.json (bench_routes.py), remote_source.json (bench_remote_source.py) and soak.json (soak.py); a
+missing file skips its
 plots and tables with one printed line. Writes PNGs (matplotlib, Agg backend) to --plots and replaces
 everything between the two marker comments of --markdown with the plots and tables, so that every number
 there comes from a results file.
@@ -700,6 +701,62 @@ def threads_table(threads: dict[str, Any]) -> str:
     return f"{intro}\n\n{table(header, rows)}"
 
 
+def plot_soak(soak: dict[str, Any], plots: Path) -> list[Path]:
+    """RSS, open fds and threads of the soak's job over time; a line at each kill (red) and hang (orange)."""
+    samples = soak["samples"]
+    minutes = [s["t_s"] / 60 for s in samples]
+    events = []
+    for attempt in soak["attempts"]:
+        ends = [s["t_s"] for s in samples if s["attempt"] == attempt["index"]]
+        if attempt["event"] and ends:
+            events.append((max(ends) / 60, "orange" if attempt["event"] == "hang" else "red"))
+    fig, axes = plt.subplots(3, 1, figsize=(9, 7), sharex=True)
+    rows = [("rss_mb", "RSS, job processes (MB)"), ("fds", "open fds"), ("threads", "threads")]
+    for ax, (key, label) in zip(axes, rows, strict=True):
+        ax.plot(minutes, [s[key] for s in samples], lw=0.8)
+        ax.set_ylabel(label)
+        for at, color in events:
+            ax.axvline(at, color=color, lw=0.6, alpha=0.7)
+    axes[-1].set_xlabel("minutes (lines: the end of an attempt killed (red) or hung (orange))")
+    return [save(fig, plots / "soak.png")]
+
+
+def soak_table(soak: dict[str, Any]) -> str:
+    kills = ", ".join(f"{n} {kind}" for kind, n in sorted(soak["kills"].items()))
+    faults = ", ".join(f"{n} {kind.replace('_', ' ')}" for kind, n in soak["faults_injected"].items())
+    hangs = [a["hang_to_exit_s"] for a in soak["attempts"] if a["hang_to_exit_s"] is not None]
+    grown = soak["growth"]
+    rows = [
+        ["duration", f"{soak['duration_s'] / 60:.1f} min"],
+        ["epochs checked / samples checked", f"{len(soak['epochs'])} / {soak['samples_checked']:,}"],
+        ["lost / repeated beyond padding", f"{soak['lost']} / {soak['repeated']}"],
+        ["kills (SIGKILL)", f"{soak['num_kills']}: {kills}"],
+        ["resumes (elastic)", f"{soak['resumes']} ({soak['elastic_resumes']})"],
+        ["batches rolled back to a checkpoint", soak["rolled_back_batches"]],
+        ["faults injected", f"{soak['num_faults']}: {faults}"],
+        ["hung server -> job ended (s)", ", ".join(f"{h:g}" for h in hangs) or "none"],
+        [
+            "peak RSS, job / one process (MB)",
+            f"{soak['peak_job_rss_mb']:.0f} / {soak['peak_process_rss_mb']:.0f}",
+        ],
+        [
+            "largest growth in an attempt, 2nd to last epoch end: RSS (MB) / fds / threads",
+            " / ".join(f"{grown[key]['max_growth']:g}" for key in ("rss_mb", "fds", "threads")),
+        ],
+        ["epochs in the longest attempt", max(len(v) for v in grown["epoch_ends"].values())],
+        ["peak open fds / threads", f"{soak['peak_fds']:.0f} / {soak['peak_threads']:.0f}"],
+        ["processes that outlived their job", sum(a["outlived"] for a in soak["attempts"])],
+        ["errors", len(soak["errors"])],
+    ]
+    intro = (
+        f"{soak['layout'][0]} ranks (gloo) x {soak['layout'][1]} DataLoader workers on `multi` (1,852 "
+        "frames) from SeaweedFS on loopback through the fault proxy, killed and resumed on a seeded "
+        f"schedule (batch {soak['batch_size']}, a checkpoint every {soak['save_every']} steps, "
+        f"`RetryPolicy(timeout_s={soak['read_timeout_s']:g})`); the ledger of every rank checked per epoch."
+    )
+    return intro + "\n\n" + table(["figure", "value"], rows)
+
+
 # --------------------------------------------------------------------------------------- markdown
 
 
@@ -740,7 +797,7 @@ def main() -> None:
     workers, routes = load(args.results, "workers.json"), load(args.results, "routes.json")
     remote_source = load(args.results, "remote_source.json")
     balance, cluster_plan = load(args.results, "balance.json"), load(args.results, "cluster_plan.json")
-    mixture = load(args.results, "mixture.json")
+    mixture, soak = load(args.results, "mixture.json"), load(args.results, "soak.json")
     hub_staging, rehearsal = (
         load(args.results, "hub_staging.json"),
         load(args.results, "droid_rehearsal.json"),
@@ -774,6 +831,8 @@ def main() -> None:
         section("Balance across ranks and workers", "balance.json", balance, lambda r: [balance_table(r)]),
         section("Planning one reader among 512", "cluster_plan.json", cluster_plan,
                 lambda r: [cluster_plan_table(r)]),
+        section("Soak: ranks x workers x faults x kills x resumes", "soak.json", soak, lambda r: [
+            soak_table(r), *images(plot_soak(r, args.plots), md)]),
     ]  # fmt: skip
     rewrite(md, "\n\n".join(sections))
 

@@ -4,7 +4,9 @@ Faults, each armed by a test and consumed as the traffic flows:
 - ``drop_after(n)``: cut every open connection once ``n`` more response bytes went through;
 - ``reject(k)``: close the open connections, then answer the next ``k`` requests with HTTP 503;
 - ``stall(seconds)``: the next connection gets no answer for ``seconds``, then is closed;
-- ``down()`` / ``up()``: refuse connections (reset at once), as a stopped server would.
+- ``down()`` / ``up()``: refuse connections (reset at once), as a stopped server would;
+- ``hang()`` / ``up()``: every connection, open or new, is kept open with no byte passed, as a hung
+  server's would be (the stall that only a client-side timeout ends).
 A slow link, for benchmarks: ``latency_s`` delays every request on its way to the server, and
 ``bandwidth_bytes_per_s`` caps the responses of all connections together.
 ``requests`` counts the HTTP requests that went through, by method, and ``request_log`` lists their
@@ -41,8 +43,9 @@ class FaultProxy:
         self._rejects = 0
         self._stall_s = 0.0
         self._down = False
+        self._hung = False
         self._closed = threading.Event()
-        self.stats = {"connections": 0, "dropped": 0, "rejected": 0, "stalled": 0, "refused": 0}
+        self.stats = {"connections": 0, "dropped": 0, "rejected": 0, "stalled": 0, "refused": 0, "hung": 0}
         self.requests: Counter[str] = Counter()
         self.request_log: list[tuple[str, str]] = []
         self._thread = threading.Thread(target=self._accept_loop, daemon=True)
@@ -73,9 +76,14 @@ class FaultProxy:
             self._down = True
         self._close_all()
 
+    def hang(self) -> None:
+        with self._lock:
+            self._hung = True
+
     def up(self) -> None:
         with self._lock:
             self._down = False
+            self._hung = False
 
     def close(self) -> None:
         self._closed.set()
@@ -115,6 +123,11 @@ class FaultProxy:
             self.stats["refused"] += 1
             client.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
             client.close()  # RST: connection reset
+            return
+        if self._hung:
+            self.stats["hung"] += 1
+            self._wait_while_hung()
+            client.close()
             return
         if stall_s:
             self.stats["stalled"] += 1
@@ -162,6 +175,7 @@ class FaultProxy:
                             self.request_log.append((method.decode(), path.decode()))
                     if self.latency_s:
                         time.sleep(self.latency_s)
+                self._wait_while_hung()
                 if data:
                     sink.sendall(data)
                 if cut:
@@ -177,6 +191,10 @@ class FaultProxy:
             with self._lock:
                 self._connections.discard(source)
                 self._connections.discard(sink)
+
+    def _wait_while_hung(self) -> None:
+        while self._hung and not self._closed.wait(0.05):
+            pass
 
     def _throttle(self, num_bytes: int) -> None:
         """Wait until the capped link has room for ``num_bytes`` more (shared by all connections)."""

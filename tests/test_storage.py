@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -11,7 +12,7 @@ import pytest
 import s3fs
 from faultproxy import FaultProxy
 
-from lerobot_wds.storage import RangedFile, RangeReader, RetryPolicy
+from lerobot_wds.storage import RangedFile, RangeReader, RetryPolicy, size_bytes
 
 OBJECT_BYTES = 6 << 20
 FAST_RETRY = RetryPolicy(max_attempts=6, initial_backoff_s=0.05, max_backoff_s=0.5)
@@ -109,6 +110,37 @@ def test_retry_limit_gives_a_clear_error(
     proxy.down()
     with pytest.raises(OSError, match=r"blob\.bin: read at byte 0 failed 2 times \(the retry limit\)"):
         reader.read(100)
+
+
+def test_a_hung_server_ends_in_a_timeout_error_within_the_bound(
+    blob: tuple[str, bytes], proxy: FaultProxy, s3_server: dict[str, Any]
+) -> None:
+    """Connections accepted, no byte answered: with s3fs' own timeouts and retries as a user has them
+    (15 s per socket read, retried for hours), the read ends at ``timeout_s`` instead."""
+    url, data = blob
+    options = {**s3_server, "client_kwargs": {"endpoint_url": proxy.endpoint}, "skip_instance_cache": True}
+    head = 1 << 20
+    assert RangeReader(url, options, end=head).read(head) == data[:head]  # the server answers
+    proxy.hang()
+    bounded = RetryPolicy(initial_backoff_s=0.05, max_backoff_s=0.5, timeout_s=2.0)
+    reader = RangeReader(url, options, start=head, end=len(data), retry=bounded, block_bytes=head)
+    started = time.monotonic()
+    with pytest.raises(TimeoutError, match=r"blob\.bin: read at byte 1048576 did not finish within "
+                       r"RetryPolicy\.timeout_s=2\.0 s \(1 attempt;"):  # fmt: skip
+        reader.read(head)
+    assert time.monotonic() - started < 2.0 + 1.5  # the bound, plus fsspec's 1 s polling at most
+    started = time.monotonic()
+    with pytest.raises(TimeoutError, match=r"blob\.bin: size request did not finish within"):
+        size_bytes(url, options, retry=bounded)  # the reader's shard-size request is bounded too
+    assert time.monotonic() - started < 2.0 + 1.5
+    assert proxy.stats["hung"] >= 1
+    proxy.up()
+    assert read_all(RangeReader(url, options, start=head)) == data[head:]  # answered again: no harm done
+
+
+def test_timeout_must_be_positive() -> None:
+    with pytest.raises(ValueError, match=r"RetryPolicy\.timeout_s: got 0; expected > 0 or None"):
+        RetryPolicy(timeout_s=0)
 
 
 def test_missing_object_fails_fast(s3_server: dict[str, Any], s3_bucket: str, proxy: FaultProxy) -> None:

@@ -150,9 +150,15 @@ def read_many(urls: list[str], storage_options: StorageOptions | None = None) ->
     return {url: (bytes(found[path]) if path in found else None) for url, path in paths.items()}
 
 
-def size_bytes(url: str, storage_options: StorageOptions | None = None) -> int:
+def size_bytes(
+    url: str, storage_options: StorageOptions | None = None, *, retry: RetryPolicy | None = None
+) -> int:
+    """The object's size; with ``retry``, transient failures are retried within its bounds (a reader's
+    size request must not hang where its reads would not)."""
     fs, path = url_to_fs(url, storage_options)
     try:
+        if retry is not None:
+            return RangeReader(url, storage_options, retry=retry).object_size()
         return int(fs.size(path))
     except FileNotFoundError:  # fsspec's message is the raw path: for http(s), with its password
         raise FileNotFoundError(f"{redact(url)}: missing") from None
@@ -215,17 +221,32 @@ class RetryPolicy:
     are retried (see :func:`is_transient`); the failed block is fetched again from its first byte (a
     :func:`read_range` is one block, so the whole range). Missing objects, denied access and missing
     credentials fail at once.
+
+    ``timeout_s`` bounds one block's read, every attempt and backoff included: past it the read raises
+    ``TimeoutError`` instead of waiting on. Without it a hung server (connections accepted, no byte
+    answered) holds a read for hours on s3fs' defaults: each socket read times out after 15 s, but
+    botocore (5 attempts) and s3fs (two nested loops of 5) retry it about 125 times, and this policy's
+    attempts multiply that (measured: still waiting after 600 s, a new connection every ~16 s); a
+    DataLoader waits on that read. The bound applies to async filesystems (``s3://``, ``gs://``,
+    ``http(s)://``: the request is cancelled at the deadline); ``hf://`` reads keep huggingface_hub's own
+    timeouts and local reads are not bounded. ``None``: no bound.
     """
 
     max_attempts: int = 8  # consecutive failures of one read before giving up
     initial_backoff_s: float = 0.25  # S3 guidance: start around 100-500 ms
     max_backoff_s: float = 8.0  # 0.25 * 2**5: eight attempts span about half a minute
+    # A block is at most prefetch_bytes / prefetch_threads = 16 MiB by default: 120 s still lets it
+    # through at 140 kB/s, and leaves room for the whole backoff schedule (<= 24 s) plus several of
+    # s3fs' 15 s stalled-socket timeouts, each of which s3fs retries on a new connection.
+    timeout_s: float | None = 120.0
 
     def __post_init__(self) -> None:
         if self.max_attempts < 1:
             raise ValueError(f"RetryPolicy.max_attempts: got {self.max_attempts}; expected >= 1")
         if not 0 <= self.initial_backoff_s <= self.max_backoff_s:
             raise ValueError("RetryPolicy: expected 0 <= initial_backoff_s <= max_backoff_s")
+        if self.timeout_s is not None and not self.timeout_s > 0:
+            raise ValueError(f"RetryPolicy.timeout_s: got {self.timeout_s}; expected > 0 or None")
 
     def backoff_s(self, attempt: int, rng: random.Random) -> float:
         return rng.uniform(0, min(self.max_backoff_s, self.initial_backoff_s * 2**attempt))
@@ -387,13 +408,19 @@ class RangeReader(io.RawIOBase):
         self._position += len(block)
         return block
 
+    def object_size(self) -> int:
+        """The whole object's size (one request, retried as reads are)."""
+        return self._with_retries(lambda left_s: int(self._call("size", left_s, self._path)), "size request")
+
     def _fetch_block(self) -> bytes:
         if self._end is None:
-            self._end = self._with_retries(lambda: int(self._fs.size(self._path)))
+            self._end = self.object_size()
         block_end = min(self._position + self._block_bytes, self._end)
         if block_end <= self._position:
             return b""
-        data = self._with_retries(lambda: self._fs.cat_file(self._path, start=self._position, end=block_end))
+        data = self._with_retries(
+            lambda left_s: self._call("cat_file", left_s, self._path, start=self._position, end=block_end)
+        )
         if len(data) != block_end - self._position:
             raise EOFError(
                 f"{redact(self.url)}: got {len(data)} bytes at byte {self._position}; expected "
@@ -401,13 +428,33 @@ class RangeReader(io.RawIOBase):
             )
         return bytes(data)
 
-    def _with_retries(self, call: Callable[[], T]) -> T:
+    def _call(self, method: str, left_s: float | None, *args: Any, **kwargs: Any) -> Any:
+        """``fs.<method>(*args, **kwargs)``, cancelled after ``left_s`` seconds on an async filesystem
+        (fsspec's ``sync`` wraps the coroutine in ``asyncio.wait_for`` and raises ``FSTimeoutError``)."""
+        if left_s is None or not getattr(self._fs, "async_impl", False):
+            return getattr(self._fs, method)(*args, **kwargs)
+        coroutine = getattr(self._fs, f"_{method}")
+        return fsspec.asyn.sync(self._fs.loop, coroutine, *args, timeout=left_s, **kwargs)
+
+    def _with_retries(self, call: Callable[[float | None], T], what: str = "") -> T:
+        what = what or f"read at byte {self._position}"
+        timeout_s = self._retry.timeout_s
+        deadline = None if timeout_s is None else time.monotonic() + timeout_s
         for attempt in range(self._retry.max_attempts):
+            # at least 1 ms: fsspec's sync treats a timeout of 0 as none
+            left_s = None if deadline is None else max(deadline - time.monotonic(), 1e-3)
             try:
-                return call()
+                return call(left_s)
             except Exception as exc:
                 if not is_transient(exc):
                     raise
+                if deadline is not None and time.monotonic() >= deadline:
+                    attempts = f"{attempt + 1} attempt{'s' if attempt else ''}"
+                    raise TimeoutError(
+                        f"{redact(self.url)}: {what} did not finish within RetryPolicy.timeout_s={timeout_s} "
+                        f"s ({attempts}; last error: {exc!r}); expected a storage that answers; raise "
+                        "timeout_s for a slow link"
+                    ) from exc
                 if attempt + 1 == self._retry.max_attempts:
                     raise OSError(
                         f"{redact(self.url)}: read at byte {self._position} failed {attempt + 1} times "
@@ -420,7 +467,10 @@ class RangeReader(io.RawIOBase):
                     self._position,
                     exc,
                 )
-                time.sleep(self._retry.backoff_s(attempt, self._rng))
+                pause_s = self._retry.backoff_s(attempt, self._rng)
+                if deadline is not None:  # the last attempt still gets its try, however short
+                    pause_s = min(pause_s, max(deadline - time.monotonic() - 0.01, 0.0))
+                time.sleep(pause_s)
         raise AssertionError("unreachable: the loop returns or raises")
 
 
@@ -482,7 +532,7 @@ class RangedFile(io.RawIOBase):
     @property
     def size(self) -> int:
         if self._size is None:
-            self._size = size_bytes(self.url, self._options)
+            self._size = size_bytes(self.url, self._options, retry=self._retry or RetryPolicy())
         return self._size
 
     def readable(self) -> bool:

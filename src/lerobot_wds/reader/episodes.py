@@ -141,7 +141,7 @@ class EpisodeSource:
     def _shard_size(self, url: str) -> int:
         with self._size_lock:  # one size request per shard, whichever thread asks first
             if url not in self._shard_sizes:
-                self._shard_sizes[url] = storage.size_bytes(url, self.storage_options)
+                self._shard_sizes[url] = storage.size_bytes(url, self.storage_options, retry=self.retry)
             return self._shard_sizes[url]
 
 
