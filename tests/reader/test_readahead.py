@@ -6,11 +6,15 @@ from __future__ import annotations
 import os
 import shutil
 import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import pytest
+import s3fs
 import torch
+from faultproxy import FaultProxy
 
 from lerobot_wds import ShardedLeRobotDataset
 from lerobot_wds.format import EpisodeEntry
@@ -18,6 +22,7 @@ from lerobot_wds.reader.episodes import Episode, EpisodeSource
 from lerobot_wds.reader.order import SlotPlan, WorkerInfo, whole
 from lerobot_wds.reader.readahead import EpisodeReadAhead
 from lerobot_wds.reader.schedule import DrawSchedule
+from lerobot_wds.storage import RetryPolicy
 
 
 def drain(stream: Any) -> list[tuple[int, int]]:
@@ -156,3 +161,33 @@ def test_iteration_replaced_mid_epoch_stops_reading_ahead(converted: dict[str, s
     second = iter(dataset)  # e.g. a new epoch started before the last one ended
     assert first.episodes.closed
     assert torch.is_tensor(next(second)["index"])
+
+
+def test_threads_waiting_for_a_hung_shard_size_fail_together(
+    s3_server: dict[str, Any], s3_bucket: str
+) -> None:
+    """Four read-ahead threads need the size of one shard on a hung server: one request is made and all
+    four fail with its timeout within one bound (queued behind a lock, they failed one bound after
+    another)."""
+    fs = s3fs.S3FileSystem(**s3_server)
+    fs.pipe(f"{s3_bucket}/shard.tar", b"x" * 1024)
+    shard = f"s3://{s3_bucket}/shard.tar"
+    proxy = FaultProxy(int(s3_server["client_kwargs"]["endpoint_url"].rsplit(":", 1)[1]))
+    try:
+        options = {
+            **s3_server,
+            "client_kwargs": {"endpoint_url": proxy.endpoint},
+            "skip_instance_cache": True,
+        }
+        bounded = RetryPolicy(initial_backoff_s=0.05, max_backoff_s=0.5, timeout_s=2.0)
+        source = EpisodeSource(f"s3://{s3_bucket}", [], {}, options, bounded)
+        proxy.hang()
+        started = time.monotonic()
+        with ThreadPoolExecutor(4) as pool:
+            errors = [f.exception() for f in [pool.submit(source._shard_size, shard) for _ in range(4)]]
+        assert all(isinstance(e, TimeoutError) for e in errors), errors
+        assert time.monotonic() - started < 2.0 + 2.5  # one bound (plus fsspec's polling), not four
+        proxy.up()
+        assert source._shard_size(shard) == 1024  # a failed request is not kept
+    finally:
+        proxy.close()

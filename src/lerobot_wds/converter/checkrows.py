@@ -16,7 +16,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from .. import storage
-from .findings import Problem
+from .findings import Problem, file_errors
 from .source import LeRobotSource, SourceEpisode
 
 # LeRobot's LeRobotDataset default tolerance_s: a frame's timestamp must be this close to the video frame
@@ -46,34 +46,17 @@ def row_problems(lerobot: LeRobotSource, episodes: Sequence[SourceEpisode]) -> l
     known = set(lerobot.episodes)
     tasks = np.array(sorted(lerobot.task_indices.values()), dtype=np.int64)
     for relative, members in sorted(by_file.items()):
+        in_file = [e.episode_index for e in members]
         try:
             with open_source_file(lerobot, relative) as file:
                 columns = _read_index_columns(file)
         except (pa.ArrowException, OSError, ValueError) as exc:
-            problems += [
-                Problem(
-                    check="rows.unreadable",
-                    severity="error",
-                    episode=e.episode_index,
-                    file=relative,
-                    detail=f"{relative}: {exc}",
-                    hint="rewrite the parquet file",
-                )
-                for e in members
-            ]
+            problems += file_errors("rows.unreadable", relative, in_file, f"{relative}: {exc}",
+                                    "rewrite the parquet file")  # fmt: skip
             continue
         if "episode_index" not in columns:
-            problems += [
-                Problem(
-                    check="rows.unreadable",
-                    severity="error",
-                    episode=e.episode_index,
-                    file=relative,
-                    detail=f"{relative}: no episode_index column",
-                    hint="every LeRobot data file has one",
-                )
-                for e in members
-            ]
+            problems += file_errors("rows.unreadable", relative, in_file, f"{relative}: no episode_index",
+                                    "every LeRobot data file has an episode_index column")  # fmt: skip
             continue
         rows = _EpisodeRows(columns)
         for episode in members:

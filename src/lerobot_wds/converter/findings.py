@@ -60,6 +60,14 @@ class Problem:
     hint: str = ""
 
 
+def file_errors(check: str, file: str, episodes: Iterable[int], detail: str, hint: str) -> list[Problem]:
+    """One error per episode that lives in an unusable ``file`` (so each is named, and skippable)."""
+    return [
+        Problem(check=check, severity="error", episode=episode, file=file, detail=detail, hint=hint)
+        for episode in episodes
+    ]
+
+
 _TITLES = {
     "info.features": "info.json lacks LeRobot's standard columns",
     "episodes.duplicate": "episode_index listed more than once in meta/episodes",

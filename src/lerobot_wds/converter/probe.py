@@ -19,7 +19,7 @@ import av
 import numpy as np
 
 from .checkrows import open_source_file
-from .findings import Problem
+from .findings import Problem, file_errors
 from .segment import SegmentCutter, SegmentError
 from .source import LeRobotSource, SourceEpisode
 
@@ -131,17 +131,9 @@ def video_problems(
                 with open_source_file(lerobot, relative) as file:
                     index = index_stream(file, lerobot.fps)
             except (av.error.FFmpegError, OSError, ValueError) as exc:
-                problems += [
-                    Problem(
-                        check="videos.unreadable",
-                        severity="error",
-                        episode=e.episode_index,
-                        file=relative,
-                        detail=f"{relative}: {exc}",
-                        hint="the file is not a readable video",
-                    )
-                    for e in members
-                ]
+                in_file = [e.episode_index for e in members]
+                problems += file_errors("videos.unreadable", relative, in_file, f"{relative}: {exc}",
+                                        "the file is not a readable video")  # fmt: skip
                 continue
             if index.params() not in streams.setdefault(key, []):
                 streams[key].append(index.params())

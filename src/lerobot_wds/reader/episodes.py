@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 import time
 import zlib
+from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any
 
@@ -100,7 +101,7 @@ class EpisodeSource:
         self.storage_options = storage_options
         self.retry = retry
         self.counters = counters or Counters()  # fetch_s, episodes, requests
-        self._shard_sizes: dict[str, int] = {}
+        self._shard_sizes: dict[str, Future[int]] = {}
         self._size_lock = threading.Lock()
 
     def fetch(self, entry: fmt.EpisodeEntry) -> Episode:
@@ -139,10 +140,22 @@ class EpisodeSource:
         return episodes
 
     def _shard_size(self, url: str) -> int:
-        with self._size_lock:  # one size request per shard, whichever thread asks first
-            if url not in self._shard_sizes:
-                self._shard_sizes[url] = storage.size_bytes(url, self.storage_options, retry=self.retry)
-            return self._shard_sizes[url]
+        """One size request per shard, made by whichever thread asks first; the others wait for its answer
+        (or its error) instead of queueing requests of their own behind a lock: on a hung server they
+        all fail within one ``retry.timeout_s``. A failed request is forgotten: a later fetch asks again."""
+        with self._size_lock:
+            future = self._shard_sizes.get(url)
+            asking = future is None
+            if future is None:
+                future = self._shard_sizes[url] = Future()
+        if asking:
+            try:
+                future.set_result(storage.size_bytes(url, self.storage_options, retry=self.retry))
+            except BaseException as exc:
+                with self._size_lock:
+                    del self._shard_sizes[url]
+                future.set_exception(exc)
+        return future.result()
 
 
 def _where(url: str, entry: fmt.EpisodeEntry) -> str:
