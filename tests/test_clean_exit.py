@@ -19,10 +19,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import s3fs
-from lerobot_wds.reader.meta import read_meta
 
 from lerobot_wds import convert, storage
 from lerobot_wds.converter.verify import inspect_dataset
+from lerobot_wds.meta import read_meta
 
 RUNS = 6  # before the fix, 1 to 10 runs in 10 aborted (status 134) on this 2-core machine, by load
 
@@ -87,7 +87,7 @@ def test_parquet_bytes_are_read_from_arrow_memory(
     "code",
     [
         "from lerobot_wds.cli import main; main(['inspect', {url!r}])",
-        "from lerobot_wds.reader.meta import read_meta; read_meta({url!r}, None)",
+        "from lerobot_wds.meta import read_meta; read_meta({url!r}, None)",
     ],
     ids=["inspect", "read_meta"],
 )
