@@ -144,7 +144,7 @@ def test_a_conversion_of_some_episodes_is_renumbered(tmp_path: Path) -> None:
 
 
 def test_shards_without_the_episode_table_export_without_stats(tmp_path: Path) -> None:
-    """Conversions before session 6 have no meta/episodes beside the shards: no stats/* columns then."""
+    """Older conversions have no meta/episodes beside the shards: no stats/* columns then."""
     shards, exported = tmp_path / "shards", tmp_path / "exported"
     convert(str(DATA / "tiny"), str(shards))
     for path in shards.glob("meta/episodes/*/*.parquet"):

@@ -14,7 +14,7 @@ from lerobot_wds.converter import plan_conversion
 from lerobot_wds.converter.plan import estimate_source_bytes, plan_shards
 from lerobot_wds.converter.source import LeRobotSource, SourceEpisode, open_source
 
-# Recorded on every fixture by the planner of session 5 (per-episode estimate, commit 8f80515), before
+# Recorded on every fixture by the first planner (per-episode estimate, commit 8f80515), before
 # planning was made linear: the shards it planned, hence the shard bytes, must not change.
 GOLDEN = json.loads((Path(__file__).parent / "plan_golden.json").read_text())
 SELECTION = "selection % 3 != 1, total // 3"
