@@ -49,6 +49,10 @@ class SeaweedFS:
         grpc = dict(zip(["master", "volume", "filer", "s3"], _free_ports(4), strict=True))
         self.args = [weed, "mini", f"-dir={root / 'data'}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1"]
         self.args += [f"-s3.config={root / 's3.json'}"]
+        # Every bucket is a collection with volumes of its own, and by default the volume count is the free
+        # disk over the volume size (1 GiB): a session of one-bucket-per-test runs out of volumes, and every
+        # put fails with InternalError, on a machine with ~30 GB free. Volumes are not preallocated.
+        self.args += ["-volume.max=2000"]
         self.args += [f"-{name}.port={port}" for name, port in ports.items()]
         self.args += [f"-{name}.port.grpc={port}" for name, port in grpc.items()]
         (root / "data").mkdir()
