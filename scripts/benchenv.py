@@ -77,7 +77,7 @@ def write_record(name: str | Path, record: dict[str, Any]) -> Path:
     ``record["machine"]`` is set to :func:`environment` unless the caller measured it already (at the start
     of a long run, say); ``record["command"]`` to the command line unless given.
     """
-    path = Path(name) if Path(name).is_absolute() or Path(name).parent != Path(".") else RESULTS / name
+    path = RESULTS / name  # an absolute path stays itself
     full = {"command": record.get("command", command_line()), "machine": record.get("machine", environment())}
     full.update({k: v for k, v in record.items() if k not in full})
     path.parent.mkdir(parents=True, exist_ok=True)
