@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 KEY, SECRET = "lerobot-wds-test-key", "lerobot-wds-test-secret"
+_START_ATTEMPTS = 3  # a port taken between choosing it and the server binding it (see SeaweedFS.start)
 
 
 def _free_ports(count: int) -> list[int]:
@@ -44,27 +45,47 @@ class SeaweedFS:
                     "actions": ["Admin", "Read", "Write", "List", "Tagging"]}  # fmt: skip
         anonymous = {"name": "anonymous", "actions": ["Read"]}  # objects readable over plain http(s) too
         (root / "s3.json").write_text(json.dumps({"identities": [identity, anonymous]}))
+        self.weed = weed
+        self.root = root
+        (root / "data").mkdir()
+        self._choose_ports()
+        self.process: subprocess.Popen[bytes] | None = None
+        self._served = False  # once it has served, the endpoint stays (a restart must find the same one)
+
+    def _choose_ports(self) -> None:
         names = ["master", "volume", "filer", "s3", "admin", "webdav"]
         ports = dict(zip(names, _free_ports(len(names)), strict=True))
         grpc = dict(zip(["master", "volume", "filer", "s3"], _free_ports(4), strict=True))
-        self.args = [weed, "mini", f"-dir={root / 'data'}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1"]
-        self.args += [f"-s3.config={root / 's3.json'}"]
+        self.args = [self.weed, "mini", f"-dir={self.root / 'data'}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1"]
+        self.args += [f"-s3.config={self.root / 's3.json'}"]
         # Every bucket is a collection with volumes of its own, and by default the volume count is the free
         # disk over the volume size (1 GiB): a session of one-bucket-per-test runs out of volumes, and every
         # put fails with InternalError, on a machine with ~30 GB free. Volumes are not preallocated.
         self.args += ["-volume.max=2000"]
         self.args += [f"-{name}.port={port}" for name, port in ports.items()]
         self.args += [f"-{name}.port.grpc={port}" for name, port in grpc.items()]
-        (root / "data").mkdir()
-        self.root = root
         self.endpoint = f"http://127.0.0.1:{ports['s3']}"
         self.options = {"key": KEY, "secret": SECRET, "client_kwargs": {"endpoint_url": self.endpoint}}
-        self.process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
-        with open(self.root / "weed.log", "ab") as log:
-            self.process = subprocess.Popen(self.args, stdout=log, stderr=subprocess.STDOUT)
-        _wait_ready(self.endpoint, self.process, self.root)
+        """Starts the server and waits until it answers. Free ports are chosen before the server binds
+        them, so another process starting at the same moment can take one first: a first start that dies
+        of that is retried on new ports."""
+        for attempt in range(_START_ATTEMPTS):
+            with open(self.root / "weed.log", "ab") as log:
+                self.process = subprocess.Popen(self.args, stdout=log, stderr=subprocess.STDOUT)
+            try:
+                _wait_ready(self.endpoint, self.process, self.root)
+            except RuntimeError:
+                self.kill()
+                log_text = (self.root / "weed.log").read_text(errors="replace")
+                taken = "address already in use" in log_text or "is not available" in log_text
+                if self._served or attempt + 1 == _START_ATTEMPTS or not taken:
+                    raise
+                self._choose_ports()
+                continue
+            self._served = True
+            return
 
     def kill(self) -> None:
         if self.process is not None:
