@@ -573,11 +573,15 @@ def _inside_root(path: str, where: str) -> str:
     return path
 
 
-def read_manifest(url: str, storage_options: StorageOptions | None = None) -> Manifest:
-    """The manifest of a converted dataset; a clear error if there is none (incomplete conversion)."""
+def read_manifest(
+    url: str, storage_options: StorageOptions | None = None, *, retry: storage.RetryPolicy | None = None
+) -> Manifest:
+    """The manifest of a converted dataset; a clear error if there is none (incomplete conversion).
+    Transient failures are retried and the read bounded as a reader's are (``retry``; None: the
+    default policy): a hung server fails the dataset's construction instead of holding it."""
     manifest_url = storage.join(url, MANIFEST_NAME)
     try:
-        data = storage.read_bytes(manifest_url, storage_options)
+        data = storage.read_bytes(manifest_url, storage_options, retry=retry or storage.RetryPolicy())
     except FileNotFoundError:
         raise FileNotFoundError(
             f"{storage.redact(url)}: no {MANIFEST_NAME}; expected a finished lerobot-wds conversion "

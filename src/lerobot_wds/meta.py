@@ -87,10 +87,13 @@ class DatasetMeta:
         return int(self.info["total_tasks"])
 
 
-def read_meta(url: str, storage_options: Mapping[str, Any] | None) -> DatasetMeta:
-    """LeRobot's meta files beside the shards, read in one concurrent batch (stats.json is optional)."""
+def read_meta(
+    url: str, storage_options: Mapping[str, Any] | None, *, retry: storage.RetryPolicy | None = None
+) -> DatasetMeta:
+    """LeRobot's meta files beside the shards, read in one concurrent batch (stats.json is optional),
+    retried and bounded by ``retry`` (None: the default policy)."""
     info_url, stats_url, tasks_url = (storage.join(url, name) for name in fmt.META_FILES)
-    blobs = storage.read_many([info_url, stats_url, tasks_url], storage_options)
+    blobs = storage.read_many([info_url, stats_url, tasks_url], storage_options, retry=retry)
     for required in (info_url, tasks_url):
         if blobs[required] is None:
             raise FileNotFoundError(

@@ -133,21 +133,42 @@ def read_bytes(
     *,
     start: int | None = None,
     end: int | None = None,
+    retry: RetryPolicy | None = None,
 ) -> bytes:
-    """The whole object, or bytes ``[start, end)`` with one ranged read."""
+    """The whole object, or bytes ``[start, end)`` with one ranged read. With ``retry``, transient
+    failures are retried and the read is bounded by its ``timeout_s`` (see :class:`RangeReader`)."""
     fs, path = url_to_fs(url, storage_options)
+    if retry is not None:
+        reader = RangeReader(url, storage_options, retry=retry)
+        return bytes(reader.request("cat_file", path, start=start, end=end, what="read"))
     if start is None and end is None:
         return bytes(fs.cat_file(path))
     return bytes(fs.cat_file(path, start=start, end=end))
 
 
-def read_many(urls: list[str], storage_options: StorageOptions | None = None) -> dict[str, bytes | None]:
+def read_many(
+    urls: list[str], storage_options: StorageOptions | None = None, *, retry: RetryPolicy | None = None
+) -> dict[str, bytes | None]:
     """Several whole objects of one filesystem, fetched concurrently where the filesystem is async
-    (s3, http, hf): one round trip instead of one per object. Missing objects map to None."""
-    fs, _ = url_to_fs(urls[0], storage_options)
+    (s3, http, hf): one round trip instead of one per object. Missing objects map to None; any other
+    failure raises, after the retries of ``retry`` (None: ``RetryPolicy()``) for transient ones, so
+    that a flaky server never makes an object look missing."""
     paths = {url: url_to_fs(url, storage_options)[1] for url in urls}
-    found = fs.cat(list(paths.values()), on_error="omit")
-    return {url: (bytes(found[path]) if path in found else None) for url, path in paths.items()}
+
+    def fetch(fs: fsspec.AbstractFileSystem, left_s: float | None) -> dict[str, Any]:
+        found = _call(fs, "cat", left_s, list(paths.values()), on_error="return")
+        failed = [v for v in found.values() if isinstance(v, Exception) and not isinstance(v, FileNotFoundError)]
+        if failed:
+            raise failed[0]
+        return found
+
+    reader = RangeReader(urls[0], storage_options, retry=retry or RetryPolicy())
+    found = reader.request_with(fetch, what=f"read of {len(urls)} objects")
+    return {url: _found_bytes(found.get(path)) for url, path in paths.items()}
+
+
+def _found_bytes(value: Any) -> bytes | None:
+    return None if value is None or isinstance(value, Exception) else bytes(value)
 
 
 def size_bytes(
@@ -410,7 +431,15 @@ class RangeReader(io.RawIOBase):
 
     def object_size(self) -> int:
         """The whole object's size (one request, retried as reads are)."""
-        return self._with_retries(lambda left_s: int(self._call("size", left_s, self._path)), "size request")
+        return int(self.request("size", self._path, what="size request"))
+
+    def request(self, method: str, *args: Any, what: str, **kwargs: Any) -> Any:
+        """``fs.<method>(*args, **kwargs)`` on this object's filesystem, retried and bounded as reads are."""
+        return self._with_retries(lambda left_s: _call(self._fs, method, left_s, *args, **kwargs), what)
+
+    def request_with(self, call: Callable[[Any, float | None], T], *, what: str) -> T:
+        """``call(fs, left_s)``, retried and bounded as reads are; ``left_s`` is the time left (or None)."""
+        return self._with_retries(lambda left_s: call(self._fs, left_s), what)
 
     def _fetch_block(self) -> bytes:
         if self._end is None:
@@ -419,7 +448,7 @@ class RangeReader(io.RawIOBase):
         if block_end <= self._position:
             return b""
         data = self._with_retries(
-            lambda left_s: self._call("cat_file", left_s, self._path, start=self._position, end=block_end)
+            lambda left_s: _call(self._fs, "cat_file", left_s, self._path, start=self._position, end=block_end)
         )
         if len(data) != block_end - self._position:
             raise EOFError(
@@ -427,14 +456,6 @@ class RangeReader(io.RawIOBase):
                 f"{block_end - self._position} (the object is shorter than the manifest says)"
             )
         return bytes(data)
-
-    def _call(self, method: str, left_s: float | None, *args: Any, **kwargs: Any) -> Any:
-        """``fs.<method>(*args, **kwargs)``, cancelled after ``left_s`` seconds on an async filesystem
-        (fsspec's ``sync`` wraps the coroutine in ``asyncio.wait_for`` and raises ``FSTimeoutError``)."""
-        if left_s is None or not getattr(self._fs, "async_impl", False):
-            return getattr(self._fs, method)(*args, **kwargs)
-        coroutine = getattr(self._fs, f"_{method}")
-        return fsspec.asyn.sync(self._fs.loop, coroutine, *args, timeout=left_s, **kwargs)
 
     def _with_retries(self, call: Callable[[float | None], T], what: str = "") -> T:
         what = what or f"read at byte {self._position}"
@@ -472,6 +493,15 @@ class RangeReader(io.RawIOBase):
                     pause_s = min(pause_s, max(deadline - time.monotonic() - 0.01, 0.0))
                 time.sleep(pause_s)
         raise AssertionError("unreachable: the loop returns or raises")
+
+
+def _call(fs: Any, method: str, left_s: float | None, *args: Any, **kwargs: Any) -> Any:
+    """``fs.<method>(*args, **kwargs)``, cancelled after ``left_s`` seconds on an async filesystem
+    (fsspec's ``sync`` wraps the coroutine in ``asyncio.wait_for`` and raises ``FSTimeoutError``)."""
+    if left_s is None or not getattr(fs, "async_impl", False):
+        return getattr(fs, method)(*args, **kwargs)
+    coroutine = getattr(fs, f"_{method}")
+    return fsspec.asyn.sync(fs.loop, coroutine, *args, timeout=left_s, **kwargs)
 
 
 def read_range(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from typing import Any
 
 import pytest
@@ -10,6 +11,9 @@ import torch
 from helpers import DATA
 
 from lerobot_wds import ConvertConfig, ShardedLeRobotDataset, convert
+from lerobot_wds.storage import RetryPolicy
+
+FAST_RETRY = RetryPolicy(initial_backoff_s=0.01, max_backoff_s=0.05)
 
 
 def test_round_trip_through_s3(s3_server: dict[str, Any], s3_bucket: str, converted: dict[str, str]) -> None:
@@ -122,3 +126,56 @@ def test_plain_https_url_reads_the_same_items(
         assert torch.equal(ours["observation.images.front"], reference["observation.images.front"])
         count += 1
     assert count == 1852
+
+
+def test_a_hung_server_fails_the_construction_within_the_bound(
+    s3_server: dict[str, Any], s3_bucket: str
+) -> None:
+    """The manifest and meta/ reads at construction are bounded by ``retry.timeout_s`` as a reader's
+    shard reads are: a hung server raises TimeoutError instead of holding the training start for hours."""
+    from faultproxy import FaultProxy
+
+    url = f"s3://{s3_bucket}/multi"
+    convert(str(DATA / "multi"), url, ConvertConfig(shard_size_mb=0.4, storage_options=s3_server))
+    proxy = FaultProxy(int(s3_server["client_kwargs"]["endpoint_url"].rsplit(":", 1)[1]))
+    options = {**s3_server, "client_kwargs": {"endpoint_url": proxy.endpoint}, "skip_instance_cache": True}
+    bounded = RetryPolicy(initial_backoff_s=0.05, max_backoff_s=0.5, timeout_s=2.0)
+    try:
+        proxy.hang()
+        started = time.monotonic()
+        with pytest.raises(
+            TimeoutError, match=r"manifest\.json: read did not finish within RetryPolicy\.timeout_s"
+        ):
+            ShardedLeRobotDataset(url, storage_options=options, retry=bounded)
+        assert time.monotonic() - started < 2.0 + 2.5  # the bound, plus fsspec's polling
+        proxy.up()
+        assert ShardedLeRobotDataset(url, storage_options=options, retry=bounded).num_frames == 1852
+    finally:
+        proxy.close()
+
+
+def test_meta_survives_throttling_without_losing_optional_files(
+    s3_server: dict[str, Any], s3_bucket: str, converted: dict[str, str]
+) -> None:
+    """503s answered to the meta/ reads are retried: stats.json, which may be absent, is never taken
+    for absent because its read was throttled."""
+    from faultproxy import FaultProxy
+
+    url = f"s3://{s3_bucket}/multi"
+    convert(str(DATA / "multi"), url, ConvertConfig(shard_size_mb=0.4, storage_options=s3_server))
+    proxy = FaultProxy(int(s3_server["client_kwargs"]["endpoint_url"].rsplit(":", 1)[1]))
+    options = {
+        **s3_server,
+        "client_kwargs": {"endpoint_url": proxy.endpoint},
+        "config_kwargs": {"retries": {"max_attempts": 1}},
+        "skip_instance_cache": True,
+    }
+    local = ShardedLeRobotDataset(converted["multi"])
+    try:
+        for num_rejects in range(1, 6):  # throttle the manifest's read and then each meta read in turn
+            proxy.reject(num_rejects)
+            remote = ShardedLeRobotDataset(url, storage_options=options, retry=FAST_RETRY)
+            assert remote.meta.stats.keys() == local.meta.stats.keys(), num_rejects
+            assert remote.meta.tasks == local.meta.tasks
+    finally:
+        proxy.close()

@@ -110,8 +110,8 @@ class ShardedLeRobotDataset(Resumable, IterableDataset[dict[str, Any]]):
         self.url = url
         self.shown_url = storage.redact(url)  # in messages: without a URL's password or query
         self.config = config = ReaderConfig(**options)
-        self.manifest = fmt.read_manifest(url, config.storage_options)
-        self.meta = read_meta(url, config.storage_options)
+        self.manifest = fmt.read_manifest(url, config.storage_options, retry=config.retry)
+        self.meta = read_meta(url, config.storage_options, retry=config.retry)
         self.entries = select_episodes(
             self.manifest, self.meta.tasks, url, episodes=config.episodes, tasks=config.tasks,
             episode_filter=config.episode_filter, split=config.split, val_fraction=config.val_fraction,
