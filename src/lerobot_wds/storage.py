@@ -157,9 +157,9 @@ def read_many(
 
     def fetch(fs: fsspec.AbstractFileSystem, left_s: float | None) -> dict[str, Any]:
         found = _call(fs, "cat", left_s, list(paths.values()), on_error="return")
-        failed = [v for v in found.values() if isinstance(v, Exception) and not isinstance(v, FileNotFoundError)]
-        if failed:
-            raise failed[0]
+        for value in found.values():
+            if isinstance(value, Exception) and not isinstance(value, FileNotFoundError):
+                raise value
         return found
 
     reader = RangeReader(urls[0], storage_options, retry=retry or RetryPolicy())
@@ -447,8 +447,9 @@ class RangeReader(io.RawIOBase):
         block_end = min(self._position + self._block_bytes, self._end)
         if block_end <= self._position:
             return b""
+        start = self._position
         data = self._with_retries(
-            lambda left_s: _call(self._fs, "cat_file", left_s, self._path, start=self._position, end=block_end)
+            lambda left_s: _call(self._fs, "cat_file", left_s, self._path, start=start, end=block_end)
         )
         if len(data) != block_end - self._position:
             raise EOFError(
