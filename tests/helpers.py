@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import webdataset as wds
+from itemdiff import item_problems  # noqa: F401  (re-exported for the tests)
 
 from lerobot_wds import format as fmt
 from lerobot_wds import read_manifest
@@ -81,36 +82,6 @@ def add_image_feature(source: Path) -> None:
             pa.struct([("bytes", pa.binary()), ("path", pa.string())]),
         )
         pq.write_table(table.append_column("observation.images.static", images), data)
-
-
-def item_problems(got: dict[str, object], want: dict[str, object], where: str = "") -> list[str]:
-    """How our item differs from LeRobot's recorded one (``tests/lerobot_dtypes.py``'s ``items.json``):
-    keys, then per tensor dtype, shape and values (exact) or the sha256 of a camera's float32 bytes. Our
-    uint8 frames (``return_uint8``, the fast preset) are compared as LeRobot's float32 ``x / 255``."""
-    import hashlib
-
-    import torch
-
-    found = [f"{where}keys differ: {sorted(set(got) ^ set(want))}"] if set(got) != set(want) else []
-    for key, expected in want.items():
-        value = got.get(key)
-        if not isinstance(expected, dict):
-            if value != expected:
-                found.append(f"{where}{key}: {value!r} != {expected!r}")
-            continue
-        if not isinstance(value, torch.Tensor):
-            found.append(f"{where}{key}: {type(value).__name__}; expected a tensor")
-            continue
-        if "sha256" in expected and value.dtype == torch.uint8:
-            value = value.to(torch.float32) / 255  # LeRobot's own conversion of decoded frames
-        if list(value.shape) != expected["shape"] or str(value.dtype) != f"torch.{expected['dtype']}":
-            found.append(f"{where}{key}: {tuple(value.shape)} {value.dtype}; expected {expected}")
-        elif "sha256" in expected:
-            if hashlib.sha256(value.contiguous().numpy().tobytes()).hexdigest() != expected["sha256"]:
-                found.append(f"{where}{key}: frames differ")
-        elif value.flatten().tolist() != expected["values"]:
-            found.append(f"{where}{key}: values {value.flatten().tolist()} != {expected['values']}")
-    return found
 
 
 def batch_rows(batch: dict[str, object]) -> list[dict[str, object]]:
