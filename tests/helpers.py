@@ -84,6 +84,18 @@ def add_image_feature(source: Path) -> None:
         pq.write_table(table.append_column("observation.images.static", images), data)
 
 
+def run_lerobot(*args: object) -> str:
+    """``tests/lerobot_dtypes.py ARGS`` with the LeRobot venv's python (``LEROBOT_VENV``); its last line."""
+    import os
+    import subprocess
+
+    python = Path(os.environ["LEROBOT_VENV"]) / "bin/python"
+    command = [python, Path(__file__).parent / "lerobot_dtypes.py", *args]
+    completed = subprocess.run(command, capture_output=True, text=True, timeout=900)
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    return completed.stdout.splitlines()[-1]
+
+
 def batch_rows(batch: dict[str, object]) -> list[dict[str, object]]:
     """A collated batch back into its items (tensors split on the first axis, lists by position)."""
     import torch

@@ -3,7 +3,8 @@ record what LeRobot's map-style ``LeRobotDataset[index]`` returns for every inde
 
     python tests/lerobot_dtypes.py JOBS_JSON OUT_DIR
     python tests/lerobot_dtypes.py matrix tests/data   # the committed fixture tests/data/dtypes
-    python tests/lerobot_dtypes.py record ROOT DELTA_TIMESTAMPS_JSON   # ROOT/items.json of any dataset
+    python tests/lerobot_dtypes.py record ROOT DELTA_TIMESTAMPS_JSON [mm|m]   # ROOT/items.json of any
+                                                                              # dataset (depth_output_unit)
 
 ``JOBS_JSON`` is a list of datasets: ``{"name", "fps", "lengths", "features", "delta_timestamps"}`` where
 ``features`` is LeRobot's feature dict (shapes as lists; camera shapes ``(H, W, C)``). Each dataset is
@@ -137,10 +138,17 @@ def write(job: dict[str, Any], root: Path) -> None:
     shutil.rmtree(root / "images", ignore_errors=True)  # the image writer's PNGs, already in the parquet
 
 
-def record(root: Path, delta_timestamps: dict[str, list[float]] | None) -> None:
+def record(
+    root: Path, delta_timestamps: dict[str, list[float]] | None, depth_output_unit: str = "mm"
+) -> None:
     from lerobot.datasets.lerobot_dataset import LeRobotDataset
 
-    dataset = LeRobotDataset(f"local/{root.name}", root=root, delta_timestamps=delta_timestamps or None)
+    dataset = LeRobotDataset(
+        f"local/{root.name}",
+        root=root,
+        delta_timestamps=delta_timestamps or None,
+        depth_output_unit=depth_output_unit,
+    )
     features = dataset.meta.features
     items = [
         {key: tensor_json(key, v, features.get(key)) for key, v in dataset[index].items()}
@@ -177,7 +185,7 @@ def main(args: list[str]) -> None:
     import torchvision_shim  # noqa: F401  (the lerobot venv's CPU torchvision stand-in)
 
     if args[0] == "record":
-        record(Path(args[1]), json.loads(args[2]))
+        record(Path(args[1]), json.loads(args[2]), *args[3:])
         sys.stdout.write(json.dumps([Path(args[1]).name]) + "\n")
         return
     jobs = [MATRIX] if args[0] == "matrix" else json.loads(Path(args[0]).read_text())

@@ -170,6 +170,7 @@ def make_train_eval_datasets(
         "delta_timestamps": resolve_delta_timestamps(cfg.trainable_config, probe.meta),
         "return_uint8": True,
         "tolerance_s": cfg.tolerance_s,
+        "depth_output_unit": cfg.dataset.depth_output_unit,
         "seed": cfg.seed if cfg.seed is not None else 0,
     }
     train_episodes, eval_episodes = cfg.dataset.episodes, None

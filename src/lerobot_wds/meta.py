@@ -88,10 +88,14 @@ class DatasetMeta:
 
 
 def read_meta(
-    url: str, storage_options: Mapping[str, Any] | None, *, retry: storage.RetryPolicy | None = None
+    url: str,
+    storage_options: Mapping[str, Any] | None,
+    *,
+    retry: storage.RetryPolicy | None = None,
+    depth_output_unit: str = "mm",
 ) -> DatasetMeta:
     """LeRobot's meta files beside the shards, read in one concurrent batch (stats.json is optional),
-    retried and bounded by ``retry`` (None: the default policy)."""
+    retried and bounded by ``retry`` (None: the default policy); depth stats in ``depth_output_unit``."""
     info_url, stats_url, tasks_url = (storage.join(url, name) for name in fmt.META_FILES)
     blobs = storage.read_many([info_url, stats_url, tasks_url], storage_options, retry=retry)
     for required in (info_url, tasks_url):
@@ -110,7 +114,7 @@ def read_meta(
     if not isinstance(stats_json, dict) or not all(isinstance(v, dict) for v in stats_json.values()):
         raise fmt.ShardFormatError(f"{stats_url}: expected a JSON object of feature -> statistics")
     stats = _stats_as_arrays(stats_json)
-    _depth_stats_in_millimetres(stats, features)
+    _rescale_depth_stats(stats, features, depth_output_unit)
     try:
         table = pq.read_table(storage.arrow_buffer(tasks_bytes or b""))
     except (pa.ArrowException, OSError) as exc:
@@ -125,19 +129,23 @@ def _stats_as_arrays(stats: Any) -> Any:
     return np.atleast_1d(np.asarray(stats))
 
 
-def to_millimetres(feature: Mapping[str, Any]) -> float:
-    """The factor from a depth map's recorded unit to millimetres (LeRobot's ``depth_unit``; none: as is)."""
-    return MM_PER_METRE if (feature.get("info") or {}).get("depth_unit") == "m" else 1.0
+def recorded_depth_unit(feature: Mapping[str, Any]) -> str | None:
+    """The unit a depth map was recorded in (LeRobot's ``info.depth_unit``: ``"mm"``, ``"m"`` or None)."""
+    unit = (feature.get("info") or {}).get("depth_unit")
+    return unit if isinstance(unit, str) else None
 
 
-def _depth_stats_in_millimetres(stats: dict[str, Any], features: Mapping[str, Any]) -> None:
-    """Depth frames are returned in millimetres; stats recorded in metres are scaled to match, in place
-    (LeRobot's ``rescale_depth_stats("mm")``: every statistic but ``count``)."""
+def _rescale_depth_stats(stats: dict[str, Any], features: Mapping[str, Any], output_unit: str) -> None:
+    """Depth frames are returned in ``output_unit``; stats recorded in the other unit are scaled to match,
+    in place (LeRobot's ``rescale_depth_stats``: every statistic but ``count``; an unknown unit: as is)."""
     for key, feature in features.items():
-        if fmt.is_depth_map(feature) and to_millimetres(feature) != 1.0 and key in stats:
-            stats[key] = {
-                stat: value if stat == "count" else value * MM_PER_METRE for stat, value in stats[key].items()
-            }
+        recorded = recorded_depth_unit(feature)
+        if not fmt.is_depth_map(feature) or recorded is None or recorded == output_unit or key not in stats:
+            continue
+        factor = MM_PER_METRE if recorded == "m" else 1.0 / MM_PER_METRE
+        stats[key] = {
+            stat: value if stat == "count" else value * factor for stat, value in stats[key].items()
+        }
 
 
 # What LeRobot's aggregate_feature_stats needs of every source's stats for a feature.

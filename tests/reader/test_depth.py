@@ -13,12 +13,15 @@ import gc
 import gzip
 import hashlib
 import json
+import os
+import shutil
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
 import torch
-from helpers import DATA
+from helpers import DATA, item_problems, run_lerobot
 from torch.utils.data import DataLoader
 
 from lerobot_wds import ConvertConfig, ShardedLeRobotDataset, convert
@@ -138,3 +141,52 @@ def test_a_forked_worker_can_free_its_parents_depth_decoders(depth: str) -> None
         assert sum(len(batch["index"]) for batch in loader) == second.num_frames
     finally:
         gc.enable()
+
+
+def test_metres_when_asked_items_and_stats(depth: str) -> None:
+    """``depth_output_unit="m"``: video depth dequantized to metres (LeRobot's metre path: no rounding to
+    whole millimetres), depth images in mm divided by 1000, images in metres as recorded; stats match."""
+    metres = ShardedLeRobotDataset(depth, depth_output_unit="m")
+    millimetres = ShardedLeRobotDataset(depth)
+    ours, theirs = metres.item_at(10), millimetres.item_at(10)
+    assert ours[DEPTH].dtype == torch.float32
+    np.testing.assert_allclose(ours[DEPTH].numpy() * 1000, theirs[DEPTH].numpy(), atol=0.5)  # mm round
+    assert torch.equal(ours[DEPTH_MM], theirs[DEPTH_MM] / 1000)
+    assert torch.equal(ours[DEPTH_M] * 1000, theirs[DEPTH_M])
+    assert torch.equal(ours[RGB], theirs[RGB])
+    recorded = json.loads((DATA / "depth/meta/stats.json").read_text())
+    for stat, value in recorded[DEPTH_M].items():  # recorded in metres: as recorded
+        np.testing.assert_array_equal(metres.meta.stats[DEPTH_M][stat], np.asarray(value), err_msg=stat)
+    for stat, value in recorded[DEPTH_MM].items():  # recorded in mm: LeRobot's value * (1 / 1000)
+        factor = 1 if stat == "count" else 1.0 / 1000.0
+        np.testing.assert_array_equal(metres.meta.stats[DEPTH_MM][stat], np.asarray(value) * factor)
+
+
+def test_an_unknown_depth_unit_is_refused() -> None:
+    with pytest.raises(ValueError, match=r"depth_output_unit"):
+        ShardedLeRobotDataset(str(DATA / "depth"), depth_output_unit="cm")  # type: ignore[arg-type]
+
+
+@pytest.mark.lerobot
+@pytest.mark.skipif(not os.environ.get("LEROBOT_VENV"), reason="LEROBOT_VENV (a LeRobot venv) not given")
+@pytest.mark.parametrize("unit", ["m", "mm"])
+def test_every_item_and_stat_equals_lerobots_in_the_unit_asked(depth: str, tmp_path: Path, unit: str) -> None:
+    """LeRobot 0.6.1's ``LeRobotDataset(depth_output_unit=unit)`` run now on the fixture: every item (video
+    depth, depth images in mm and in metres, RGB) and the depth stats equal ours, bit for bit."""
+    source = tmp_path / "depth"
+    shutil.copytree(DATA / "depth", source)
+    header, _ = golden()
+    run_lerobot("record", source, json.dumps(header["delta_timestamps"]), unit)
+    items = json.loads((source / "items.json").read_text())
+    dataset = ShardedLeRobotDataset(
+        depth, delta_timestamps=header["delta_timestamps"], depth_output_unit=unit
+    )
+    assert len(items) == dataset.num_frames
+    assert [
+        p for i, want in enumerate(items) for p in item_problems(dataset.item_at(i), want, f"{i}: ")
+    ] == []
+    stats = json.loads((source / "meta_record.json").read_text())["stats"]
+    for key in (DEPTH, DEPTH_MM, DEPTH_M):
+        for stat, want in stats[key].items():
+            got = np.asarray(dataset.meta.stats[key][stat])
+            assert got.tolist() == want["values"], f"{key} {stat}"

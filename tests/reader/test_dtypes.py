@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +18,7 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 import torch
-from helpers import DATA, batch_rows, item_problems
+from helpers import DATA, batch_rows, item_problems, run_lerobot
 from torch.utils.data import DataLoader
 
 from lerobot_wds import ConvertConfig, ShardedLeRobotDataset, convert, export
@@ -154,17 +153,6 @@ def test_keep_float64_returns_the_stored_float64_values(matrix: str) -> None:
 
 
 # --------------------------------------------------------------------------- LeRobot itself
-
-
-def lerobot_python() -> Path:
-    return Path(os.environ["LEROBOT_VENV"]) / "bin/python"
-
-
-def run_lerobot(*args: object) -> str:
-    command = [lerobot_python(), ROOT / "tests/lerobot_dtypes.py", *args]
-    completed = subprocess.run(command, capture_output=True, text=True, timeout=900)
-    assert completed.returncode == 0, completed.stderr[-3000:]
-    return completed.stdout.splitlines()[-1]
 
 
 @pytest.mark.lerobot

@@ -14,6 +14,7 @@ from .selection import EpisodeFilter, Split, TaskSelection
 
 FrameOrder = Literal["shuffled", "forward"]
 OnError = Literal["raise", "skip"]
+DepthUnit = Literal["mm", "m"]
 Preset = Literal["lerobot", "fast"]
 
 # What a preset sets, unless the option is given explicitly.
@@ -58,6 +59,9 @@ class ReaderConfig:
     # torch.tensor of Python floats makes them (int8..int64 and uint8 features become int64 either way).
     # True keeps float64 features float64, exact: items then differ from LeRobot's in that dtype.
     keep_float64: bool = False
+    # Depth maps (video and image) and their stats in millimetres (LeRobot's default) or metres:
+    # LeRobotDataset's depth_output_unit, lerobot-train's --dataset.depth_output_unit.
+    depth_output_unit: DepthUnit = "mm"
     tolerance_s: float = 1e-4  # LeRobot's default
     image_transforms: Callable[[torch.Tensor], torch.Tensor] | None = None
     rank: int | None = None  # None: torch.distributed, else RANK/WORLD_SIZE, else 0
@@ -91,6 +95,7 @@ class ReaderConfig:
                 object.__setattr__(self, name, value)
         check_choice("frame_order", self.frame_order, FrameOrder)
         check_choice("on_error", self.on_error, OnError)
+        check_choice("depth_output_unit", self.depth_output_unit, DepthUnit)
         for name in ("episodes", "val_episodes"):
             if getattr(self, name) is not None:
                 object.__setattr__(self, name, tuple(sorted(set(getattr(self, name)))))

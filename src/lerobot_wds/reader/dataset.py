@@ -14,7 +14,7 @@ from .. import format as fmt
 from .. import storage
 from ..meta import read_meta
 from ..orphans import exit_with_parent
-from .config import FrameOrder, OnError, Preset, ReaderConfig
+from .config import DepthUnit, FrameOrder, OnError, Preset, ReaderConfig
 from .elastic import Resume
 from .episodes import EpisodeSource
 from .frames import DecoderCache
@@ -54,7 +54,8 @@ class ShardedLeRobotDataset(Resumable, IterableDataset[dict[str, Any]]):
         **see** :class:`ReaderConfig` for the other options.
 
     Items: every feature of the dataset (scalars as 0-d tensors) in LeRobot's dtypes (float features
-    float32, integer features int64, bool, strings as str; ``keep_float64=True`` keeps float64),
+    float32, integer features int64, bool, strings as str; ``keep_float64=True`` keeps float64;
+    depth maps float32 in ``depth_output_unit``, millimetres by default, as LeRobot),
     ``index``, ``episode_index``, ``frame_index``, ``timestamp``, ``task_index``, ``task`` (str);
     cameras float32 ``(C, H, W)`` in [0, 1] (``(T, C, H, W)`` for a window of several frames; uint8 with
     ``return_uint8=True``; laid out H, W, C in memory with ``channels_last=True``).
@@ -87,6 +88,7 @@ class ShardedLeRobotDataset(Resumable, IterableDataset[dict[str, Any]]):
         return_uint8: bool | None = None,
         channels_last: bool | None = None,
         keep_float64: bool = False,
+        depth_output_unit: DepthUnit = "mm",
         tolerance_s: float = 1e-4,
         image_transforms: Callable[[torch.Tensor], torch.Tensor] | None = None,
         rank: int | None = None,
@@ -111,7 +113,9 @@ class ShardedLeRobotDataset(Resumable, IterableDataset[dict[str, Any]]):
         self.shown_url = storage.redact(url)  # in messages: without a URL's password or query
         self.config = config = ReaderConfig(**options)
         self.manifest = fmt.read_manifest(url, config.storage_options, retry=config.retry)
-        self.meta = read_meta(url, config.storage_options, retry=config.retry)
+        self.meta = read_meta(
+            url, config.storage_options, retry=config.retry, depth_output_unit=config.depth_output_unit
+        )
         self.entries = select_episodes(
             self.manifest, self.meta.tasks, url, episodes=config.episodes, tasks=config.tasks,
             episode_filter=config.episode_filter, split=config.split, val_fraction=config.val_fraction,

@@ -1,4 +1,5 @@
-"""Depth maps stored as video (LeRobot 0.6.1): 12-bit codes in HEVC ``gray12le``, returned in millimetres.
+"""Depth maps stored as video (LeRobot 0.6.1): 12-bit codes in HEVC ``gray12le``, returned in millimetres
+(or metres: ``depth_output_unit``).
 
 LeRobot quantizes a depth map to 12-bit codes (log scale by default) when it records, and on read
 decodes them with PyAV (torchcodec returns RGB only) and dequantizes them to float32 millimetres,
@@ -45,9 +46,9 @@ class DepthQuantization:
             )
         return quantization
 
-    def to_millimetres(self, codes: torch.Tensor) -> torch.Tensor:
-        """uint16 codes ``(N, 1, H, W)`` -> float32 millimetres ``(N, 1, H, W)``: LeRobot's
-        ``dequantize_depth`` (torch path, ``output_unit="mm"``), the same ops in the same order."""
+    def dequantize(self, codes: torch.Tensor, unit: str = "mm") -> torch.Tensor:
+        """uint16 codes ``(N, 1, H, W)`` -> float32 ``(N, 1, H, W)`` in ``unit`` (``"mm"`` or ``"m"``):
+        LeRobot's ``dequantize_depth`` (torch path), the same ops in the same order."""
         if self.use_log:
             low, high = math.log(self.depth_min + self.shift), math.log(self.depth_max + self.shift)
         else:
@@ -58,6 +59,8 @@ class DepthQuantization:
         if self.use_log:
             values.exp_().sub_(self.shift)
         values.clamp_(self.depth_min, self.depth_max).unsqueeze_(-3)
+        if unit == "m":
+            return values
         return values.mul_(MM_PER_METRE).round_().clamp_(0.0, UINT16_MAX)
 
 

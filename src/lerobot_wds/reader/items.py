@@ -14,8 +14,8 @@ import torch
 from torch.utils.data import default_collate
 from torch.utils.data._utils.collate import default_collate_fn_map
 
-from ..format import ShardFormatError
-from ..meta import DatasetMeta, to_millimetres
+from ..format import MM_PER_METRE, ShardFormatError
+from ..meta import DatasetMeta, recorded_depth_unit
 from . import arena
 from .config import ReaderConfig
 from .depth import DepthQuantization
@@ -53,10 +53,11 @@ class ItemSpec:
     channels_last: bool = False  # frames (..., C, H, W) laid out (..., H, W, C) in memory
     image_transforms: Callable[[torch.Tensor], torch.Tensor] | None = None
     image_keys: frozenset[str] = frozenset()  # image features stored in the rows (PNG/JPEG bytes)
-    # depth maps stored as video: float32 millimetres, never transformed nor uint8 (LeRobot 0.6.1)
+    # depth maps stored as video: float32 in depth_unit, never transformed nor uint8 (LeRobot 0.6.1)
     depth: Mapping[str, DepthQuantization] = field(default_factory=dict)
-    # depth maps stored in the rows: key -> factor to millimetres (1.0 when recorded in mm or unknown)
-    depth_images: Mapping[str, float] = field(default_factory=dict)
+    # depth maps stored in the rows: key -> the unit they were recorded in (None: unknown, left as is)
+    depth_images: Mapping[str, str | None] = field(default_factory=dict)
+    depth_unit: str = "mm"  # "mm" or "m": LeRobot's depth_output_unit
     keep_float64: bool = False  # float64 features stay float64 instead of LeRobot's float32
 
 
@@ -73,7 +74,8 @@ def item_spec(meta: DatasetMeta, video_keys: list[str], fps: int, config: Reader
         image_transforms=config.image_transforms,
         image_keys=frozenset(meta.image_keys),
         depth={key: DepthQuantization.of(meta.features[key]) for key in depth_videos},
-        depth_images={key: to_millimetres(meta.features[key]) for key in depth_images},
+        depth_images={key: recorded_depth_unit(meta.features[key]) for key in depth_images},
+        depth_unit=config.depth_output_unit,
         keep_float64=config.keep_float64,
     )
 
@@ -223,21 +225,27 @@ def _stored_image(episode: Episode, frame_index: int, key: str, spec: ItemSpec) 
     try:
         with Image.open(io.BytesIO(cell["bytes"])) as image:
             if image.mode in _UINT16_MODES:
-                return torch.from_numpy(np.array(image, dtype=np.float32))[None]
-            array = np.array(image.convert("L") if image.mode == "1" else image)
+                frames = torch.from_numpy(np.array(image, dtype=np.float32))[None]
+            else:
+                frames = _channels_first(np.array(image.convert("L") if image.mode == "1" else image))
     except OSError as exc:  # PIL.UnidentifiedImageError and truncated files
         raise ShardFormatError(
             f"{where}: image bytes PIL cannot read ({exc}); expected PNG/JPEG bytes"
         ) from exc
-    if array.ndim == 2:
-        array = array[:, :, None]
-    frames = torch.from_numpy(np.ascontiguousarray(array.transpose(2, 0, 1)))
     if frames.dtype == torch.uint8 and not spec.return_uint8:
         frames = _to_unit_float(frames)
-    if key in spec.depth_images:  # LeRobot: in millimetres, never transformed
-        factor = spec.depth_images[key]
-        return frames if factor == 1.0 else frames * factor
+    if key in spec.depth_images:  # LeRobot: in depth_output_unit, never transformed
+        recorded = spec.depth_images[key]
+        if recorded is None or recorded == spec.depth_unit:
+            return frames
+        return frames * MM_PER_METRE if recorded == "m" else frames / MM_PER_METRE  # LeRobot's ops
     return spec.image_transforms(frames) if spec.image_transforms is not None else frames
+
+
+def _channels_first(array: np.ndarray) -> torch.Tensor:
+    if array.ndim == 2:
+        array = array[:, :, None]
+    return torch.from_numpy(np.ascontiguousarray(array.transpose(2, 0, 1)))
 
 
 def _count(counters: Counters | None, started: float, items: int) -> None:
@@ -297,9 +305,9 @@ def _camera_frames(
     written into ``out`` when given. Each frame is written once, converted on the way."""
     window = decoders.get(episode, key).frames(indices)
     if key in spec.depth:
-        millimetres = spec.depth[key].to_millimetres(torch.stack(window))
-        millimetres = millimetres[0] if len(window) == 1 else millimetres  # LeRobot squeezes one frame
-        return millimetres if out is None else _copy(out, millimetres)
+        depth = spec.depth[key].dequantize(torch.stack(window), spec.depth_unit)
+        depth = depth[0] if len(window) == 1 else depth  # LeRobot squeezes one frame
+        return depth if out is None else _copy(out, depth)
     frame_shape = tuple(window[0].shape)
     shape = frame_shape if len(window) == 1 else (len(window), *frame_shape)  # LeRobot squeezes one frame
     dtype = torch.uint8 if spec.return_uint8 else torch.float32
