@@ -27,9 +27,10 @@ from pathlib import Path
 from typing import Any
 
 from benchenv import write_record
+from byte_ledger import recording, task_breakdown
 
 from lerobot_wds import ConvertConfig, convert
-from lerobot_wds.converter.convert import convert_part, plan_conversion
+from lerobot_wds.converter.convert import convert_part, part_shards, plan_conversion
 from lerobot_wds.converter.finalize import finalize
 from lerobot_wds.converter.workdir import WORK_DIR
 
@@ -53,12 +54,18 @@ def measure(name: str, shard_mb: float, url: str, options: dict, work: Path) -> 
     if not reference.exists():
         convert(str(local), str(reference), ConvertConfig(shard_size_mb=shard_mb))
     dest = work / f"out-{name}"
-    started = time.perf_counter()
+    parts_s, breakdown = 0.0, {}
     for index in range(tasks):  # one part per task, each with a cache folder of its own
         config = ConvertConfig(shard_size_mb=shard_mb, source_storage_options=options,
                                cache_dir=str(work / f"cache-{name}-{index}"))  # fmt: skip
-        convert_part(url, str(dest), config, tasks=tasks, task_index=index)
-    parts_s = time.perf_counter() - started
+        with recording() as log:
+            started = time.perf_counter()
+            convert_part(url, str(dest), config, tasks=tasks, task_index=index)
+            parts_s += time.perf_counter() - started
+        ranks = part_shards(len(plan.shards), tasks, index)
+        episodes = [plan.source.episodes[e] for r in ranks for e in plan.shards[r].episodes]
+        for key, value in task_breakdown(log, url, local, episodes, plan.source.fps).items():
+            breakdown[key] = breakdown.get(key, 0) + value
     stats = [json.loads(p.read_text())[0]["stats"] for p in (dest / WORK_DIR / "datatrove/stats").iterdir()]
     manifest = finalize(str(dest))
     for shard in manifest.shards:
@@ -72,6 +79,7 @@ def measure(name: str, shard_mb: float, url: str, options: dict, work: Path) -> 
         "episodes_mb": round(episodes_bytes / 1e6, 3), "downloaded_mb": round(downloaded / 1e6, 3),
         "downloaded_vs_episodes": round(downloaded / episodes_bytes, 3), "requests": requests,
         "parts_wall_s": round(parts_s, 2),
+        "breakdown_bytes": dict(sorted(breakdown.items())),
     }  # fmt: skip
 
 

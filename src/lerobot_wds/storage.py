@@ -586,6 +586,7 @@ class RangedFile(io.RawIOBase):
                 return memoryview(data)[position - start : position - start + wanted]
         for start, end in self._planned:
             if start <= position < end:
+                start = self._held_until(start)  # a header read before plan() may hold its first bytes
                 if self._planned_start is not None:
                     self._extents.pop(self._planned_start, None)
                 self._planned_start = start
@@ -600,6 +601,24 @@ class RangedFile(io.RawIOBase):
                 end = start
         self._ahead, self._unplanned_end = end - position, end
         return self._fetch(position, end)[:wanted]
+
+    def read1(self, size: int = -1) -> bytes:
+        """At most ``size`` bytes from one held or fetched extent: a read ending at the end of a planned
+        range fetches nothing past it (for readers that take short reads, such as PyAV's avio)."""
+        if self._position >= self.size:
+            return b""
+        wanted = self.size - self._position if size < 0 else size
+        chunk = bytes(self._bytes_at(self._position, wanted))
+        self._position += len(chunk)
+        return chunk
+
+    def _held_until(self, position: int) -> int:
+        """The first byte from ``position`` on that no fetched extent holds."""
+        while True:
+            held = next((s + len(d) for s, d in self._extents.items() if s <= position < s + len(d)), None)
+            if held is None:
+                return position
+            position = held
 
     def _fetch(self, start: int, end: int) -> memoryview:
         data = read_range(self.url, self._options, start=start, end=end, retry=self._retry)
