@@ -491,6 +491,9 @@ def read_range(
 # 16 MiB: one GET amortises S3's ~50 ms first byte to under a third at ~100 MB/s per connection, and a
 # task holds about one such range per file it reads (an mp4 per camera, a parquet file).
 _MAX_RANGE_BYTES = 16 << 20
+# 64 KiB: LeRobot mp4s' moov (3-50 KiB in the fixtures, g1's 480x640 AV1 included) and parquet footers are
+# read without read-ahead (bench_remote_source.py's breakdown); PyAV asks 4 KiB at a time (segment.py).
+_READ_AHEAD_AFTER_BYTES = 64 << 10
 
 
 class RangedFile(io.RawIOBase):
@@ -524,7 +527,7 @@ class RangedFile(io.RawIOBase):
         self._planned: list[tuple[int, int]] = []  # sorted, disjoint
         self._extents: dict[int, bytes] = {}  # start -> fetched bytes (disjoint)
         self._planned_start: int | None = None  # the planned range held in _extents
-        self._ahead = 0  # bytes of the last unplanned fetch
+        self._run = 0  # bytes fetched by the run of unplanned reads continuing each other
         self._unplanned_end = -1  # where it ended
         self.downloaded_bytes = 0
         self.num_requests = 0
@@ -591,15 +594,17 @@ class RangedFile(io.RawIOBase):
                     self._extents.pop(self._planned_start, None)
                 self._planned_start = start
                 return self._fetch(start, end)[position - start : position - start + wanted]
-        # Unplanned reads (a header, an index) fetch what is asked, then twice as much at each miss that
-        # continues the previous one: an N-byte header costs about log2(N / first read) GETs and at
-        # most N bytes more than it holds.
-        self._ahead = self._ahead * 2 if position == self._unplanned_end else 0
-        end = min(position + max(wanted, self._ahead), self.size)
+        # Unplanned reads (a header, an index) fetch what is asked; once a run of reads continuing each
+        # other passes _READ_AHEAD_AFTER_BYTES, each miss fetches as much as the run holds: a small header
+        # (an mp4's moov, a few KiB) costs no byte more than is read, a large one (a long recording's
+        # moov, MBs) about log2(N) GETs and at most N bytes more.
+        self._run = self._run if position == self._unplanned_end else 0
+        ahead = self._run if self._run >= _READ_AHEAD_AFTER_BYTES else 0
+        end = min(position + max(wanted, ahead), self.size)
         for start in [*self._extents, *(s for s, _ in self._planned)]:  # stop where known bytes begin
             if position < start < end:
                 end = start
-        self._ahead, self._unplanned_end = end - position, end
+        self._run, self._unplanned_end = self._run + end - position, end
         return self._fetch(position, end)[:wanted]
 
     def read1(self, size: int = -1) -> bytes:
