@@ -46,7 +46,8 @@ def recording() -> Iterator[Log]:
     if not hasattr(storage, "RangedFile"):  # a version without byte-range reads (a --baseline run)
         yield log
         return
-    fetch, readinto, read1 = storage.RangedFile._fetch, storage.RangedFile.readinto, storage.RangedFile.read1
+    fetch, readinto = storage.RangedFile._fetch, storage.RangedFile.readinto
+    read1 = getattr(storage.RangedFile, "read1", None)  # None: a version whose PyAV reads use readinto
 
     def logged_fetch(self: storage.RangedFile, start: int, end: int) -> memoryview:
         data = fetch(self, start, end)
@@ -61,19 +62,21 @@ def recording() -> Iterator[Log]:
 
     def logged_read1(self: storage.RangedFile, size: int = -1) -> bytes:
         start = self.tell()
-        data = read1(self, size)
+        data = read1(self, size)  # type: ignore[misc]
         log.reads.setdefault(self.url, []).append((start, start + len(data)))
         return data
 
     storage.RangedFile._fetch = logged_fetch  # type: ignore[method-assign]
     storage.RangedFile.readinto = logged_readinto  # type: ignore[method-assign]
-    storage.RangedFile.read1 = logged_read1  # type: ignore[method-assign]
+    if read1 is not None:
+        storage.RangedFile.read1 = logged_read1  # type: ignore[method-assign]
     try:
         yield log
     finally:
         storage.RangedFile._fetch = fetch  # type: ignore[method-assign]
         storage.RangedFile.readinto = readinto  # type: ignore[method-assign]
-        storage.RangedFile.read1 = read1  # type: ignore[method-assign]
+        if read1 is not None:
+            storage.RangedFile.read1 = read1  # type: ignore[method-assign]
 
 
 def _parquet_labels(path: Path, wanted: set[int]) -> tuple[np.ndarray, dict[int, float]]:
