@@ -572,6 +572,13 @@ class RangedFile(io.RawIOBase):
                 merged.append((start, end))
         self._planned = merged
 
+    def close(self) -> None:
+        """Drop the fetched bytes (``downloaded_bytes`` and ``num_requests`` stay readable)."""
+        self._extents.clear()
+        self._planned = []
+        self._planned_start = None
+        super().close()
+
     def readinto(self, buffer: Any) -> int:
         """Fills ``buffer`` whole unless the object ends first (pyarrow and PyAV expect full reads)."""
         view = memoryview(buffer).cast("B")
