@@ -12,8 +12,9 @@ each with credentials from the environment, a cache folder and a temp folder of 
 machine). Per part: wall time, peak RSS (``VmHWM``) and peak disk of its temp and cache folders (both
 sampled every 20 ms), bytes read from the source (the tasks' datatrove stats). Then ``lerobot-wds
 finalize`` and two streamed reads from the destination bucket: ``verify`` (every shard, every byte,
-hashed) and the first items of a ``ShardedLeRobotDataset`` (decoded frames). Last, a projection to DROID (~1.7 TB, FORMAT.md) on
-N machines from the measured throughput per part. The machine is shared: the load average is recorded.
+hashed) and the first items of a ``ShardedLeRobotDataset`` (decoded frames). Last, a projection to DROID
+(~1.7 TB, FORMAT.md) on N machines from the measured throughput per part. The machine is shared: the load
+average is recorded.
 """
 
 from __future__ import annotations
