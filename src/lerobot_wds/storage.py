@@ -504,9 +504,12 @@ class RangedFile(io.RawIOBase):
     is about to read (an episode's packets, a row group's column chunks): the first read touching one
     fetches the whole range in one GET, and drops the bytes of the planned range fetched before it
     (memory stays about one range). Touching ranges are merged up to ``max_range_bytes`` (small
-    episodes share a GET). A read outside every planned range fetches the bytes asked for, more
-    while such reads continue each other (a header, a footer). ``downloaded_bytes`` counts every byte
-    fetched; each GET is retried as :func:`read_range` does.
+    episodes share a GET); a planned range's GET starts after bytes already held (a header read before
+    ``plan``). A read outside every planned range fetches the bytes asked for, more once such reads
+    have continued each other past 64 KiB (a large moov). No byte is fetched twice while the file is
+    open; ``close`` drops what is held. ``readinto`` fills its buffer whole (pyarrow needs it),
+    ``read1`` returns what one extent holds (PyAV takes short reads: none past a planned range's end).
+    ``downloaded_bytes`` counts every byte fetched; each GET is retried as :func:`read_range` does.
     """
 
     def __init__(
