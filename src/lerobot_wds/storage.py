@@ -507,8 +507,9 @@ class RangedFile(io.RawIOBase):
     episodes share a GET); a planned range's GET starts after bytes already held (a header read before
     ``plan``). A read outside every planned range fetches the bytes asked for, more once such reads
     have continued each other past 64 KiB (a large moov). A held byte is never fetched again (only a
-    planned range dropped for a later one is, if read again); ``close`` drops what is held. ``readinto`` fills its buffer whole (pyarrow needs it),
-    ``read1`` returns what one extent holds (PyAV takes short reads: none past a planned range's end).
+    planned range dropped for a later one is, if read again); ``close`` drops what is held.
+    ``readinto`` fills its buffer whole (pyarrow needs it), ``read1`` returns what one extent holds
+    (PyAV takes short reads: none past a planned range's end).
     ``downloaded_bytes`` counts every byte fetched; each GET is retried as :func:`read_range` does.
     """
 
