@@ -9,11 +9,12 @@ and ~1 MB data files, as LeRobot's recorder rolls them) is copied into a real S3
 127.0.0.1, tests/s3server.py). It is converted into another bucket by the task-index route: ``--parts``
 processes of ``lerobot-wds convert s3://... s3://... --tasks P --task-index I``, ``--parallel`` at a time,
 each with credentials from the environment, a cache folder and a temp folder of its own (standing for a
-machine). Per part: wall time, peak RSS (``wait4``), peak disk of its temp and cache folders (sampled every
-20 ms), bytes read from the source (the tasks' datatrove stats). Then ``lerobot-wds finalize`` and two
-streamed reads from the destination bucket: ``verify`` (every shard, every byte, hashed) and the first
-items of a ``ShardedLeRobotDataset`` (decoded frames). Last, a projection to DROID (~1.7 TB, FORMAT.md) on
-N machines from the measured throughput per part. The machine is shared: the load average is recorded.
+machine). Per part: wall time, peak RSS (``VmHWM``) and peak disk of its temp and cache folders (both
+sampled every 20 ms), bytes read from the source (the tasks' datatrove stats). Then ``lerobot-wds
+finalize`` and two streamed reads from the destination bucket: ``verify`` (every shard, every byte,
+hashed) and the first items of a ``ShardedLeRobotDataset`` (decoded frames). Last, a projection to DROID
+(~1.7 TB, FORMAT.md) on N machines from the measured throughput per part. The machine is shared: the load
+average is recorded.
 """
 
 from __future__ import annotations
@@ -70,6 +71,36 @@ class DiskPeak:
         return self.peak
 
 
+class RssPeak:
+    """A process's peak resident memory: its ``VmHWM`` (kernel-kept high-water mark of this executable's
+    memory), read on a thread until it exits. ``wait4``'s ``ru_maxrss`` is not used: Linux carries the
+    forked parent's RSS across ``exec`` into it, so every part reported this script's own ~820 MB."""
+
+    def __init__(self, pid: int, period_s: float = 0.02) -> None:
+        self.pid, self.period_s, self.peak_kib = pid, period_s, 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.period_s):
+            try:
+                with open(f"/proc/{self.pid}/status") as status:
+                    lines = [line for line in status if line.startswith("VmHWM:")]
+            except (FileNotFoundError, ProcessLookupError):
+                return
+            if lines:
+                self.peak_kib = max(self.peak_kib, int(lines[0].split()[1]))
+
+    def start(self) -> RssPeak:
+        self._thread.start()
+        return self
+
+    def stop(self) -> int:
+        self._stop.set()
+        self._thread.join()
+        return self.peak_kib
+
+
 def run_parts(args: argparse.Namespace, src: str, dest: str, env: dict[str, str], work: Path) -> list[dict]:
     """Run the parts, ``args.parallel`` at a time; one row per part."""
     pending, running, rows = list(range(args.parts)), {}, []
@@ -95,11 +126,12 @@ def run_parts(args: argparse.Namespace, src: str, dest: str, env: dict[str, str]
                 str(cache),
             ]
             process = subprocess.Popen(command, env={**env, "TMPDIR": str(tmp)})
-            running[process.pid] = (index, process, time.perf_counter(), DiskPeak([tmp, cache]).start())
-        pid, status, usage = os.wait4(-1, 0)
+            peaks = (DiskPeak([tmp, cache]).start(), RssPeak(process.pid).start())
+            running[process.pid] = (index, process, time.perf_counter(), peaks)
+        pid, status = os.waitpid(-1, 0)
         if pid not in running:
             continue
-        index, process, started, disk = running.pop(pid)
+        index, process, started, (disk, rss) = running.pop(pid)
         process.returncode = os.waitstatus_to_exitcode(status)
         if process.returncode != 0:
             raise SystemExit(f"part {index} failed with exit code {process.returncode}")
@@ -107,7 +139,7 @@ def run_parts(args: argparse.Namespace, src: str, dest: str, env: dict[str, str]
             {
                 "part": index,
                 "wall_s": round(time.perf_counter() - started, 2),
-                "peak_rss_mb": round(usage.ru_maxrss / 1e3, 1),  # KiB on Linux
+                "peak_rss_mb": round(rss.stop() / 1e3, 1),  # VmHWM, KiB
                 "peak_disk_mb": round(disk.stop() / 1e6, 2),
             }
         )

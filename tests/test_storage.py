@@ -182,13 +182,33 @@ def test_ranged_file_fetches_planned_ranges_whole_and_the_rest_as_asked(
     assert file.read(900_000) == data[1_000_000:1_900_000]  # held: no request
     assert file.read(300_000) == data[1_900_000:2_200_000]  # the next range whole, then 100 kB asked for
     assert (file.num_requests, file.downloaded_bytes) == (3, 1_200_000)
-    # Sequential unplanned reads grow: 4 KiB asked at a time, 64 KiB in 5 GETs (4+4+8+16+32 KiB)
+    # Sequential unplanned reads fetch what is asked up to 64 KiB, then grow: 4 KiB asked at a time,
+    # 64 KiB in 16 GETs, the next 192 KiB in 2 (64 + 128 KiB)
     file.seek(0)
     assert b"".join(file.read(4096) for _ in range(16)) == data[: 64 << 10]
-    assert file.num_requests == 3 + 5
+    assert (file.num_requests, file.downloaded_bytes) == (3 + 16, 1_200_000 + (64 << 10))
+    assert b"".join(file.read(4096) for _ in range(48)) == data[64 << 10 : 256 << 10]
+    assert file.num_requests == 3 + 16 + 2
     file.seek(-10, os.SEEK_END)
     assert file.read(100) == data[-10:]
     assert file.read(1) == b""
+
+
+def test_ranged_file_fetches_no_byte_twice(blob: tuple[str, bytes], s3_server: dict[str, Any]) -> None:
+    """A header read before plan() (an mp4's moov, a parquet footer) holds the first bytes of a planned
+    range: the range's GET starts after them. PyAV's short reads (read1) stop at the range's end."""
+    url, data = blob
+    file = RangedFile(url, s3_server)
+    assert file.read(4096) == data[:4096]  # the header, read before the index gives the ranges
+    file.plan([(3000, 50_000)])  # the first packets sit inside what the header read fetched
+    file.seek(3000)
+    assert file.read(47_000) == data[3000:50_000]
+    assert file.downloaded_bytes == 50_000  # 4096 + 45_904: bytes 3000-4096 once
+    file.seek(40_000)
+    assert file.read1(20_000) == data[40_000:50_000]  # the planned range's end: nothing past it
+    assert file.downloaded_bytes == 50_000
+    assert file.read1(10) == data[50_000:50_010]  # then what is asked
+    assert file.downloaded_bytes == 50_010
 
 
 def test_ranged_file_survives_a_dropped_connection(

@@ -522,6 +522,9 @@ def read_range(
 # 16 MiB: one GET amortises S3's ~50 ms first byte to under a third at ~100 MB/s per connection, and a
 # task holds about one such range per file it reads (an mp4 per camera, a parquet file).
 _MAX_RANGE_BYTES = 16 << 20
+# 64 KiB: LeRobot mp4s' moov (3-50 KiB in the fixtures, g1's 480x640 AV1 included) and parquet footers are
+# read without read-ahead (bench_remote_source.py's breakdown); PyAV asks 4 KiB at a time (segment.py).
+_READ_AHEAD_AFTER_BYTES = 64 << 10
 
 
 class RangedFile(io.RawIOBase):
@@ -532,9 +535,13 @@ class RangedFile(io.RawIOBase):
     is about to read (an episode's packets, a row group's column chunks): the first read touching one
     fetches the whole range in one GET, and drops the bytes of the planned range fetched before it
     (memory stays about one range). Touching ranges are merged up to ``max_range_bytes`` (small
-    episodes share a GET). A read outside every planned range fetches the bytes asked for, more
-    while such reads continue each other (a header, a footer). ``downloaded_bytes`` counts every byte
-    fetched; each GET is retried as :func:`read_range` does.
+    episodes share a GET); a planned range's GET starts after bytes already held (a header read before
+    ``plan``). A read outside every planned range fetches the bytes asked for, more once such reads
+    have continued each other past 64 KiB (a large moov). A held byte is never fetched again (only a
+    planned range dropped for a later one is, if read again); ``close`` drops what is held.
+    ``readinto`` fills its buffer whole (pyarrow needs it), ``read1`` returns what one extent holds
+    (PyAV takes short reads: none past a planned range's end).
+    ``downloaded_bytes`` counts every byte fetched; each GET is retried as :func:`read_range` does.
     """
 
     def __init__(
@@ -555,7 +562,7 @@ class RangedFile(io.RawIOBase):
         self._planned: list[tuple[int, int]] = []  # sorted, disjoint
         self._extents: dict[int, bytes] = {}  # start -> fetched bytes (disjoint)
         self._planned_start: int | None = None  # the planned range held in _extents
-        self._ahead = 0  # bytes of the last unplanned fetch
+        self._run = 0  # bytes fetched by the run of unplanned reads continuing each other
         self._unplanned_end = -1  # where it ended
         self.downloaded_bytes = 0
         self.num_requests = 0
@@ -600,6 +607,13 @@ class RangedFile(io.RawIOBase):
                 merged.append((start, end))
         self._planned = merged
 
+    def close(self) -> None:
+        """Drop the fetched bytes (``downloaded_bytes`` and ``num_requests`` stay readable)."""
+        self._extents.clear()
+        self._planned = []
+        self._planned_start = None
+        super().close()
+
     def readinto(self, buffer: Any) -> int:
         """Fills ``buffer`` whole unless the object ends first (pyarrow and PyAV expect full reads)."""
         view = memoryview(buffer).cast("B")
@@ -617,20 +631,41 @@ class RangedFile(io.RawIOBase):
                 return memoryview(data)[position - start : position - start + wanted]
         for start, end in self._planned:
             if start <= position < end:
+                start = self._held_until(start)  # a header read before plan() may hold its first bytes
                 if self._planned_start is not None:
                     self._extents.pop(self._planned_start, None)
                 self._planned_start = start
                 return self._fetch(start, end)[position - start : position - start + wanted]
-        # Unplanned reads (a header, an index) fetch what is asked, then twice as much at each miss that
-        # continues the previous one: an N-byte header costs about log2(N / first read) GETs and at
-        # most N bytes more than it holds.
-        self._ahead = self._ahead * 2 if position == self._unplanned_end else 0
-        end = min(position + max(wanted, self._ahead), self.size)
+        # Unplanned reads (a header, an index) fetch what is asked; once a run of reads continuing each
+        # other passes _READ_AHEAD_AFTER_BYTES, each miss fetches as much as the run holds: a small header
+        # (an mp4's moov, a few KiB) costs no byte more than is read, a large one (a long recording's
+        # moov, MBs) about log2(N) GETs and at most N bytes more.
+        self._run = self._run if position == self._unplanned_end else 0
+        ahead = self._run if self._run >= _READ_AHEAD_AFTER_BYTES else 0
+        end = min(position + max(wanted, ahead), self.size)
         for start in [*self._extents, *(s for s, _ in self._planned)]:  # stop where known bytes begin
             if position < start < end:
                 end = start
-        self._ahead, self._unplanned_end = end - position, end
+        self._run, self._unplanned_end = self._run + end - position, end
         return self._fetch(position, end)[:wanted]
+
+    def read1(self, size: int = -1) -> bytes:
+        """At most ``size`` bytes from one held or fetched extent: a read ending at the end of a planned
+        range fetches nothing past it (for readers that take short reads, such as PyAV's avio)."""
+        if self._position >= self.size:
+            return b""
+        wanted = self.size - self._position if size < 0 else size
+        chunk = bytes(self._bytes_at(self._position, wanted))
+        self._position += len(chunk)
+        return chunk
+
+    def _held_until(self, position: int) -> int:
+        """The first byte from ``position`` on that no fetched extent holds."""
+        while True:
+            held = next((s + len(d) for s, d in self._extents.items() if s <= position < s + len(d)), None)
+            if held is None:
+                return position
+            position = held
 
     def _fetch(self, start: int, end: int) -> memoryview:
         data = read_range(self.url, self._options, start=start, end=end, retry=self._retry)

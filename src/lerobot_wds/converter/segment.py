@@ -20,10 +20,28 @@ import av.packet
 import av.stream
 
 from ..format import CameraSegment
+from ..storage import RangedFile
 
 # libavformat's reads from a file object, in bytes: smaller than its 32 KiB default so that reading a
 # remote mp4's index (a few KiB in a LeRobot file) does not fetch episodes a task does not convert.
 _FILE_BUFFER_BYTES = 4096
+
+
+class _ShortReads:
+    """A remote file as PyAV reads it: ``read`` returns what one held or fetched extent has (avio takes
+    short reads), so filling avio's buffer at the end of a planned range fetches nothing past it."""
+
+    def __init__(self, file: RangedFile) -> None:
+        self._file = file
+
+    def read(self, size: int = -1) -> bytes:
+        return self._file.read1(size)
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        return self._file.seek(offset, whence)
+
+    def tell(self) -> int:
+        return self._file.tell()
 
 
 class SegmentError(ValueError):
@@ -62,7 +80,8 @@ class SegmentCutter:
                 self._container = av.open(str(self.file))
             else:
                 self.file.seek(0)
-                self._container = av.open(self.file, "r", buffer_size=_FILE_BUFFER_BYTES)
+                file = _ShortReads(self.file) if isinstance(self.file, RangedFile) else self.file
+                self._container = av.open(file, "r", buffer_size=_FILE_BUFFER_BYTES)
         except av.error.FFmpegError as exc:
             raise SegmentError(f"{self.relative}: cannot open video; {exc}") from exc
         if not self._container.streams.video:
@@ -112,6 +131,8 @@ class SegmentCutter:
         decode time reaches ``end`` (where :meth:`_collect` stops), one range ``(start, end)`` per span.
         An episode's packets are contiguous in the file (LeRobot concatenates per-episode encodes)."""
         entries = [(self._frame_index(e.timestamp), e.pos, e.size, e.is_keyframe) for e in self._index()]
+        # decode times run this many frames behind presentation times (B-frames: the first packet's dts < 0)
+        delay = max(0, -entries[0][0]) if entries else 0
         ranges = []
         for first, end in spans:
             start = 0
@@ -121,6 +142,8 @@ class SegmentCutter:
                 if keyframe:
                     start = i
             stop = next((i for i in range(start, len(entries)) if entries[i][0] >= end), len(entries) - 1)
+            # _collect stops at the span's last frame: one packet per frame from the keyframe on
+            stop = min(stop, start + end - entries[start][0] - delay - 1)
             if entries:
                 ranges.append((entries[start][1], entries[stop][1] + entries[stop][2]))
         return ranges
@@ -172,6 +195,8 @@ class SegmentCutter:
             index = self._frame_index(packet.pts)
             if first_index <= index < end_index:
                 selected.append(packet)
+                if len(selected) == end_index - first_index:  # every frame: read no packet of the next span
+                    break
             elif index >= end_index:
                 later.append(packet)
                 if packet.dts is not None and self._frame_index(packet.dts) >= end_index:

@@ -70,9 +70,18 @@ class _RowReader:
         if isinstance(file, RangedFile):
             file.plan(_chunk_ranges(parquet.metadata, groups, self.source.data_columns))
         table = parquet.read_row_groups(groups, columns=self.source.data_columns)
+        if isinstance(file, RangedFile):
+            file.close()  # the table holds copies: let go of the fetched ranges
         return table.filter(
             pc.is_in(table["episode_index"], pa.array(sorted(self._wanted), table["episode_index"].type))
         )
+
+
+def _close_cutter(cutter: SegmentCutter) -> None:
+    """Close the cutter's demuxer and a remote file's held bytes (its last range: up to 16 MiB)."""
+    cutter.close()
+    if isinstance(cutter.file, RangedFile):
+        cutter.file.close()
 
 
 def _footer(file: RangedFile) -> pq.FileMetaData:
@@ -222,7 +231,7 @@ class _SampleBuilder:
 
     def close(self) -> None:
         for cutter in self.cutters.values():
-            cutter.close()
+            _close_cutter(cutter)
 
     def build(self, episode: SourceEpisode) -> dict[str, Any]:
         key = fmt.episode_key(episode.episode_index)
@@ -258,7 +267,7 @@ class _SampleBuilder:
         cutter = self.cutters.get(camera_key)
         if cutter is None or cutter.relative != relative:
             if cutter is not None:
-                cutter.close()
+                _close_cutter(cutter)
             file = self.source.file(relative)
             cutter = SegmentCutter(file, relative=relative, fps=self.source.fps)
             if isinstance(file, RangedFile):  # fetch only this shard's episodes' packets, one GET each
