@@ -73,3 +73,89 @@ def test_a_mixture_of_skipping_sources_resumes_exactly(flipped: str, num_workers
         restored.load_state_dict(state)
         assert head + batches(restored) == full, f"cut at batch {cut} of {len(full)}: {state}"
     assert mid_skip >= 2
+
+
+# ----------------------------------------------------------------------------- elastic
+
+TINY_EP2 = range(100, 140)  # tiny's episode 2 (index 100-139): its frames from 20 on do not decode
+
+
+@pytest.fixture
+def half_bad_episode(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Episode 2's segment opens but its frames from 20 on fail to decode (a fault injected into the
+    decoder: a real corrupt packet fails or not depending on the codec), so whether a frame of it comes
+    depends on the order its reader draws them in: an elastic restore must keep what the saved reader
+    had found."""
+    real = frames.EpisodeDecoder.frames
+
+    def failing(self: frames.EpisodeDecoder, indices: np.ndarray) -> list[torch.Tensor]:
+        if "episode 2" in self.where and max(indices.tolist()) >= 20:
+            raise ShardFormatError(f"{self.where}: frames {indices.tolist()} do not decode; injected")
+        return real(self, indices)
+
+    monkeypatch.setattr(frames.EpisodeDecoder, "frames", failing)
+
+
+def run(make: Callable[[int, int], ShardedLeRobotDataset], rank: int, world_size: int) -> tuple[list, list]:
+    """Reader ``rank``'s items (their ``index``) and its state after each of them."""
+    dataset = make(rank, world_size)
+    indices, states = [], []
+    for item in dataset:
+        indices.append(int(item["index"]))
+        states.append(json.loads(json.dumps(dataset.state_dict())))
+    return indices, states
+
+
+@pytest.mark.usefixtures("half_bad_episode")
+@pytest.mark.parametrize(("old", "new"), [(2, 1), (1, 2)])
+def test_elastic_restore_keeps_the_bad_episodes_found(
+    converted: dict[str, str], tmp_path: Path, old: int, new: int
+) -> None:
+    """Every frame the uninterrupted run hands out comes exactly once (head or tail; the rest are repeats
+    of them), none that it skips: also frames of episode 2 below 20 that the saved reader drew after its
+    first failing one, and never episode 4 (fails to read), which the new readers do not read again."""
+    root = flip_episodes(converted["tiny"], tmp_path / "tiny", [4])
+
+    def make(rank: int, world_size: int) -> ShardedLeRobotDataset:
+        return ShardedLeRobotDataset(
+            root, on_error="skip", seed=3, episode_pool_size=2, rank=rank, world_size=world_size
+        )
+
+    full = [run(make, rank, old) for rank in range(old)]
+    expected = {i for indices, _ in full for i in indices}
+    assert not {*range(120, 140), *range(171, 203)} & expected  # episode 2 from frame 20 on, episode 4
+    # cuts (the same on every rank: DDP lockstep) where a reader is in the middle of episode 2, found bad
+    mid = [k for k in range(len(full[0][0])) if any(2 in states[k]["skip_failed"] for _, states in full)]
+    assert len(mid) >= 3
+    cuts = sorted({mid[0], mid[len(mid) // 2], mid[-1]} | ({0, 37} if new == 1 else set()))
+    for cut in cuts:
+        states = [states[cut] for _, states in full]
+        head = [i for indices, _ in full for i in indices[: cut + 1]]
+        merged = elastic_state(states)
+        assert merged["elastic"]["failed"]  # episode 2's draws left to a reader that had found it bad
+        tails = []
+        for rank in range(new):
+            dataset = make(rank, new)
+            dataset.load_state_dict(merged)
+            tails.append([int(item["index"]) for item in dataset])
+        assert len({len(t) for t in tails}) == 1  # every new rank the same number of items
+        got = head + [i for tail in tails for i in tail]
+        assert set(got) == expected, f"cut {cut}: extra {set(got) - expected}, missing {expected - set(got)}"
+        check_restores_within(lambda: make(new - 1, new), merged, tails[-1])
+        # the positions not consumed, each once, plus at most one repeat per new reader (repeats still
+        # owed for bad draws before a reader's first good item are not carried)
+        left = sum(len(indices) for indices, _ in full) - sum(state["draws"] for state in states)
+        assert 0 <= sum(len(t) for t in tails) - left < new
+
+
+def check_restores_within(make: Callable[[], ShardedLeRobotDataset], elastic: dict, tail: list[int]) -> None:
+    """A state saved in the elastically resumed epoch restores (same layout) to the rest of ``tail``."""
+    for cut in (1, len(tail) // 3, len(tail) // 2):
+        dataset = make()
+        dataset.load_state_dict(elastic)
+        iterator = iter(dataset)
+        head = [int(next(iterator)["index"]) for _ in range(cut)]
+        state = json.loads(json.dumps(dataset.state_dict()))
+        restored = make()
+        restored.load_state_dict(state)
+        assert head + [int(item["index"]) for item in restored] == tail, f"cut {cut}: {state}"

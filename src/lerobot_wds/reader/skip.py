@@ -94,6 +94,9 @@ class SkipBadEpisodes(Iterator[T]):
         build_batch: a batch of draws (batch mode), or None (item mode: each value is an item).
         batch_size, drop_last: batch mode's (a reader's last batch is smaller unless ``drop_last``).
         fill_at: the draw at a schedule position, its episode read (a restore's fill).
+        fallback: the fill before any good draw, in an epoch resumed elastically (elastic.py): the last
+            good draw of the saved reader this one continues; its position is -1 (not this reader's), so
+            a state saved while it is the fill restores it again.
     """
 
     def __init__(
@@ -104,6 +107,7 @@ class SkipBadEpisodes(Iterator[T]):
         build_item: Callable[[EpisodeDraw], Any],
         fill_at: Callable[[int], EpisodeDraw],
         *,
+        fallback: Callable[[], EpisodeDraw] | None = None,
         build_batch: Callable[[Sequence[EpisodeDraw]], T] | None = None,
         batch_size: int = 1,
         drop_last: bool = False,
@@ -114,6 +118,7 @@ class SkipBadEpisodes(Iterator[T]):
         self.build_item = build_item
         self.build_batch = build_batch
         self.fill_at = fill_at
+        self.fallback = fallback
         self.batch_size = batch_size
         self.drop_last = drop_last
         self.counters = policy.counters
@@ -227,6 +232,8 @@ class SkipBadEpisodes(Iterator[T]):
                 self._fill, self._fill_item = draw, None
                 self._owed, self._leading = self._leading, 0
                 return draw, (item if check else True)
+            if self._fill is None and self.fallback is not None:
+                self._fill, self._fill_item = self.fallback(), None
             if self._fill is not None:
                 return self._repeat(), None
             self._leading += 1
