@@ -159,3 +159,36 @@ def check_restores_within(make: Callable[[], ShardedLeRobotDataset], elastic: di
         restored = make()
         restored.load_state_dict(state)
         assert head + [int(item["index"]) for item in restored] == tail, f"cut {cut}: {state}"
+
+
+def test_a_restore_in_a_run_of_bad_episodes_raises_where_the_uninterrupted_run_does(
+    converted: dict[str, str], tmp_path: Path
+) -> None:
+    """max_consecutive_errors=1 with two bad episodes in a row: a state saved between them still counts
+    the first one (``skip_consecutive``), so the restored run raises at the same item."""
+    order = list(dict.fromkeys(int(i["episode_index"]) for i in ShardedLeRobotDataset(
+        converted["tiny"], seed=3, episode_pool_size=1)))  # fmt: skip
+    root = flip_episodes(converted["tiny"], tmp_path / "tiny", order[1:3])
+
+    def make() -> ShardedLeRobotDataset:
+        return ShardedLeRobotDataset(
+            root, on_error="skip", max_consecutive_errors=1, seed=3, episode_pool_size=1
+        )
+
+    def until_raise(dataset: ShardedLeRobotDataset, states: list | None = None) -> int:
+        items = 0
+        with pytest.raises(ShardFormatError, match="2 episodes failed in a row"):
+            for _ in dataset:
+                items += 1
+                if states is not None:
+                    states.append(json.loads(json.dumps(dataset.state_dict())))
+        return items
+
+    states: list[dict[str, Any]] = []
+    raised_at = until_raise(make(), states)
+    cuts = [k for k, state in enumerate(states) if state["skip_consecutive"] == 1]
+    assert cuts
+    for cut in cuts[:: max(len(cuts) // 4, 1)]:
+        restored = make()
+        restored.load_state_dict(states[cut])
+        assert cut + 1 + until_raise(restored) == raised_at, f"cut {cut}"
