@@ -10,7 +10,8 @@ import pytest
 from test_order import entries
 
 from lerobot_wds.reader.config import ReaderConfig
-from lerobot_wds.reader.elastic import Resume, elastic_state, remaining_positions, slice_intervals
+from lerobot_wds.reader.elastic import Resume, remaining_positions, slice_intervals
+from lerobot_wds.reader.elasticstate import elastic_state
 from lerobot_wds.reader.order import WorkerInfo, reader_sizes
 from lerobot_wds.reader.pipeline import reader_schedule
 from lerobot_wds.reader.schedule import Draw

@@ -175,20 +175,24 @@ def test_a_restore_in_a_run_of_bad_episodes_raises_where_the_uninterrupted_run_d
             root, on_error="skip", max_consecutive_errors=1, seed=3, episode_pool_size=1
         )
 
-    def until_raise(dataset: ShardedLeRobotDataset, states: list | None = None) -> int:
-        items = 0
-        with pytest.raises(ShardFormatError, match="2 episodes failed in a row"):
-            for _ in dataset:
-                items += 1
-                if states is not None:
-                    states.append(json.loads(json.dumps(dataset.state_dict())))
-        return items
+    def until_raise(dataset: ShardedLeRobotDataset) -> list[dict[str, Any]]:
+        """The state after each item before the raise."""
+        states: list[dict[str, Any]] = []
+        with pytest.raises(ShardFormatError) as raised:
+            _states_of(dataset, states)
+        assert "2 episodes failed in a row" in "".join(raised.value.__notes__)
+        return states
 
-    states: list[dict[str, Any]] = []
-    raised_at = until_raise(make(), states)
+    states = until_raise(make())
+    raised_at = len(states)
     cuts = [k for k, state in enumerate(states) if state["skip_consecutive"] == 1]
     assert cuts
     for cut in cuts[:: max(len(cuts) // 4, 1)]:
         restored = make()
         restored.load_state_dict(states[cut])
-        assert cut + 1 + until_raise(restored) == raised_at, f"cut {cut}"
+        assert cut + 1 + len(until_raise(restored)) == raised_at, f"cut {cut}"
+
+
+def _states_of(dataset: ShardedLeRobotDataset, states: list[dict[str, Any]]) -> None:
+    for _ in dataset:
+        states.append(json.loads(json.dumps(dataset.state_dict())))
