@@ -75,6 +75,23 @@ def test_a_mixture_of_skipping_sources_resumes_exactly(flipped: str, num_workers
     assert mid_skip >= 2
 
 
+def test_a_mixture_state_without_skip_keys_still_loads(flipped: str) -> None:
+    """A state saved before sources carried their skip state (``lap`` and ``draws`` only) resumes at
+    the same picks and draws, with a fresh skip state: the rest has the uninterrupted run's length."""
+    full = [(int(i["dataset_index"]), int(i["index"])) for i in skipping_mixture(flipped)]
+    dataset = skipping_mixture(flipped)
+    iterator = iter(dataset)
+    head = [(int(i["dataset_index"]), int(i["index"])) for i in (next(iterator) for _ in range(150))]
+    state = dataset.state_dict()
+    assert any(set(source) > {"lap", "draws"} for source in state["sources"])
+    old = {**state, "sources": [{"lap": s["lap"], "draws": s["draws"]} for s in state["sources"]]}
+    restored = skipping_mixture(flipped)
+    restored.load_state_dict(old)
+    rest = [(int(i["dataset_index"]), int(i["index"])) for i in restored]
+    assert len(head) + len(rest) == len(full)
+    assert [source for source, _ in head + rest] == [source for source, _ in full]  # the same picks
+
+
 # ----------------------------------------------------------------------------- elastic
 
 TINY_EP2 = range(100, 140)  # tiny's episode 2 (index 100-139): its frames from 20 on do not decode
