@@ -189,9 +189,10 @@ def fallback_fill(resume: Resume, who: WorkerInfo) -> int | None:
     """The sequence position reader ``who`` repeats for bad draws before its first good one: the last
     good draw of the saved reader whose remaining positions its share starts in (None: no such draw)."""
     pieces, _ = reader_pieces(resume, who)
-    first = pieces[0].position if pieces else None
-    return next((fill for start, stop, fill in resume.fills if first is not None and start <= first < stop),
-                None)  # fmt: skip
+    if not pieces:
+        return None
+    first = pieces[0].position
+    return next((fill for start, stop, fill in resume.fills if start <= first < stop), None)
 
 
 class ResumedSchedule(Iterator[Draw]):

@@ -44,6 +44,10 @@ def elastic_state(states: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     of the epoch are then split equally among the new run's readers, each exactly once, and the next epochs
     are planned afresh. Its size is bounded by the readers saved: one ``[start, stop)`` interval per reader
     (summed over the runs, if an epoch is resumed elastically more than once).
+
+    With ``on_error="skip"``, each reader state's ``skip_failed`` and ``skip_fill`` carry over (elastic.py:
+    known-bad draws, fills): the new readers do not read again an episode a saved reader had found bad
+    among that reader's remaining frames. A missing rank's bad episodes are unknown: they are found again.
     """
     readers = [reader for state in states for reader in _reader_states(state)]
     if not readers:
