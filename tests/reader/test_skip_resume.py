@@ -227,3 +227,39 @@ def test_a_restore_in_a_run_of_bad_episodes_raises_where_the_uninterrupted_run_d
 def _states_of(dataset: ShardedLeRobotDataset, states: list[dict[str, Any]]) -> None:
     for _ in dataset:
         states.append(json.loads(json.dumps(dataset.state_dict())))
+
+
+@pytest.mark.usefixtures("half_bad_episode")
+def test_elastic_restore_of_a_loader_with_workers_keeps_the_bad_episodes_found(
+    converted: dict[str, str], tmp_path: Path
+) -> None:
+    """Saved by a StatefulDataLoader with 2 workers (each worker's skip state in its snapshot), loaded
+    by 2 ranks without workers: the frames of the epoch are the uninterrupted run's."""
+    root = flip_episodes(converted["tiny"], tmp_path / "tiny", [4])
+
+    def make(rank: int = 0, world_size: int = 1) -> ShardedLeRobotDataset:
+        return ShardedLeRobotDataset(
+            root, on_error="skip", seed=3, episode_pool_size=2, rank=rank, world_size=world_size
+        )
+
+    def loader() -> StatefulDataLoader:
+        return StatefulDataLoader(make(), batch_size=BATCH, num_workers=2)
+
+    full, states = [], []
+    for batch in (run_loader := loader()):
+        full.append(batch["index"].tolist())
+        states.append(json.loads(json.dumps(run_loader.state_dict())))
+    expected = set(flat(full))
+    mid = [k for k, state in enumerate(states) if any(2 in s["skip_failed"] for s in skip_states(state))]
+    assert mid
+    for cut in sorted({mid[0], mid[-1]}):
+        merged = elastic_state([states[cut]])
+        assert merged["elastic"]["failed"]
+        tails = []
+        for rank in range(2):
+            dataset = make(rank, 2)
+            dataset.load_state_dict(merged)
+            tails.append(values(dataset))
+        assert len({len(flat(t)) for t in tails}) == 1
+        got = flat(full[: cut + 1]) + [i for tail in tails for i in flat(tail)]
+        assert set(got) == expected, f"cut {cut}: extra {set(got) - expected}, missing {expected - set(got)}"
