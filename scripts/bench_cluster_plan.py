@@ -30,7 +30,8 @@ from benchenv import write_record
 
 from lerobot_wds import format as fmt
 from lerobot_wds.reader.config import ReaderConfig
-from lerobot_wds.reader.elastic import Resume, elastic_state
+from lerobot_wds.reader.elastic import Resume
+from lerobot_wds.reader.elasticstate import elastic_state
 from lerobot_wds.reader.order import WorkerInfo, reader_sizes
 from lerobot_wds.reader.pipeline import reader_schedule
 

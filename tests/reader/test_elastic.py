@@ -10,7 +10,8 @@ import pytest
 from test_order import entries
 
 from lerobot_wds.reader.config import ReaderConfig
-from lerobot_wds.reader.elastic import Resume, elastic_state, remaining_positions, slice_intervals
+from lerobot_wds.reader.elastic import Resume, remaining_positions, slice_intervals
+from lerobot_wds.reader.elasticstate import elastic_state
 from lerobot_wds.reader.order import WorkerInfo, reader_sizes
 from lerobot_wds.reader.pipeline import reader_schedule
 from lerobot_wds.reader.schedule import Draw
@@ -128,3 +129,27 @@ def test_states_of_different_runs_or_old_versions_are_refused() -> None:
     assert elastic_state([state(two, 3)]) == elastic_state(
         [state(two, 3), state(WorkerInfo(world_size=2), 3)]
     )
+
+
+def test_skip_state_becomes_known_bad_positions_and_fills_and_carries_over() -> None:
+    """A saved reader's ``skip_failed`` covers its remaining positions, its ``skip_fill`` becomes a
+    sequence position; a second elastic restore keeps what is left of both."""
+    readers = layout(2, 1)  # own positions [0, 42) and [42, 83)
+    states = [
+        state(readers[0], 10, skip_failed=[5], skip_fill=9, skip_owed=0),
+        state(readers[1], 41, skip_failed=[7], skip_fill=40, skip_owed=0),  # done: nothing of it is left
+    ]
+    first = elastic_state(states)["elastic"]
+    assert first["remaining"] == [[10, 42]]
+    assert first["failed"] == [[10, 42, 5]]
+    assert first["fills"] == [[10, 42, 9]]
+    one = WorkerInfo()
+    resumed = Resume.from_json(first)
+    assert keys(draws_of(one, resumed))[:3] == keys(draws_of(readers[0]))[10:13]
+    again = elastic_state([state(one, 5, resumed=first, skip_failed=[], skip_fill=3)])["elastic"]
+    assert again["failed"] == [[15, 42, 5]]  # clipped to what is left
+    assert again["fills"] == [[15, 42, 13]]  # its draw 3 is position 10 + 3
+    fallback = elastic_state([state(one, 5, resumed=first, skip_failed=[], skip_fill=-1)])["elastic"]
+    assert fallback["fills"] == [[15, 42, 9]]  # no good draw yet: the fill it had taken over
+    plain = elastic_state([state(who, 10) for who in readers])["elastic"]
+    assert set(plain) == {"world_size", "num_workers", "num_frames", "remaining"}  # without skipping

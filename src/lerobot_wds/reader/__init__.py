@@ -4,7 +4,7 @@ from ..meta import DatasetMeta
 from .arena import collate
 from .config import ReaderConfig
 from .dataset import ShardedLeRobotDataset
-from .elastic import elastic_state
+from .elasticstate import elastic_state
 from .items import Item
 from .mixmeta import MixtureMeta
 from .mixture import MixedDataset

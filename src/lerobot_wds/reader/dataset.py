@@ -295,8 +295,8 @@ class ShardedLeRobotDataset(Resumable, IterableDataset[dict[str, Any]]):
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         """Resume where :meth:`state_dict` was taken: the next items are those that would have come next.
 
-        Also loads :func:`~lerobot_wds.reader.elastic.elastic_state` of a run with another number of ranks
-        or workers: this reader then yields its equal share of the frames that run had not handed out.
+        Also loads :func:`~lerobot_wds.reader.elastic_state` of a run with another number of ranks or
+        workers: this reader then yields its equal share of the frames that run had not handed out.
         Refuses a state from another dataset or other order options, and a reader state of another number
         of ranks or workers (the next ``iter``: combine the run's states with ``elastic_state`` instead).
         """

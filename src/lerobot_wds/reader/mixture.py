@@ -3,7 +3,8 @@
     apportion       a reader's quota split over the sources by the weights (mixorder.py; exact)
     pick_order      which source yields each of the reader's samples: a seeded shuffle (mixorder.py)
     MixedStream     one reader's iteration: pulls each pick from that source's own stream (its pool,
-                    windows, decode), a new lap of a source when it runs out; state = picks + laps/draws
+                    windows, decode), a new lap of a source when it runs out; state = picks, and per
+                    source its lap and its stages' state (draws, and skip_* with on_error="skip")
     MixedDataset    the torch boundary (iter, set_epoch, state_dict), checks, ``meta`` (mixmeta.py)
 
 Each source keeps its own pipeline and its own split of episodes over ranks x workers: reader ``who``
@@ -51,7 +52,7 @@ class MixedStream(Iterator[dict[str, Any]]):
         stop_at: int,
         position: int = 0,
         laps: Sequence[int] | None = None,
-        draws: Sequence[int] | None = None,
+        stages: Sequence[Mapping[str, Any]] | None = None,
     ) -> None:
         self.mixture = mixture
         self.who = who
@@ -61,7 +62,8 @@ class MixedStream(Iterator[dict[str, Any]]):
         self.position = position  # picks made: items handed out
         num_sources = len(mixture.datasets)
         self.laps = list(laps) if laps is not None else [0] * num_sources
-        self._draws = list(draws) if draws is not None else [0] * num_sources
+        # each source's stages' state (ReaderStream.state) where its stream starts on its current lap
+        self._stages = [dict(s) for s in stages] if stages is not None else [{"draws": 0}] * num_sources
         needed = set(np.unique(picks[position:stop_at]).tolist())
         self.streams: list[ReaderStream | None] = [
             self._open(i) if i in needed else None for i in range(num_sources)
@@ -74,12 +76,13 @@ class MixedStream(Iterator[dict[str, Any]]):
         dataset = self.mixture.datasets[source]
         epoch = lap_epoch(self.epoch, self.laps[source])
         skip = self.mixture.drop[source]
-        return dataset._open_stream(self.who, draws=self._draws[source], epoch=epoch, skip_videos=skip)
+        return dataset._open_stream(self.who, epoch=epoch, skip_videos=skip, state=self._stages[source])
 
     @property
-    def draws(self) -> list[int]:
-        """Draws handed out by each source on its current lap."""
-        return [s.draws if s is not None else d for s, d in zip(self.streams, self._draws, strict=True)]
+    def stages(self) -> list[dict[str, Any]]:
+        """Each source's stages' state on its current lap: ``draws`` handed out, and ``skip_*`` when it
+        skips bad episodes (its repeats owed and episodes failed, which a restore must continue)."""
+        return [s.state() if s is not None else d for s, d in zip(self.streams, self._stages, strict=True)]
 
     def __next__(self) -> dict[str, Any]:
         if self.position >= self.stop_at:
@@ -99,7 +102,7 @@ class MixedStream(Iterator[dict[str, Any]]):
             pass
         # Only with on_exhausted="cycle": with "stop", stop_at ends the epoch before any source runs out.
         self.laps[source] += 1  # the source's next lap, a fresh shuffle
-        self._draws[source] = 0
+        self._stages[source] = {"draws": 0}
         finished = stream.counters
         stream = self.streams[source] = self._open(source)
         stream.counters.add(**{name: getattr(finished, name) for name in FIELDS})  # timing_stats: all laps
@@ -328,7 +331,8 @@ class MixedDataset(Resumable, IterableDataset[dict[str, Any]]):
         state = self._restored_state(who) or {"picks": 0, "sources": [{"lap": 0, "draws": 0}] * len(counts)}
         self._stream = MixedStream(
             self, who, epoch, picks=picks, stop_at=stop_at, position=int(state["picks"]),
-            laps=[int(s["lap"]) for s in state["sources"]], draws=[int(s["draws"]) for s in state["sources"]],
+            laps=[int(s["lap"]) for s in state["sources"]],
+            stages=[{k: v for k, v in s.items() if k != "lap"} for s in state["sources"]],
         )  # fmt: skip
         return self._stream
 
@@ -348,9 +352,10 @@ class MixedDataset(Resumable, IterableDataset[dict[str, Any]]):
     # ------------------------------------------------------------------ state
 
     def state_dict(self) -> dict[str, Any]:
-        """Where this reader is: picks made, and each source's lap and draws on it (JSON-able ints)."""
+        """Where this reader is: picks made, and each source's lap and its stages' state on it (draws,
+        and with ``on_error="skip"`` the ``skip_*`` keys: JSON-able ints and lists of ints)."""
         stream = self._stream
-        draws = stream.draws if stream is not None else [0] * len(self.datasets)
+        stages = stream.stages if stream is not None else [{"draws": 0}] * len(self.datasets)
         laps = stream.laps if stream is not None else [0] * len(self.datasets)
         return {
             **self._envelope(
@@ -358,7 +363,7 @@ class MixedDataset(Resumable, IterableDataset[dict[str, Any]]):
                 stream.who if stream is not None else self.worker_info(),
             ),
             "picks": stream.position if stream is not None else 0,
-            "sources": [{"lap": lap, "draws": d} for lap, d in zip(laps, draws, strict=True)],
+            "sources": [{"lap": lap, **stage} for lap, stage in zip(laps, stages, strict=True)],
         }
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:

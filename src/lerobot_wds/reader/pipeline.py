@@ -30,7 +30,7 @@ from .. import storage
 from ..format import EpisodeEntry
 from .config import ReaderConfig
 from .decodeahead import DecodeAhead
-from .elastic import Resume, ResumedSchedule, reader_pieces
+from .elastic import Resume, ResumedSchedule, base_position, fallback_fill, reader_pieces
 from .episodes import EpisodeSource
 from .frames import DecoderCache, import_decoder_in_background
 from .items import ItemSpec, build_batch, build_item
@@ -119,7 +119,8 @@ def build_pipeline(
     stage: Stage[dict[str, Any]]
     if skipping:
         fill = _fill_at(schedule_at, source)
-        stage = skip_stage(episodes, reading.spec, decoders, counters, config, pool, fill)
+        fallback = _fallback(reading.entries, config, who, epoch, resume, source)
+        stage = skip_stage(episodes, reading.spec, decoders, counters, config, pool, fill, fallback)
     elif config.batch_size is not None:
         stage = BatchStream(
             plain, reading.spec, decoders, counters, config.batch_size, config.drop_last, pool
@@ -140,6 +141,7 @@ def skip_stage(
     config: ReaderConfig,
     pool: ThreadPoolExecutor | None,
     fill_at: Callable[[int], EpisodeDraw],
+    fallback: Callable[[], EpisodeDraw] | None = None,
 ) -> SkipBadEpisodes[dict[str, Any]]:
     """``on_error="skip"``'s stage: items, or batches (reader/skip.py)."""
     policy = SkipPolicy(config.max_consecutive_errors, counters)
@@ -154,9 +156,9 @@ def skip_stage(
         return batch_of(draws, spec, decoders, counters, pool)
 
     if config.batch_size is None:
-        return SkipBadEpisodes(episodes, policy, decoders, item, fill_at)
+        return SkipBadEpisodes(episodes, policy, decoders, item, fill_at, fallback=fallback)
     return SkipBadEpisodes(
-        episodes, policy, decoders, checked, fill_at,
+        episodes, policy, decoders, checked, fill_at, fallback=fallback,
         build_batch=batch, batch_size=config.batch_size, drop_last=config.drop_last,
     )  # fmt: skip
 
@@ -173,6 +175,32 @@ def _fill_at(
         return EpisodeDraw(source.fetch(draw.entry), draw.frame_index, False, position)
 
     return fill_at
+
+
+def _fallback(
+    entries: list[EpisodeEntry],
+    config: ReaderConfig,
+    who: WorkerInfo,
+    epoch: int,
+    resume: Resume | None,
+    source: EpisodeSource,
+) -> Callable[[], EpisodeDraw] | None:
+    """In an epoch resumed elastically, the draw this reader repeats for bad draws before its first good
+    one (elastic.py, :func:`~.elastic.fallback_fill`), its episode read when asked; else None."""
+    position = fallback_fill(resume, who) if resume is not None else None
+    if resume is None or position is None:
+        return None
+    piece = base_position(resume, position)
+
+    def fallback() -> EpisodeDraw:
+        base = WorkerInfo(rank=piece.slot // resume.num_workers, world_size=resume.world_size,
+                          worker=piece.slot % resume.num_workers, num_workers=resume.num_workers)  # fmt: skip
+        schedule = _draw_schedule(reader_plan(entries, config, base, epoch), config, epoch, piece.slot)
+        schedule.skip(piece.draw_from)
+        draw = next(schedule)
+        return EpisodeDraw(source.fetch(draw.entry), draw.frame_index, False, -1)  # -1: not this reader's
+
+    return fallback
 
 
 def decode_threads(config: ReaderConfig) -> int:
@@ -217,7 +245,7 @@ def reader_schedule(
         return _draw_schedule(reader_plan(entries, config, base, epoch, order=order), config, epoch, slot)
 
     pieces, num_samples = reader_pieces(resume, who)
-    return ResumedSchedule(pieces, num_samples, base_schedule)
+    return ResumedSchedule(pieces, num_samples, base_schedule, failed=resume.failed)
 
 
 def _draw_schedule(plan: SlotPlan, config: ReaderConfig, epoch: int, slot: int) -> DrawSchedule:

@@ -10,7 +10,8 @@ episode when its first draw is handed out.
 State (:mod:`.stage`): ``{"draws": n}``, the draws handed out, which is the schedule's own state at
 the consumer's position. The queue and the reads under way are rebuilt from the schedule after a
 restore; nothing here goes into a checkpoint. With ``skip_errors`` (``on_error="skip"``), a draw whose
-episode failed to read is handed out as a :class:`~.skip.FailedDraw`, for :mod:`.skip` to replace.
+episode failed to read is handed out as a :class:`~.skip.FailedDraw`, for :mod:`.skip` to replace, and
+so is a ``known_bad`` draw (an elastic restore's, elastic.py), whose episode is not read at all.
 """
 
 from __future__ import annotations
@@ -110,6 +111,8 @@ class EpisodeReadAhead(Iterator[EpisodeDraw | FailedDraw]):
             raise StopIteration
         draw = self._ahead.popleft()
         failed, first = self._failed.get(draw.admission), False
+        if failed is None and draw.known_bad and self.skip_errors:  # skip.py counts its episode once
+            failed, first = _known_bad_error(draw), True
         episode = self._episodes.get(draw.admission) if failed is None else None
         if episode is None and failed is None:
             try:
@@ -168,6 +171,8 @@ class EpisodeReadAhead(Iterator[EpisodeDraw | FailedDraw]):
             if draw is None:
                 break
             self._ahead.append(draw)
+            if draw.known_bad and self.skip_errors:  # never read: handed out failed
+                continue
             if draw.admission not in self._seen:  # its first draw (or its first since a restore)
                 self._seen.add(draw.admission)
                 self._unread.append(draw)
@@ -200,6 +205,12 @@ class EpisodeReadAhead(Iterator[EpisodeDraw | FailedDraw]):
             self._unread_bytes -= size
             run_bytes += size
         return run
+
+
+def _known_bad_error(draw: Draw) -> ShardFormatError:
+    return ShardFormatError(
+        f"episode {draw.entry.episode_index} was found bad before an elastic restore (on_error='skip')"
+    )
 
 
 def _adjacent(previous: EpisodeEntry, entry: EpisodeEntry) -> bool:

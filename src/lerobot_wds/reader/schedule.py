@@ -22,12 +22,15 @@ class Draw:
     ``admission`` numbers the episode's entries into the pool this epoch (0, 1, ...): padding may admit
     an episode a second time, so it, not ``episode_index``, names the bytes this draw needs.
     ``last``: the admission's last draw (its bytes and decoders can go after it).
+    ``known_bad``: its episode was found bad by the reader that held this draw before an elastic restore
+    (``on_error="skip"``, elastic.py): handed out as failed without reading the episode again.
     """
 
     admission: int
     entry: EpisodeEntry
     frame_index: int
     last: bool
+    known_bad: bool = False
 
 
 @dataclass(slots=True)

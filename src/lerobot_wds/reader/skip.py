@@ -19,8 +19,11 @@ skipping every episode of an unreachable bucket would train on repeats. Past
 ``max_consecutive_errors`` episodes in a row without a good draw in between, the last error is raised.
 
 State (:mod:`.stage`): besides the source's ``draws``, ``skip_fill`` (the position of the last good
-draw, -1 for none), ``skip_owed`` (repeats of it still to hand out) and ``skip_failed`` (episodes
-failed and not finished): a restore refetches the fill's episode and continues exactly.
+draw, -1 for none), ``skip_owed`` (repeats of it still to hand out), ``skip_failed`` (episodes failed,
+to read or to build an item, whose admission has draws left) and ``skip_consecutive`` (bad episodes in
+a row so far): a restore refetches the fill's episode, counts an episode of ``skip_failed`` once, and
+continues exactly, up to the same ``max_consecutive_errors`` raise. A state without the newer keys
+(``skip_consecutive``) restores with their start values.
 """
 
 from __future__ import annotations
@@ -91,6 +94,9 @@ class SkipBadEpisodes(Iterator[T]):
         build_batch: a batch of draws (batch mode), or None (item mode: each value is an item).
         batch_size, drop_last: batch mode's (a reader's last batch is smaller unless ``drop_last``).
         fill_at: the draw at a schedule position, its episode read (a restore's fill).
+        fallback: the fill before any good draw, in an epoch resumed elastically (elastic.py): the last
+            good draw of the saved reader this one continues; its position is -1 (not this reader's), so
+            a state saved while it is the fill restores it again.
     """
 
     def __init__(
@@ -101,6 +107,7 @@ class SkipBadEpisodes(Iterator[T]):
         build_item: Callable[[EpisodeDraw], Any],
         fill_at: Callable[[int], EpisodeDraw],
         *,
+        fallback: Callable[[], EpisodeDraw] | None = None,
         build_batch: Callable[[Sequence[EpisodeDraw]], T] | None = None,
         batch_size: int = 1,
         drop_last: bool = False,
@@ -111,6 +118,7 @@ class SkipBadEpisodes(Iterator[T]):
         self.build_item = build_item
         self.build_batch = build_batch
         self.fill_at = fill_at
+        self.fallback = fallback
         self.batch_size = batch_size
         self.drop_last = drop_last
         self.counters = policy.counters
@@ -130,6 +138,7 @@ class SkipBadEpisodes(Iterator[T]):
             "skip_fill": self._fill.position if self._fill is not None else -1,
             "skip_owed": self._owed,
             "skip_failed": sorted(self._failed),
+            "skip_consecutive": self.policy.consecutive,
         }
 
     def restore(self, state: StageState) -> None:
@@ -137,6 +146,7 @@ class SkipBadEpisodes(Iterator[T]):
         fill = int(state.get("skip_fill", -1))
         self._fill = self.fill_at(fill) if fill >= 0 else None
         self._owed = int(state.get("skip_owed", 0))
+        self.policy.consecutive = int(state.get("skip_consecutive", 0))
         for episode_index in state.get("skip_failed", []):
             self._failed[int(episode_index)] = ShardFormatError(
                 f"episode {episode_index} failed before the reader's state was saved"
@@ -212,7 +222,7 @@ class SkipBadEpisodes(Iterator[T]):
                     ) from None
                 raise
             if isinstance(draw, FailedDraw):
-                self.policy.failed(draw.error, draw.episode_index, draw.first)
+                self._read_failed(draw)
                 item = None
             else:
                 item = self._check(draw, check)
@@ -222,9 +232,20 @@ class SkipBadEpisodes(Iterator[T]):
                 self._fill, self._fill_item = draw, None
                 self._owed, self._leading = self._leading, 0
                 return draw, (item if check else True)
+            if self._fill is None and self.fallback is not None:
+                self._fill, self._fill_item = self.fallback(), None
             if self._fill is not None:
                 return self._repeat(), None
             self._leading += 1
+
+    def _read_failed(self, draw: FailedDraw) -> None:
+        """Count a draw whose episode failed to read: a new bad episode at its admission's first draw,
+        unless a restored state already counted it (its later draws read it again and fail again)."""
+        first = draw.first and draw.episode_index not in self._failed
+        self._failed.setdefault(draw.episode_index, draw.error)
+        self.policy.failed(draw.error, draw.episode_index, first)
+        if draw.last:
+            self._failed.pop(draw.episode_index, None)
 
     def _repeat(self) -> EpisodeDraw:
         # Never "last": the fill's decoders go with its own last draw (or with the cache's LRU after it).
