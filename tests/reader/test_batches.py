@@ -222,7 +222,7 @@ def test_worker_buffers_keep_at_most_max_bytes() -> None:
     buffers.board[0] = 0  # the training process dropped the first batch
     lease = buffers.take(1000)[1]
     assert lease is not None
-    assert lease.slot == 0
+    assert lease.buffer_index == 0
     buffers.board[0] = 0
     assert buffers.take(3000)[1] is None  # growing buffer 0 would pass max_bytes next to buffer 1
     buffers.board[:] = 0

@@ -37,7 +37,7 @@ RECYCLED_BYTES = 256 << 20
 
 
 @dataclass(frozen=True, slots=True)
-class Slot:
+class TensorSpec:
     """A tensor to allocate: ``channels_last`` lays ``(..., C, H, W)`` out as ``(..., H, W, C)``."""
 
     shape: tuple[int, ...]
@@ -49,21 +49,21 @@ class Slot:
         return math.prod(self.shape) * torch.empty((), dtype=self.dtype).element_size()
 
 
-def allocate(slots: Mapping[str, Slot]) -> tuple[dict[str, torch.Tensor], Lease | None]:
-    """Uninitialised CPU tensors for ``slots``, all views of one buffer: inside a DataLoader worker a
+def allocate(specs: Mapping[str, TensorSpec]) -> tuple[dict[str, torch.Tensor], Lease | None]:
+    """Uninitialised CPU tensors for ``specs``, all views of one buffer: inside a DataLoader worker a
     recycled shared-memory buffer (with the :class:`Lease` that :func:`deliver` attaches to the batch),
     otherwise numpy's."""
     offsets = {}
     total = 0
-    for key, slot in slots.items():
+    for key, spec in specs.items():
         offsets[key] = total
-        total += -(-slot.nbytes // ALIGN) * ALIGN
+        total += -(-spec.nbytes // ALIGN) * ALIGN
     lease = None
     if get_worker_info() is not None:
         buffer, lease = _worker_buffers().take(total)
     else:
         buffer = _process_buffers.take(total)
-    return {key: _view(buffer, offsets[key], slot) for key, slot in slots.items()}, lease
+    return {key: _view(buffer, offsets[key], spec) for key, spec in specs.items()}, lease
 
 
 def deliver(batch: dict[str, Any], lease: Lease | None) -> dict[str, Any]:
@@ -76,10 +76,10 @@ def empty(
     shape: tuple[int, ...], dtype: torch.dtype, device: torch.device, channels_last: bool = False
 ) -> torch.Tensor:
     """One uninitialised tensor of frames (a batch on a GPU, or a single item's frames on CPU)."""
-    slot = Slot(shape, dtype, channels_last)
+    spec = TensorSpec(shape, dtype, channels_last)
     if device.type != "cpu":
-        return _lay_out(torch.empty(_physical(slot), dtype=dtype, device=device), slot)
-    return _view(_numpy_bytes(slot.nbytes), 0, slot)
+        return _lay_out(torch.empty(_physical(spec), dtype=dtype, device=device), spec)
+    return _view(_numpy_bytes(spec.nbytes), 0, spec)
 
 
 def _shared_bytes(size: int) -> torch.Tensor:
@@ -125,11 +125,11 @@ _process_buffers = ProcessBuffers()
 
 @dataclass(frozen=True, slots=True)
 class Lease:
-    """Buffer ``slot`` of the worker whose board is ``token``; the board itself rides along until the
+    """Buffer ``buffer_index`` of the worker whose board is ``token``; the board itself rides along until the
     training process has acknowledged it."""
 
     token: int
-    slot: int
+    buffer_index: int
     board: torch.Tensor | None
 
 
@@ -151,19 +151,19 @@ class WorkerBuffers:
         board = self.board.numpy()
         free = [i for i, buffer in enumerate(self.buffers) if board[i] == 0]
         fitting = [i for i in free if (b := self.buffers[i]) is not None and b.numel() >= size]
-        slot = fitting[0] if fitting else free[0] if free else None
-        if slot is not None and not fitting:  # a buffer is made or grown: within max_bytes?
-            others = sum(b.numel() for i, b in enumerate(self.buffers) if b is not None and i != slot)
+        chosen = fitting[0] if fitting else free[0] if free else None
+        if chosen is not None and not fitting:  # a buffer is made or grown: within max_bytes?
+            others = sum(b.numel() for i, b in enumerate(self.buffers) if b is not None and i != chosen)
             if others and others + size > self.max_bytes:
-                slot = None
-        if slot is None:
+                chosen = None
+        if chosen is None:
             return _shared_bytes(size)[:size], None
-        buffer = self.buffers[slot]
+        buffer = self.buffers[chosen]
         if buffer is None or buffer.numel() < size:
-            buffer = self.buffers[slot] = _shared_bytes(size)
-        board[slot] = 1
+            buffer = self.buffers[chosen] = _shared_bytes(size)
+        board[chosen] = 1
         acknowledged = bool(board[-1])
-        return buffer[:size], Lease(self.token, slot, None if acknowledged else self.board)
+        return buffer[:size], Lease(self.token, chosen, None if acknowledged else self.board)
 
 
 _worker_buffers_of_process: WorkerBuffers | None = None
@@ -208,32 +208,32 @@ def _receive(batch: dict[str, Any], lease: Lease) -> dict[str, Any]:
             _boards.popitem(last=False)
     tensor = next((v for v in batch.values() if isinstance(v, torch.Tensor) and v.device.type == "cpu"), None)
     if tensor is not None:
-        weakref.finalize(tensor.untyped_storage(), _release, lease.token, lease.slot)
+        weakref.finalize(tensor.untyped_storage(), _release, lease.token, lease.buffer_index)
     return batch
 
 
-def _release(token: int, slot: int) -> None:
+def _release(token: int, buffer_index: int) -> None:
     board = _boards.get(token)
     if board is not None:
-        board[slot] = 0
+        board[buffer_index] = 0
 
 
-def _view(buffer: torch.Tensor, offset: int, slot: Slot) -> torch.Tensor:
-    flat = buffer[offset : offset + slot.nbytes].view(slot.dtype)
-    return _lay_out(flat.view(_physical(slot)), slot)
+def _view(buffer: torch.Tensor, offset: int, spec: TensorSpec) -> torch.Tensor:
+    flat = buffer[offset : offset + spec.nbytes].view(spec.dtype)
+    return _lay_out(flat.view(_physical(spec)), spec)
 
 
-def _physical(slot: Slot) -> tuple[int, ...]:
-    if not slot.channels_last:
-        return slot.shape
-    *lead, channels, height, width = slot.shape
+def _physical(spec: TensorSpec) -> tuple[int, ...]:
+    if not spec.channels_last:
+        return spec.shape
+    *lead, channels, height, width = spec.shape
     return (*lead, height, width, channels)
 
 
-def _lay_out(physical: torch.Tensor, slot: Slot) -> torch.Tensor:
-    if not slot.channels_last:
+def _lay_out(physical: torch.Tensor, spec: TensorSpec) -> torch.Tensor:
+    if not spec.channels_last:
         return physical
-    lead = len(slot.shape) - 3
+    lead = len(spec.shape) - 3
     return physical.permute(*range(lead), lead + 2, lead, lead + 1)
 
 
@@ -250,12 +250,12 @@ def collate(items: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
 
     first = items[0]
     _check_same_keys(items)
-    slots = {
-        key: Slot((len(items), *value.shape), value.dtype, _is_channels_last(value))
+    specs = {
+        key: TensorSpec((len(items), *value.shape), value.dtype, _is_channels_last(value))
         for key, value in first.items()
         if isinstance(value, torch.Tensor) and value.device.type == "cpu" and value.dtype != torch.bfloat16
     }
-    tensors, lease = allocate(slots)
+    tensors, lease = allocate(specs)
     batch: dict[str, Any] = {}
     for key, value in first.items():
         if key not in tensors:
@@ -269,7 +269,7 @@ def collate(items: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
                     f"{tuple(value.shape)} {value.dtype} in the first; expected equal (as default_collate)"
                 )
         out = tensors[key]
-        if slots[key].channels_last:  # memory order (..., H, W, C) on both sides: memcpy per frame
+        if specs[key].channels_last:  # memory order (..., H, W, C) on both sides: memcpy per frame
             np.stack([_hwc(other) for other in values], out=_hwc(out))
         else:
             np.stack([other.numpy() for other in values], out=out.numpy())

@@ -126,19 +126,19 @@ def build_batch(
     # The first sample's frames give each camera's shape and dtype (image transforms may change them).
     first_episode = samples[0][0]
     firsts = {k: _camera_frames(first_episode, w[0], k, spec, decoders) for k, w in windows.items()}
-    slots: dict[str, arena.Slot] = {}
+    specs: dict[str, arena.TensorSpec] = {}
     for key, value in tabular[0].items():
         if isinstance(value, torch.Tensor):
-            slots[key] = arena.Slot((len(samples), *value.shape), value.dtype)
+            specs[key] = arena.TensorSpec((len(samples), *value.shape), value.dtype)
     channels_last = {
         key: spec.channels_last and first.ndim >= 3 and key not in spec.depth for key, first in firsts.items()
     }
     for key, first in firsts.items():  # (image transforms may return fewer dimensions than C, H, W)
         if key in pads:
-            slots[f"{key}_is_pad"] = arena.Slot(pads[key].shape, torch.bool)
+            specs[f"{key}_is_pad"] = arena.TensorSpec(pads[key].shape, torch.bool)
         if first.device.type == "cpu":
-            slots[key] = arena.Slot((len(samples), *first.shape), first.dtype, channels_last[key])
-    tensors, lease = arena.allocate(slots)
+            specs[key] = arena.TensorSpec((len(samples), *first.shape), first.dtype, channels_last[key])
+    tensors, lease = arena.allocate(specs)
     batch: dict[str, Any] = {}
     for key in tabular[0]:
         values = [item[key] for item in tabular]
