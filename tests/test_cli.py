@@ -125,6 +125,7 @@ def test_progress_and_summaries_or_quiet(tmp_path: Path, capsys: pytest.CaptureF
     quiet = tmp_path / "quiet"
     assert main(["-q", "convert", str(DATA / "tiny"), str(quiet), "--workers", "2"]) == 0
     assert main(["--quiet", "verify", str(quiet)]) == 0
+    assert main(["verify", str(quiet), "-q"]) == 0  # after the command too
     assert capsys.readouterr() == ("", "")
     shard = quiet / "shards" / "shard-000000.tar"
     shard.write_bytes(shard.read_bytes()[:-20000])

@@ -47,16 +47,29 @@ def _episodes(text: str) -> tuple[int, ...]:
     return tuple(indices)
 
 
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="lerobot-wds", description=__doc__)
-    parser.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
+def _output_options(parser: argparse.ArgumentParser, default: Any) -> argparse.ArgumentParser:
+    """``-v``/``-q``, accepted before the command and after it (``default=SUPPRESS`` in the commands
+    keeps a value given before the command)."""
+    parser.add_argument("-v", "--verbose", action="store_true", default=default, help="log at INFO level")
     parser.add_argument(
-        "-q", "--quiet", action="store_true", help="no progress bars nor summaries: only problems and errors"
+        "-q",
+        "--quiet",
+        action="store_true",
+        default=default,
+        help="no progress bars nor summaries: only problems and errors",
     )
+    return parser
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = _output_options(argparse.ArgumentParser(prog="lerobot-wds", description=__doc__), False)
+    output = _output_options(argparse.ArgumentParser(add_help=False), argparse.SUPPRESS)
     commands = parser.add_subparsers(dest="command", required=True)
 
     chk = commands.add_parser(
-        "check", help="report every defect of a LeRobot v3 source (exit 1 if any error, 0 if clean)"
+        "check",
+        parents=[output],
+        help="report every defect of a LeRobot v3 source (exit 1 if any error, 0 if clean)",
     )
     chk.add_argument(
         "source", help="local LeRobot v3 folder, Hub dataset repo id or URL (s3://, hf://datasets/)"
@@ -76,7 +89,9 @@ def _parser() -> argparse.ArgumentParser:
         "--json", action="store_true", help="print the findings as JSON (documented in FORMAT.md)"
     )
 
-    conv = commands.add_parser("convert", help="convert a LeRobot v3 dataset into episode tar shards")
+    conv = commands.add_parser(
+        "convert", parents=[output], help="convert a LeRobot v3 dataset into episode tar shards"
+    )
     conv.add_argument(
         "source",
         help="local LeRobot v3 folder, Hub dataset repo id (owner/name) or URL (s3://, hf://datasets/)",
@@ -140,24 +155,32 @@ def _parser() -> argparse.ArgumentParser:
     _cluster_arguments(conv)
 
     fin = commands.add_parser(
-        "finalize", help="publish meta/ and the manifest once every shard of a conversion is written"
+        "finalize",
+        parents=[output],
+        help="publish meta/ and the manifest once every shard of a conversion is written",
     )
     fin.add_argument("dest", help="the destination the conversion's tasks wrote into")
 
-    ver = commands.add_parser("verify", help="re-read every shard and check it against the manifest")
+    ver = commands.add_parser(
+        "verify", parents=[output], help="re-read every shard and check it against the manifest"
+    )
     ver.add_argument("url")
-    ins = commands.add_parser("inspect", help="print a summary of a converted dataset")
+    ins = commands.add_parser("inspect", parents=[output], help="print a summary of a converted dataset")
     ins.add_argument("url")
     ins.add_argument("--json", action="store_true", help="print the summary as JSON, for machines")
     pre = commands.add_parser(
-        "preview", help="render one episode as a PNG: camera strips, state/action plots, task as title"
+        "preview",
+        parents=[output],
+        help="render one episode as a PNG: camera strips, state/action plots, task as title",
     )
     pre.add_argument("url")
     pre.add_argument("--episode", type=int, required=True, help="episode_index of the episode to show")
     pre.add_argument("--out", help="PNG to write (default: episode_<N>.png in the current folder)")
     pre.add_argument("--frames", type=int, default=8, help="frames per camera strip (default: %(default)s)")
     exp = commands.add_parser(
-        "export", help="write a LeRobot v3 dataset back from converted shards (videos by stream copy)"
+        "export",
+        parents=[output],
+        help="write a LeRobot v3 dataset back from converted shards (videos by stream copy)",
     )
     exp.add_argument("url", help="converted dataset: local folder or fsspec URL")
     exp.add_argument("dest", help="destination folder or fsspec URL of the LeRobot v3 dataset")
