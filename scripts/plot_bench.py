@@ -5,11 +5,10 @@
 
 Reads read.json (bench_read.py), sweep.json (bench_sweep.py), convert.json (bench_convert.py),
 plan.json (bench_plan.py), convert_plan.json (bench_convert_plan.py), workers.json (bench_workers.py),
-routes.json (bench_routes.py), remote_source.json (bench_remote_source.py) and soak.json (soak.py); a
-missing file skips its
-plots and tables with one printed line. Writes PNGs (matplotlib, Agg backend) to --plots and replaces
-everything between the two marker comments of --markdown with the plots and tables, so that every number
-there comes from a results file.
+routes.json (bench_routes.py), remote_source.json (bench_remote_source.py), read_stacks.json
+(bench_stacks.py) and soak.json (soak.py); a missing file skips its plots and tables with one printed
+line. Writes PNGs (matplotlib, Agg backend) to --plots and replaces everything between the two marker
+comments of --markdown with the plots and tables, so that every number there comes from a results file.
 The reading section starts with g1 (the real robot's camera): its bar plot (samples/s of every reader
 row and both decode limits, per num_workers), then one table per dataset, g1 first. read.json files
 written before g1 (rows `ours*`, `lerobot`, `decode_limit`) still render.
@@ -701,6 +700,65 @@ def threads_table(threads: dict[str, Any]) -> str:
     return f"{intro}\n\n{table(header, rows)}"
 
 
+def stack_line(name: str, stack: dict[str, Any]) -> str:
+    versions = stack.get("versions", {})
+    listed = ", ".join(
+        f"{k} {versions[k]}" for k in ("torch", "torchcodec", "av", "lerobot") if k in versions
+    )
+    return f"- {name}: {listed} (`{stack['python']}`)"
+
+
+def stack_cell(cell: Any, peer: Any, metric: str, base: Any = None) -> str:
+    """A measurement, in brackets x its LeRobot peer and x the first stack's (both from this run)."""
+    ours, top, first = value(cell, metric), value(peer, metric), value(base, metric)
+    notes = [f"{ours / top:.2f}{TIMES} LeRobot"] if ours and top else []
+    notes += [f"{ours / first:.2f}{TIMES} {base['_stack']}"] if ours and first else []
+    return fmt_number(ours) + (f" ({', '.join(notes)})" if notes else "")
+
+
+def stacks_dataset_table(record: dict[str, Any], rows: list[dict[str, Any]], metric: str) -> str:
+    """One dataset, one metric: a line per row, a column per (num_workers, stack); LeRobot once per w."""
+    stacks = [s for s in record["stacks"] if s != "lerobot"]
+    rows = sorted(rows, key=lambda r: r["num_workers"])
+    header = ["row", *(f"w{r['num_workers']} {s}" for r in rows for s in stacks)]
+    lines = []
+    for key in record.get("lerobot", {}):
+        lines.append([name_of(key), *(fmt_number(value(r.get(key), metric)) if i == 0 else "" for r in rows
+                                      for i, _ in enumerate(stacks))])  # fmt: skip
+    keys = [*record["variants"], *record["limits"]]
+    for key in keys:
+        peer = record["variants"].get(key, {}).get("peer")
+        cells = []
+        for r in rows:
+            first = {**r["stacks"][stacks[0]].get(key, {}), "_stack": stacks[0]}
+            for i, stack in enumerate(stacks):
+                cells.append(
+                    stack_cell(r["stacks"][stack].get(key), r.get(peer), metric, first if i else None)
+                )
+        lines.append([name_of(key), *cells])
+    return table(header, lines)
+
+
+def stacks_tables(record: dict[str, Any], labels: dict[str, str]) -> str:
+    stacks = "\n".join(stack_line(name, stack) for name, stack in record["stacks"].items())
+    intro = (
+        "The same rows and decode limits as above, each measured under every stack (interpreter) in one "
+        "run; LeRobot in its own venv, once per num_workers. In brackets: "
+        f"{TIMES} the LeRobot row with the same frame dtype, {TIMES} the first stack. Stacks:\n\n{stacks}"
+    )
+    parts = [intro]
+    for name, rows in by_dataset(record["results"]).items():
+        parts += [
+            f"#### {labels.get(name, name)}: samples/s",
+            stacks_dataset_table(record, rows, "samples_per_s"),
+        ]
+        parts += [
+            f"#### {labels.get(name, name)}: peak RSS MB",
+            stacks_dataset_table(record, rows, "peak_rss_mb"),
+        ]
+    return "\n\n".join(parts)
+
+
 def plot_soak(soak: dict[str, Any], plots: Path) -> list[Path]:
     """RSS, open fds and threads of the soak's job over time; a line at each kill (red) and hang (orange)."""
     samples = soak["samples"]
@@ -798,6 +856,7 @@ def main() -> None:
     remote_source = load(args.results, "remote_source.json")
     balance, cluster_plan = load(args.results, "balance.json"), load(args.results, "cluster_plan.json")
     mixture, soak = load(args.results, "mixture.json"), load(args.results, "soak.json")
+    stacks = load(args.results, "read_stacks.json")
     hub_staging, rehearsal = (
         load(args.results, "hub_staging.json"),
         load(args.results, "droid_rehearsal.json"),
@@ -808,6 +867,8 @@ def main() -> None:
         section("Reading", "read.json", read, lambda r: [
             *images(plot_read_dataset(r, FIRST_DATASET, labels, args.plots), md),
             *images(plot_read(r, labels, args.plots), md), read_tables(r, labels)]),
+        section("Reading under two torch + torchcodec stacks", "read_stacks.json", stacks, lambda r: [
+            stacks_tables(r, labels_of(r))]),
         section("Reader cost curve: pool size and action window", "sweep.json", sweep, lambda r: [
             *images(plot_sweep(r, labels, args.plots), md), sweep_table(r, labels)]),
         section("Mixing two datasets", "mixture.json", mixture, lambda r: [mixture_table(r)]),
