@@ -12,8 +12,9 @@ in one process per measurement, under each `--stack` (default: this interpreter)
   thread, every frame;
 - `blocks_forward_2_threads` (>= 0.17): the same with colour conversion on a second thread (the blocks
   release the GIL, so demux+decode and conversion overlap on two cores);
-- `scan_ms` (>= 0.17): `VideoStream.scan()` of the whole source mp4 against PyAV's container index
-  (`converter/probe.py`'s `index_stream`) - the converter's frame counts and keyframes.
+- `scan_ms` (>= 0.17): `VideoStream.scan()` of the whole source mp4 against `converter/probe.py`'s two
+  ways to the converter's frame counts and keyframes: PyAV's container index, and the PyAV demux it
+  falls back to when a stream reorders frames.
 
 Frames/s per measurement; results to benchmarks/results/blocks.json through benchenv, with each stack's
 versions.
@@ -114,10 +115,16 @@ def blocks_forward_2_threads(path: str, first: int, count: int) -> int:
 
 
 def scan_ms(path: str, first: int, count: int) -> dict[str, float]:
-    """Milliseconds: torchcodec's scan of the whole file, PyAV's index (best of 5 each)."""
+    """Milliseconds, best of 5 each: torchcodec's scan of the whole file; the probe's container index; the
+    probe's fallback for streams that reorder frames (a PyAV demux of every packet, no decoding)."""
+    import av
     from torchcodec.decoders import Demuxer
 
-    from lerobot_wds.converter.probe import index_stream
+    from lerobot_wds.converter.probe import _demuxed, index_stream
+
+    def demux() -> None:
+        with av.open(path) as container:
+            _demuxed(container, container.streams.video[0])
 
     def best(fn: Callable[[], Any]) -> float:
         times = []
@@ -130,6 +137,7 @@ def scan_ms(path: str, first: int, count: int) -> dict[str, float]:
     return {
         "scan_ms": best(lambda: Demuxer(path).streams[0].scan()),
         "pyav_index_ms": best(lambda: index_stream(path, 30)),
+        "pyav_demux_ms": best(demux),
     }
 
 

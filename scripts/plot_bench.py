@@ -6,9 +6,10 @@
 Reads read.json (bench_read.py), sweep.json (bench_sweep.py), convert.json (bench_convert.py),
 plan.json (bench_plan.py), convert_plan.json (bench_convert_plan.py), workers.json (bench_workers.py),
 routes.json (bench_routes.py), remote_source.json (bench_remote_source.py), read_stacks.json
-(bench_stacks.py) and soak.json (soak.py); a missing file skips its plots and tables with one printed
-line. Writes PNGs (matplotlib, Agg backend) to --plots and replaces everything between the two marker
-comments of --markdown with the plots and tables, so that every number there comes from a results file.
+(bench_stacks.py), blocks.json (bench_blocks.py) and soak.json (soak.py); a missing file skips its
+plots and tables with one printed line. Writes PNGs (matplotlib, Agg backend) to --plots and replaces
+everything between the two marker comments of --markdown with the plots and tables, so that every number
+there comes from a results file.
 The reading section starts with g1 (the real robot's camera): its bar plot (samples/s of every reader
 row and both decode limits, per num_workers), then one table per dataset, g1 first. read.json files
 written before g1 (rows `ours*`, `lerobot`, `decode_limit`) still render.
@@ -759,6 +760,36 @@ def stacks_tables(record: dict[str, Any], labels: dict[str, str]) -> str:
     return "\n\n".join(parts)
 
 
+BLOCKS = {  # bench_blocks.py's measurements: what each row is
+    "decoder_forward": "VideoDecoder, forward (get_frames_in_range, 32 per call)",
+    "decoder_random_pairs": "VideoDecoder, random 2-frame windows (get_frames_at)",
+    "blocks_forward": "Demuxer -> VideoPacketDecoder -> ColorConverter, forward, 1 thread",
+    "blocks_forward_2_threads": "the same, colour conversion on a 2nd thread",
+}
+
+
+def blocks_table(record: dict[str, Any]) -> str:
+    """Frames/s of each decode path per stack (one core unless named), then the frame-index costs."""
+    stacks = list(record["stacks"])
+    parts = ["\n".join(stack_line(name, stack) for name, stack in record["stacks"].items())]
+    index_costs = {
+        "scan_ms": "VideoStream.scan() of the file, ms",
+        "pyav_index_ms": "probe: PyAV container index, ms",
+        "pyav_demux_ms": "probe fallback: PyAV demux of every packet, ms",
+    }
+    for row in record["results"]:
+        cells = row["stacks"]
+        lines = []
+        for key, what in BLOCKS.items():
+            speeds = [value(cells[s].get(key), "frames_per_s") for s in stacks]
+            lines.append([what, *("-" if x is None else fmt_number(x) for x in speeds)])
+        for key, what in index_costs.items():
+            lines.append([what, *(value(cells[s].get("scan_ms"), key) or "-" for s in stacks)])
+        parts.append(f"{row['dataset']}, first camera, {row['frames']} frames from its first episode:")
+        parts.append(table(["measurement", *stacks], lines))
+    return "\n\n".join(parts)
+
+
 def plot_soak(soak: dict[str, Any], plots: Path) -> list[Path]:
     """RSS, open fds and threads of the soak's job over time; a line at each kill (red) and hang (orange)."""
     samples = soak["samples"]
@@ -856,7 +887,7 @@ def main() -> None:
     remote_source = load(args.results, "remote_source.json")
     balance, cluster_plan = load(args.results, "balance.json"), load(args.results, "cluster_plan.json")
     mixture, soak = load(args.results, "mixture.json"), load(args.results, "soak.json")
-    stacks = load(args.results, "read_stacks.json")
+    stacks, blocks = load(args.results, "read_stacks.json"), load(args.results, "blocks.json")
     hub_staging, rehearsal = (
         load(args.results, "hub_staging.json"),
         load(args.results, "droid_rehearsal.json"),
@@ -869,6 +900,8 @@ def main() -> None:
             *images(plot_read(r, labels, args.plots), md), read_tables(r, labels)]),
         section("Reading under two torch + torchcodec stacks", "read_stacks.json", stacks, lambda r: [
             stacks_tables(r, labels_of(r))]),
+        section("torchcodec 0.17's blocks against its VideoDecoder", "blocks.json", blocks, lambda r: [
+            blocks_table(r)]),
         section("Reader cost curve: pool size and action window", "sweep.json", sweep, lambda r: [
             *images(plot_sweep(r, labels, args.plots), md), sweep_table(r, labels)]),
         section("Mixing two datasets", "mixture.json", mixture, lambda r: [mixture_table(r)]),
