@@ -785,6 +785,12 @@ def blocks_table(record: dict[str, Any]) -> str:
             lines.append([what, *("-" if x is None else fmt_number(x) for x in speeds)])
         for key, what in index_costs.items():
             lines.append([what, *(value(cells[s].get("scan_ms"), key) or "-" for s in stacks)])
+        for key, what in (("torch_mb", "RSS of `import torch`, MB"), ("torchcodec_mb", "then torchcodec, MB"),
+                          ("first_decode_mb", "then one decoder, 3 frames, MB"),
+                          ("torchcodec_import_s", "torchcodec's import (after torch), s")):  # fmt: skip
+            lines.append([what, *(value(cells[s].get("import_rss_mb"), key) or "-" for s in stacks)])
+        equal = [value(cells[s].get("blocks_equal"), "equal") for s in stacks]
+        lines.append(["blocks' frames equal VideoDecoder's", *("-" if e is None else str(e) for e in equal)])
         parts.append(f"{row['dataset']}, first camera, {row['frames']} frames from its first episode:")
         parts.append(table(["measurement", *stacks], lines))
     return "\n\n".join(parts)
