@@ -13,7 +13,8 @@ in one process per measurement, under each `--stack` (default: this interpreter)
 - `blocks_forward_2_threads` (>= 0.17): the same with colour conversion on a second thread (the blocks
   release the GIL, so demux+decode and conversion overlap on two cores);
 - `import_rss_mb`: RSS added by `import torch`, then by importing torchcodec's decoder (as the reader
-  does; and that import's seconds), then by opening one decoder and decoding 3 frames - what each DataLoader worker pays;
+  does; and that import's seconds), then by opening one decoder and decoding 3 frames - what each
+  DataLoader worker pays;
 - `blocks_equal`: whether the blocks' frames equal `VideoDecoder`'s (the first 40 frames and 40 from the
   middle), so the blocks rows measure the same output;
 - `scan_ms` (>= 0.17): `VideoStream.scan()` of the whole source mp4 against `converter/probe.py`'s two
