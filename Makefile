@@ -95,10 +95,10 @@ bench: setup
 	$(PY) scripts/plot_bench.py
 
 # The reader and torchcodec's decode paths on the pinned and the newest stack in one run, LeRobot 0.6.1
-# beside them (issue 24 part 3); g1, workers 0 and 2.
+# beside them (issue 24 part 3); g1 and bench, workers 0 and 2 (8-14 min, then 3-4 min of bench_blocks).
 bench-stacks: setup newest-venv lerobot-venv
 	$(PY) scripts/bench_stacks.py --stack pinned=$(PY) --stack newest=$(NEWEST_VENV)/bin/python \
-		--lerobot-venv $(CI_LEROBOT_VENV)
+		--lerobot-venv $(CI_LEROBOT_VENV) --datasets g1 bench
 	$(PY) scripts/bench_blocks.py --stack pinned=$(PY) --stack newest=$(NEWEST_VENV)/bin/python
 	$(PY) scripts/plot_bench.py
 
