@@ -12,7 +12,7 @@ LEROBOT_SETUP ?= ../shared/tools/lerobot-venv/setup.sh
 # What `pip install lerobot-wds` gives a new user: no constraints, the newest torch and torchcodec served.
 NEWEST_VENV ?= .venv-newest
 
-.PHONY: setup demo lint typecheck test test-pinned test-newest lerobot-venv newest-venv soak test-all bench \
+.PHONY: setup demo lint typecheck test test-pinned test-newest lerobot-venv newest-venv soak test-all bench bench-stacks \
 	bench-convert-scale packaging-check
 
 setup: $(VENV)/.installed
@@ -92,6 +92,14 @@ bench: setup
 	$(PY) scripts/bench_mixture.py
 	$(PY) scripts/bench_balance.py
 	$(PY) scripts/bench_cluster_plan.py
+	$(PY) scripts/plot_bench.py
+
+# The reader and torchcodec's decode paths on the pinned and the newest stack in one run, LeRobot 0.6.1
+# beside them (issue 24 part 3); g1 and bench, workers 0 and 2 (8-14 min, then 3-4 min of bench_blocks).
+bench-stacks: setup newest-venv lerobot-venv
+	$(PY) scripts/bench_stacks.py --stack pinned=$(PY) --stack newest=$(NEWEST_VENV)/bin/python \
+		--lerobot-venv $(CI_LEROBOT_VENV) --datasets g1 bench
+	$(PY) scripts/bench_blocks.py --stack pinned=$(PY) --stack newest=$(NEWEST_VENV)/bin/python
 	$(PY) scripts/plot_bench.py
 
 # The converter at scale (issue 14), on a quiet machine: planning 1k-130k episodes (synthetic, sparse),

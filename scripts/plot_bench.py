@@ -5,8 +5,8 @@
 
 Reads read.json (bench_read.py), sweep.json (bench_sweep.py), convert.json (bench_convert.py),
 plan.json (bench_plan.py), convert_plan.json (bench_convert_plan.py), workers.json (bench_workers.py),
-routes.json (bench_routes.py), remote_source.json (bench_remote_source.py) and soak.json (soak.py); a
-missing file skips its
+routes.json (bench_routes.py), remote_source.json (bench_remote_source.py), read_stacks.json
+(bench_stacks.py), blocks.json (bench_blocks.py) and soak.json (soak.py); a missing file skips its
 plots and tables with one printed line. Writes PNGs (matplotlib, Agg backend) to --plots and replaces
 everything between the two marker comments of --markdown with the plots and tables, so that every number
 there comes from a results file.
@@ -729,6 +729,101 @@ def threads_table(threads: dict[str, Any]) -> str:
     return f"{intro}\n\n{table(header, rows)}"
 
 
+def stack_line(name: str, stack: dict[str, Any]) -> str:
+    versions = stack.get("versions", {})
+    listed = ", ".join(
+        f"{k} {versions[k]}" for k in ("torch", "torchcodec", "av", "lerobot") if k in versions
+    )
+    return f"- {name}: {listed} (`{stack['python']}`)"
+
+
+def stack_cell(cell: Any, peer: Any, metric: str, base: Any = None) -> str:
+    """A measurement, in brackets x its LeRobot peer and x the first stack's (both from this run)."""
+    ours, top, first = value(cell, metric), value(peer, metric), value(base, metric)
+    notes = [f"{ours / top:.2f}{TIMES} LeRobot"] if ours and top else []
+    notes += [f"{ours / first:.2f}{TIMES} {base['_stack']}"] if ours and first else []
+    return fmt_number(ours) + (f" ({', '.join(notes)})" if notes else "")
+
+
+def stacks_dataset_table(record: dict[str, Any], rows: list[dict[str, Any]], metric: str) -> str:
+    """One dataset, one metric: a line per row, a column per (num_workers, stack); LeRobot once per w."""
+    stacks = [s for s in record["stacks"] if s != "lerobot"]
+    rows = sorted(rows, key=lambda r: r["num_workers"])
+    header = ["row", *(f"w{r['num_workers']} {s}" for r in rows for s in stacks)]
+    lines = []
+    for key in record.get("lerobot", {}):
+        lines.append([name_of(key), *(fmt_number(value(r.get(key), metric)) if i == 0 else "" for r in rows
+                                      for i, _ in enumerate(stacks))])  # fmt: skip
+    keys = [*record["variants"], *record["limits"]]
+    for key in keys:
+        peer = record["variants"].get(key, {}).get("peer")
+        cells = []
+        for r in rows:
+            first = {**r["stacks"][stacks[0]].get(key, {}), "_stack": stacks[0]}
+            for i, stack in enumerate(stacks):
+                cells.append(
+                    stack_cell(r["stacks"][stack].get(key), r.get(peer), metric, first if i else None)
+                )
+        lines.append([name_of(key), *cells])
+    return table(header, lines)
+
+
+def stacks_tables(record: dict[str, Any], labels: dict[str, str]) -> str:
+    stacks = "\n".join(stack_line(name, stack) for name, stack in record["stacks"].items())
+    intro = (
+        "The same rows and decode limits as above, each measured under every stack (interpreter) in one "
+        "run; LeRobot in its own venv, once per num_workers. In brackets: "
+        f"{TIMES} the LeRobot row with the same frame dtype, {TIMES} the first stack. Stacks:\n\n{stacks}"
+    )
+    parts = [intro]
+    for name, rows in by_dataset(record["results"]).items():
+        parts += [
+            f"#### {labels.get(name, name)}: samples/s",
+            stacks_dataset_table(record, rows, "samples_per_s"),
+        ]
+        parts += [
+            f"#### {labels.get(name, name)}: peak RSS MB",
+            stacks_dataset_table(record, rows, "peak_rss_mb"),
+        ]
+    return "\n\n".join(parts)
+
+
+BLOCKS = {  # bench_blocks.py's measurements: what each row is
+    "decoder_forward": "VideoDecoder, forward (get_frames_in_range, 32 per call)",
+    "decoder_random_pairs": "VideoDecoder, random 2-frame windows (get_frames_at)",
+    "blocks_forward": "Demuxer -> VideoPacketDecoder -> ColorConverter, forward, 1 thread",
+    "blocks_forward_2_threads": "the same, colour conversion on a 2nd thread",
+}
+
+
+def blocks_table(record: dict[str, Any]) -> str:
+    """Frames/s of each decode path per stack (one core unless named), then the frame-index costs."""
+    stacks = list(record["stacks"])
+    parts = ["\n".join(stack_line(name, stack) for name, stack in record["stacks"].items())]
+    index_costs = {
+        "scan_ms": "VideoStream.scan() of the file, ms",
+        "pyav_index_ms": "probe: PyAV container index, ms",
+        "pyav_demux_ms": "probe fallback: PyAV demux of every packet, ms",
+    }
+    for row in record["results"]:
+        cells = row["stacks"]
+        lines = []
+        for key, what in BLOCKS.items():
+            speeds = [value(cells[s].get(key), "frames_per_s") for s in stacks]
+            lines.append([what, *("-" if x is None else fmt_number(x) for x in speeds)])
+        for key, what in index_costs.items():
+            lines.append([what, *(value(cells[s].get("scan_ms"), key) or "-" for s in stacks)])
+        for key, what in (("torch_mb", "RSS of `import torch`, MB"), ("torchcodec_mb", "then torchcodec, MB"),
+                          ("first_decode_mb", "then one decoder, 3 frames, MB"),
+                          ("torchcodec_import_s", "torchcodec's import (after torch), s")):  # fmt: skip
+            lines.append([what, *(value(cells[s].get("import_rss_mb"), key) or "-" for s in stacks)])
+        equal = [value(cells[s].get("blocks_equal"), "equal") for s in stacks]
+        lines.append(["blocks' frames equal VideoDecoder's", *("-" if e is None else str(e) for e in equal)])
+        parts.append(f"{row['dataset']}, first camera, {row['frames']} frames from its first episode:")
+        parts.append(table(["measurement", *stacks], lines))
+    return "\n\n".join(parts)
+
+
 def plot_soak(soak: dict[str, Any], plots: Path) -> list[Path]:
     """RSS, open fds and threads of the soak's job over time; a line at each kill (red) and hang (orange)."""
     samples = soak["samples"]
@@ -826,6 +921,7 @@ def main() -> None:
     remote_source = load(args.results, "remote_source.json")
     balance, cluster_plan = load(args.results, "balance.json"), load(args.results, "cluster_plan.json")
     mixture, soak = load(args.results, "mixture.json"), load(args.results, "soak.json")
+    stacks, blocks = load(args.results, "read_stacks.json"), load(args.results, "blocks.json")
     hub_staging, rehearsal = (
         load(args.results, "hub_staging.json"),
         load(args.results, "droid_rehearsal.json"),
@@ -836,6 +932,10 @@ def main() -> None:
         section("Reading", "read.json", read, lambda r: [
             *images(plot_read_dataset(r, FIRST_DATASET, labels, args.plots), md),
             *images(plot_read(r, labels, args.plots), md), read_tables(r, labels)]),
+        section("Reading under two torch + torchcodec stacks", "read_stacks.json", stacks, lambda r: [
+            stacks_tables(r, labels_of(r))]),
+        section("torchcodec 0.17's blocks against its VideoDecoder", "blocks.json", blocks, lambda r: [
+            blocks_table(r)]),
         section("Reader cost curve: pool size and action window", "sweep.json", sweep, lambda r: [
             *images(plot_sweep(r, labels, args.plots), md), sweep_table(r, labels)]),
         section("Mixing two datasets", "mixture.json", mixture, lambda r: [mixture_table(r)]),
