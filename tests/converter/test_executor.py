@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import subprocess
 import sys
 import threading
 import time
@@ -49,3 +50,42 @@ def test_a_conversion_leaves_other_threads_stderr_alone(tmp_path: Path, capfd: p
     assert err.count("other thread") == len(written) > 3
     assert "Launching pipeline" not in err
     assert dt_logging.sys is sys
+
+
+GARBAGE_WITH_FFMPEG_THREADS = """
+import gc, os, sys
+import av
+from lerobot_wds import ConvertConfig, convert
+
+gc.disable()  # the garbage below stays until the fork
+os.register_at_fork(after_in_child=gc.collect)  # in the child, any allocation may start a collection
+
+
+class Holder:
+    pass
+
+
+holder = Holder()
+holder.me = holder  # a cycle: only the collector frees it
+holder.container = av.open(sys.argv[1])  # FFmpeg's default decoder threads
+holder.frame = next(holder.container.decode(video=0))
+del holder
+convert(sys.argv[2], sys.argv[3], ConvertConfig(workers=int(sys.argv[4])))
+"""
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_a_callers_garbage_owning_ffmpeg_threads_does_not_hang_the_conversion(
+    tmp_path: Path, workers: int
+) -> None:
+    """datatrove forks its Manager server: a PyAV decoder with FFmpeg's threads, garbage in the caller,
+    freed by a collection in that child, waited forever on threads the child does not have."""
+    video = next((fixture_dir("depth") / "videos").glob("observation.images.depth/*/*.mp4"))  # HEVC
+    command = [sys.executable, "-c", GARBAGE_WITH_FFMPEG_THREADS, str(video), str(fixture_dir("tiny"))]
+    log = tmp_path / "stderr.txt"  # not a pipe: a hung grandchild holding it would hold the timeout too
+    with log.open("wb") as stderr:
+        completed = subprocess.run(
+            [*command, str(tmp_path / "out"), str(workers)], stderr=stderr, timeout=180
+        )
+    assert completed.returncode == 0, log.read_text()[-2000:]
+    assert (tmp_path / "out" / "manifest.json").is_file()

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+import numpy as np
 import pytest
 import torch
 from helpers import FIXTURES, fixture_dir
 
-from lerobot_wds import ConvertConfig, convert
+from lerobot_wds import ConvertConfig, ShardFormatError, convert
+from lerobot_wds.reader import frames
 
 # multi and h264 with small shards: several shards, episodes read by ranged reads across them.
 SHARD_SIZE_MB = {"tiny": 256.0, "multi": 0.4, "h264": 0.3, "g1": 12.0}
@@ -36,3 +38,19 @@ def converted(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
         convert(str(fixture_dir(name)), str(out / name), ConvertConfig(shard_size_mb=SHARD_SIZE_MB[name]))
         urls[name] = str(out / name)
     return urls
+
+
+@pytest.fixture
+def half_bad_episode(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Episode 2's segment opens but its frames from 20 on fail to decode (a fault injected into the
+    decoder: a real corrupt packet fails or not depending on the codec), so whether a frame of it comes
+    depends on the order its reader draws them in: an elastic restore must keep what the saved reader
+    had found."""
+    real = frames.EpisodeDecoder.frames
+
+    def failing(self: frames.EpisodeDecoder, indices: np.ndarray) -> list[torch.Tensor]:
+        if "episode 2" in self.where and max(indices.tolist()) >= 20:
+            raise ShardFormatError(f"{self.where}: frames {indices.tolist()} do not decode; injected")
+        return real(self, indices)
+
+    monkeypatch.setattr(frames.EpisodeDecoder, "frames", failing)

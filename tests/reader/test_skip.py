@@ -202,21 +202,14 @@ def test_a_frame_that_does_not_decode_is_skipped_alike_in_item_and_batch_mode(
     assert max(episode_2, default=-1) < first_bad_frame
 
 
+@pytest.mark.usefixtures("half_bad_episode")
 @pytest.mark.parametrize("batch_size", [None, 8])
 def test_skip_stage_resumes_exactly_at_every_cut(
-    converted: dict[str, str], tmp_path: Path, monkeypatch, batch_size: int | None
+    converted: dict[str, str], tmp_path: Path, batch_size: int | None
 ) -> None:
     """Episode 4 fails to read (a flipped byte) and episode 2's frames from 20 on fail to decode
     (injected): a restore anywhere gives the rest of the uninterrupted stream."""
     root = flip_episodes(converted["tiny"], tmp_path / "tiny", [4])
-    real = frames.EpisodeDecoder.frames
-
-    def failing(self: frames.EpisodeDecoder, indices: np.ndarray) -> list[torch.Tensor]:
-        if "episode 2" in self.where and max(indices.tolist()) >= 20:
-            raise ShardFormatError(f"{self.where}: frames {indices.tolist()} do not decode; injected")
-        return real(self, indices)
-
-    monkeypatch.setattr(frames.EpisodeDecoder, "frames", failing)
 
     def make() -> ShardedLeRobotDataset:
         return ShardedLeRobotDataset(

@@ -9,15 +9,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pytest
-import torch
 from test_skip import flip_episodes
 from torchdata.stateful_dataloader import StatefulDataLoader
 
 import lerobot_wds
 from lerobot_wds import MixedDataset, ShardedLeRobotDataset, ShardFormatError
-from lerobot_wds.reader import elastic_state, frames
+from lerobot_wds.reader import elastic_state
 
 BATCH = 4
 
@@ -95,22 +93,6 @@ def test_a_mixture_state_without_skip_keys_still_loads(flipped: str) -> None:
 # ----------------------------------------------------------------------------- elastic
 
 TINY_EP2 = range(100, 140)  # tiny's episode 2 (index 100-139): its frames from 20 on do not decode
-
-
-@pytest.fixture
-def half_bad_episode(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Episode 2's segment opens but its frames from 20 on fail to decode (a fault injected into the
-    decoder: a real corrupt packet fails or not depending on the codec), so whether a frame of it comes
-    depends on the order its reader draws them in: an elastic restore must keep what the saved reader
-    had found."""
-    real = frames.EpisodeDecoder.frames
-
-    def failing(self: frames.EpisodeDecoder, indices: np.ndarray) -> list[torch.Tensor]:
-        if "episode 2" in self.where and max(indices.tolist()) >= 20:
-            raise ShardFormatError(f"{self.where}: frames {indices.tolist()} do not decode; injected")
-        return real(self, indices)
-
-    monkeypatch.setattr(frames.EpisodeDecoder, "frames", failing)
 
 
 def values(dataset: ShardedLeRobotDataset) -> list[list[int]]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import gc
 import os
 import shutil
 import tempfile
@@ -213,6 +214,11 @@ def run_shard_tasks(
 
 def _run_executor(executor: LocalPipelineExecutor) -> None:
     global _forks_watch_parent
+    # datatrove forks (its Manager server, whatever the worker count). Garbage of the caller's that owns
+    # FFmpeg threads (a PyAV container or frame converter not yet collected) must be freed here, where
+    # those threads exist: freed by a collection in the forked child, it waits on their condition
+    # variables forever, and the conversion with it.
+    gc.collect()
     _forks_watch_parent = True
     try:
         with quiet_datatrove():  # datatrove's loguru summary; its log files keep it

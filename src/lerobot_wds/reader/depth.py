@@ -118,7 +118,7 @@ class DepthDecoder:
         last = max(wanted)
         for frame in self.container.decode(self.stream):
             if frame.pts in wanted:
-                codes = frame.to_ndarray(format="gray12le")
+                codes = frame.to_ndarray(format="gray12le", threads=1)  # no FFmpeg threads: see __init__
                 found[wanted[frame.pts]] = torch.from_numpy(codes).unsqueeze(0)
             if frame.pts is not None and frame.pts >= last:
                 break
