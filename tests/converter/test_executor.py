@@ -52,12 +52,12 @@ def test_a_conversion_leaves_other_threads_stderr_alone(tmp_path: Path, capfd: p
     assert dt_logging.sys is sys
 
 
-GARBAGE_WITH_FFMPEG_THREADS = """
-import gc, os, sys
+FFMPEG_THREADS_HELD = """
+import gc, os, sys, threading
 import av
 from lerobot_wds import ConvertConfig, convert
 
-gc.disable()  # the garbage below stays until the fork
+gc.disable()  # garbage stays until the fork
 os.register_at_fork(after_in_child=gc.collect)  # in the child, any allocation may start a collection
 
 
@@ -66,26 +66,33 @@ class Holder:
 
 
 holder = Holder()
-holder.me = holder  # a cycle: only the collector frees it
 holder.container = av.open(sys.argv[1])  # FFmpeg's default decoder threads
 holder.frame = next(holder.container.decode(video=0))
-del holder
+holder.array = holder.frame.to_ndarray(format="gray12le")  # a converter with swscale's threads
+if sys.argv[5] == "garbage":
+    holder.me = holder  # a cycle: only the collector frees it
+    del holder
+else:  # only this thread holds it (as PyAV's stashed exceptions are held): a fork from another thread
+    held = threading.local()  # frees it in the child
+    held.holder = holder
+    del holder
 convert(sys.argv[2], sys.argv[3], ConvertConfig(workers=int(sys.argv[4])))
 """
 
 
-@pytest.mark.parametrize("workers", [1, 2])
-def test_a_callers_garbage_owning_ffmpeg_threads_does_not_hang_the_conversion(
-    tmp_path: Path, workers: int
+@pytest.mark.parametrize(("held", "workers"), [("garbage", 1), ("garbage", 2), ("thread-local", 1)])
+def test_ffmpeg_threads_held_by_the_caller_do_not_hang_the_conversion(
+    tmp_path: Path, held: str, workers: int
 ) -> None:
-    """datatrove forks its Manager server: a PyAV decoder with FFmpeg's threads, garbage in the caller,
-    freed by a collection in that child, waited forever on threads the child does not have."""
+    """datatrove forks its Manager server: a PyAV decoder and converter with FFmpeg's threads, freed in
+    that child (as garbage by a collection, or as what only the caller's thread held when the fork came
+    from another thread), waited forever on threads the child does not have."""
     video = next((fixture_dir("depth") / "videos").glob("observation.images.depth/*/*.mp4"))  # HEVC
-    command = [sys.executable, "-c", GARBAGE_WITH_FFMPEG_THREADS, str(video), str(fixture_dir("tiny"))]
+    command = [sys.executable, "-c", FFMPEG_THREADS_HELD, str(video), str(fixture_dir("tiny"))]
     log = tmp_path / "stderr.txt"  # not a pipe: a hung grandchild holding it would hold the timeout too
     with log.open("wb") as stderr:
         completed = subprocess.run(
-            [*command, str(tmp_path / "out"), str(workers)], stderr=stderr, timeout=180
+            [*command, str(tmp_path / "out"), str(workers), held], stderr=stderr, timeout=180
         )
     assert completed.returncode == 0, log.read_text()[-2000:]
     assert (tmp_path / "out" / "manifest.json").is_file()

@@ -13,7 +13,7 @@ import types
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from datatrove.executor import LocalPipelineExecutor
 from datatrove.io import DataFolder
@@ -29,6 +29,8 @@ from .plan import ShardPlan
 from .remote import TaskReads
 from .shards import VideoOptions, write_shard
 from .source import LeRobotSource
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -142,7 +144,11 @@ class _QuietExecutor(LocalPipelineExecutor):
 
     def _launch_run_for_rank(self, *args: Any, **kwargs: Any) -> Any:
         with quiet_datatrove():
-            return super()._launch_run_for_rank(*args, **kwargs)
+            if self.workers > 1:  # a spawned process of datatrove's pool: a stack of its own already
+                return super()._launch_run_for_rank(*args, **kwargs)
+            return _on_a_stack_of_its_own(
+                lambda: super(_QuietExecutor, self)._launch_run_for_rank(*args, **kwargs)
+            )
 
 
 @contextlib.contextmanager
@@ -242,13 +248,17 @@ os.register_at_fork(after_in_child=_watch_parent_after_fork)
 
 
 def _run_isolated(executor: LocalPipelineExecutor) -> None:
-    """Run the shard tasks on a stack that holds none of the caller's variables.
+    """Run the shard tasks; each task's run holds none of the caller's variables on its stack.
 
     datatrove logs a failing task's traceback with loguru's ``diagnose``, which prints the local
     variables of every frame up the stack: run on the caller's stack, that would put its variables
-    (storage options, tokens) into the task logs. With ``workers > 1`` datatrove's pool already runs
-    each task in a spawned process; ``workers=1`` runs in a thread of its own (no new process, so
-    scripts without an ``if __name__ == "__main__"`` guard keep working).
+    (storage options, tokens) into the task logs. With ``workers > 1`` datatrove's pool runs each task
+    in a spawned process; with ``workers=1`` each task runs in a thread of its own
+    (:meth:`QuietExecutor._launch_run_for_rank`: no new process, so scripts without an
+    ``if __name__ == "__main__"`` guard keep working). The executor itself runs on the caller's thread:
+    it forks (datatrove's Manager server), and a fork from another thread would free, in the child,
+    what only the caller's thread holds (its frames, its thread-locals), FFmpeg objects among them,
+    whose threads the child does not have: freeing them there waits forever.
     """
     if executor.workers > 1:
         # The tasks log in their own processes; this one logs a stats summary to the stderr sink that
@@ -259,11 +269,17 @@ def _run_isolated(executor: LocalPipelineExecutor) -> None:
         finally:
             loguru_logger.enable("datatrove")
         return
+    _run_executor(executor)
+
+
+def _on_a_stack_of_its_own(call: Callable[[], T]) -> T:
+    """``call()`` in a new thread (a stack of its own), its result or exception returned here."""
+    results: list[Any] = []
     failures: list[BaseException] = []
 
     def target() -> None:
         try:
-            _run_executor(executor)
+            results.append(call())
         except BaseException as exc:
             failures.append(exc)
 
@@ -272,6 +288,7 @@ def _run_isolated(executor: LocalPipelineExecutor) -> None:
     thread.join()
     if failures:
         raise failures[0]
+    return results[0]
 
 
 def _report_progress(
