@@ -471,18 +471,25 @@ def convert_once(name: str) -> str:
     return str(dest)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--datasets", nargs="+", default=["g1", "bench", "multi"])
+def measurement_arguments(parser: argparse.ArgumentParser, *, datasets: list[str], out: Path) -> None:
+    """The options of a read measurement run (this script's and bench_stacks.py's)."""
+    parser.add_argument("--datasets", nargs="+", default=datasets)
     parser.add_argument("--workers", type=int, nargs="+", default=[0, 2])
     parser.add_argument("--variants", nargs="+", default=list(DEFAULT_VARIANTS), choices=list(VARIANTS))
     parser.add_argument("--batches", type=int, default=40)
     parser.add_argument("--repeats", type=int, default=2, help="rounds of every measurement; best kept")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--lerobot-venv", type=Path, default=None)
-    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks/results/read.json")
+    parser.add_argument("--out", type=Path, default=out)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    measurement_arguments(
+        parser, datasets=["g1", "bench", "multi"], out=ROOT / "benchmarks/results/read.json"
+    )
     parser.add_argument("--child", choices=sorted(CHILDREN), help=argparse.SUPPRESS)
     parser.add_argument("--url", help=argparse.SUPPRESS)
     parser.add_argument("--source", help=argparse.SUPPRESS)

@@ -24,7 +24,6 @@ import subprocess
 import sys
 import time
 from dataclasses import asdict
-from pathlib import Path
 from typing import Any
 
 from bench_read import (
@@ -37,6 +36,7 @@ from bench_read import (
     WARMUP_BATCHES,
     convert_once,
     dataset_info,
+    measurement_arguments,
     ratio,
     run_child,
     write_results,
@@ -119,14 +119,7 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--stack", type=parse_stack, action="append", required=True, metavar="NAME=PYTHON")
-    parser.add_argument("--datasets", nargs="+", default=["g1"])
-    parser.add_argument("--workers", type=int, nargs="+", default=[0, 2])
-    parser.add_argument("--variants", nargs="+", default=list(DEFAULT_VARIANTS), choices=list(VARIANTS))
-    parser.add_argument("--batches", type=int, default=40)
-    parser.add_argument("--repeats", type=int, default=2, help="rounds of every measurement; best kept")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--lerobot-venv", type=Path, default=None)
-    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks/results/read_stacks.json")
+    measurement_arguments(parser, datasets=["g1"], out=ROOT / "benchmarks/results/read_stacks.json")
     args = parser.parse_args()
     # every interpreter imports this checkout's lerobot_wds, whatever its own install points at
     paths = [str(ROOT / "src"), os.environ.get("PYTHONPATH")]
